@@ -1,0 +1,64 @@
+// Package middleware provides stock net/http middleware for colibri
+// servers: request ids, panic recovery, request logging, Basic and bearer
+// authentication, an Origin allowlist and a rate limit on WebSocket
+// upgrades. Each is a func(http.Handler) http.Handler, or a constructor
+// returning one, and works with any router built on net/http; the package
+// imports nothing from colibri.
+//
+// # Middleware and WebSocket routes
+//
+// colibri runs the middleware chain in front of a WebSocket route as an
+// ordinary HTTP request. The ws route only records its decision: to accept,
+// it sets "Upgrade: websocket" and "Connection: Upgrade" on the response
+// header and writes nothing; to refuse, it answers like any HTTP handler.
+// The router hijacks the connection and completes the handshake only after
+// the chain has returned. So middleware here never meets a hijacked
+// connection, a refusal by middleware (401, 403, 429) is a plain HTTP
+// response the client can read, and Log can tell an accepted upgrade from
+// a refused one by what the chain left behind.
+//
+// Values middleware put in the request context reach the WebSocket
+// handler, whose context carries the request context's values: read the
+// authenticated user with [UserFrom] and the request id with
+// [RequestIDFrom] inside the handler.
+//
+// # Order
+//
+// Listed from the outermost, which sees the request first and the response
+// last, a sensible stack is
+//
+//	RequestID, Recover(logger), Log(logger), Origins(...),
+//	UpgradeRateLimit(...), Bearer(...) or BasicAuth(...)
+//
+// RequestID first so that every log line has the id; Recover before Log so
+// that Log records the 500 Recover writes; Origins and UpgradeRateLimit
+// before authentication, so that foreign pages and floods are turned away
+// before a verifier spends time on them. See [Example] for such a chain.
+//
+// # Authentication
+//
+// [BasicAuth] and [Bearer] check credentials with a function of yours and
+// store the user name under one context key, read with [UserFrom].
+// [BasicAuthUsers] builds a constant-time Basic verifier from a fixed map.
+// Browsers cannot add headers to a WebSocket handshake; [BearerWith] can
+// take the token from a query parameter instead, with the risks its
+// [BearerOptions] spell out.
+//
+// # Origins
+//
+// Browsers let any page open a WebSocket to any server and send that
+// server's cookies along. [Origins] turns away pages whose origin is not on
+// an allowlist.
+//
+// # Rate limiting
+//
+// [UpgradeRateLimit] keeps a token bucket per client IP for WebSocket
+// upgrade requests, in a table bounded in size, without a background
+// goroutine.
+//
+// # Writing middleware
+//
+// [Recorder] wraps a ResponseWriter and records the status, the bytes
+// written and whether the header was sent, while keeping Flush, Hijack,
+// ReadFrom and [http.ResponseController] working.
+package middleware

@@ -1,0 +1,120 @@
+package middleware
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Log writes one line per request to logger, with the message "request",
+// after the rest of the chain has returned. A nil logger means
+// [slog.Default] at the time of the request.
+//
+// The line carries these attributes:
+//
+//   - method, path: from the request. The query string is left out on
+//     purpose, because it may carry a bearer token (see
+//     [BearerOptions.QueryParam]) or other secrets.
+//   - status: the status the client receives. When the handler wrote
+//     nothing this is 200, which net/http sends when the handler returns,
+//     or 101 when a ws route accepted an upgrade (200 on HTTP/2, RFC 8441).
+//     It is 0 when the handler hijacked the connection itself, or panicked
+//     before writing, since Log cannot know what the client got then.
+//   - duration: time spent in the rest of the chain. For an accepted upgrade
+//     this ends at the decision: the session that follows is not counted.
+//   - bytes: body bytes written.
+//   - remote: r.RemoteAddr.
+//   - request_id: when RequestID ran, on either side of Log.
+//   - upgrade: only for WebSocket upgrades and requests for one. "accepted"
+//     when the response header holds "Upgrade: websocket" and nothing was
+//     written, which is how a ws route records its decision; "refused" when
+//     the request asked for an upgrade (Connection holds "upgrade" and
+//     Upgrade holds "websocket") and got any other answer; "hijacked" when
+//     it asked and the handler hijacked the connection itself.
+//   - panic: true when a later handler panicked. Log lets the panic go on,
+//     to Recover or net/http, and logs what was recorded up to then.
+//
+// The level says who has something to fix: [slog.LevelError] for a 5xx
+// status or a panic (the server), [slog.LevelWarn] for a 4xx (the client,
+// or an attack such as rate-limited or unauthorised upgrades), and
+// [slog.LevelInfo] for the rest.
+//
+// Place Log after RequestID and Recover, so that its line has the id and
+// sees the 500 that Recover writes.
+func Log(logger *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rec := NewRecorder(w)
+			completed := false
+			// Deferred, so that a panic on its way out still gets its line;
+			// recovering here would cut the panicking stack off before
+			// Recover could log it.
+			defer func() {
+				logRequest(logger, rec, r, time.Since(start), !completed)
+			}()
+			next.ServeHTTP(rec, r)
+			completed = true
+		})
+	}
+}
+
+func logRequest(logger *slog.Logger, rec *Recorder, r *http.Request, d time.Duration, panicked bool) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	status := rec.Status()
+	asked := isUpgradeRequest(r)
+	upgrade := ""
+	switch {
+	case rec.Hijacked():
+		if asked {
+			upgrade = "hijacked"
+		}
+	case !rec.WroteHeader() && panicked:
+		// The answer, if any, comes from whoever recovers.
+	case !rec.WroteHeader() && upgradeAccepted(rec.Header()):
+		status = http.StatusSwitchingProtocols
+		if r.ProtoMajor >= 2 {
+			status = http.StatusOK
+		}
+		upgrade = "accepted"
+	case !rec.WroteHeader():
+		status = http.StatusOK
+		if asked {
+			upgrade = "refused"
+		}
+	case asked && status == http.StatusSwitchingProtocols:
+		upgrade = "accepted"
+	case asked:
+		upgrade = "refused"
+	}
+
+	level := slog.LevelInfo
+	switch {
+	case panicked || status >= 500:
+		level = slog.LevelError
+	case status >= 400:
+		level = slog.LevelWarn
+	}
+
+	attrs := make([]slog.Attr, 0, 10)
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.Duration("duration", d),
+		slog.Int64("bytes", rec.BytesWritten()),
+		slog.String("remote", r.RemoteAddr),
+	)
+	if id := requestIDOf(rec, r); id != "" {
+		attrs = append(attrs, slog.String("request_id", id))
+	}
+	if upgrade != "" {
+		attrs = append(attrs, slog.String("upgrade", upgrade))
+	}
+	if panicked {
+		attrs = append(attrs, slog.Bool("panic", true))
+	}
+	logger.LogAttrs(r.Context(), level, "request", attrs...)
+}

@@ -1,0 +1,104 @@
+package middleware
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func originRequest(host, origin string) *http.Request {
+	r := upgradeRequest("/ws")
+	r.Host = host
+	if origin != "" {
+		r.Header.Set("Origin", origin)
+	}
+	return r
+}
+
+func TestOrigins(t *testing.T) {
+	h := Origins("*.example.com", "localhost:*", "partner.test", `\[::1\]:*`)(ok)
+	for _, tc := range []struct {
+		name, host, origin string
+		allowed            bool
+	}{
+		{"no Origin", "api.test", "", true},
+
+		{"same host", "api.test", "https://api.test", true},
+		{"same host and port", "api.test:8080", "http://api.test:8080", true},
+		{"same host, case", "API.test", "https://api.TEST", true},
+		{"same host, default https port", "api.test:443", "https://api.test", true},
+		{"same host, default http port", "api.test:80", "http://api.test", true},
+		{"same host, IPv6 default port", "[2001:db8::1]:443", "https://[2001:db8::1]", true},
+		{"same name, other port", "api.test:8080", "http://api.test:9090", false},
+		{"same name, port not default for scheme", "api.test:443", "http://api.test", false},
+
+		{"subdomain", "api.test", "https://app.example.com", true},
+		{"subdomain, http", "api.test", "http://app.example.com", true},
+		{"subdomain, case", "api.test", "https://App.Example.COM", true},
+		{"apex is not a subdomain", "api.test", "https://example.com", false},
+		{"subdomain with port", "api.test", "https://app.example.com:8443", false},
+		{"look-alike", "api.test", "https://example.com.evil.test", false},
+		{"localhost any port", "api.test", "http://localhost:3000", true},
+		{"localhost without port", "api.test", "http://localhost", false},
+		{"exact host", "api.test", "https://partner.test", true},
+		{"exact host, other port", "api.test", "https://partner.test:8080", false},
+		{"escaped IPv6 pattern", "api.test", "http://[::1]:5173", true},
+		{"unlisted", "api.test", "https://evil.test", false},
+
+		{"null", "api.test", "null", false},
+		{"no scheme", "api.test", "partner.test", false},
+		{"path", "api.test", "https://partner.test/", false},
+		{"query", "api.test", "https://partner.test?", false},
+		{"user info", "api.test", "https://u@partner.test", false},
+		{"no host", "api.test", "https://", false},
+		{"list", "api.test", "https://partner.test https://evil.test", false},
+		{"bad escape", "api.test", "https://%zz", false},
+	} {
+		w := serve(h, originRequest(tc.host, tc.origin))
+		if tc.allowed && w.Code != http.StatusOK {
+			t.Errorf("%s: Origin %q, Host %q: got %d %q, want it let through", tc.name, tc.origin, tc.host, w.Code, w.Body)
+		}
+		if !tc.allowed && w.Code != http.StatusForbidden {
+			t.Errorf("%s: Origin %q, Host %q: got %d, want 403", tc.name, tc.origin, tc.host, w.Code)
+		}
+	}
+}
+
+func TestOriginsRefusalNamesOrigin(t *testing.T) {
+	w := serve(Origins("app.example.com")(ok), originRequest("api.test", "https://evil.test"))
+	if w.Code != http.StatusForbidden || w.Body.String() != "origin \"https://evil.test\" not allowed\n" {
+		t.Errorf("got %d %q", w.Code, w.Body)
+	}
+}
+
+func TestOriginsAppliesToPlainRequests(t *testing.T) {
+	h := Origins()(ok)
+	r := httptest.NewRequest(http.MethodPost, "/form", nil)
+	r.Header.Set("Origin", "https://evil.test")
+	if w := serve(h, r); w.Code != http.StatusForbidden {
+		t.Errorf("cross-origin POST: status %d, want 403", w.Code)
+	}
+}
+
+func TestOriginsWildcard(t *testing.T) {
+	h := Origins("*")(ok)
+	if w := serve(h, originRequest("api.test", "https://anything.test:1234")); w.Code != http.StatusOK {
+		t.Errorf("pattern *: status %d, want 200", w.Code)
+	}
+	if w := serve(h, originRequest("api.test", "null")); w.Code != http.StatusForbidden {
+		t.Errorf("pattern * with Origin null: status %d, want 403", w.Code)
+	}
+}
+
+func TestOriginsPanicsOnBadPattern(t *testing.T) {
+	for _, p := range []string{"[", "https://app.example.com", "app.example.com/", `a\`} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Origins(%q) did not panic", p)
+				}
+			}()
+			Origins(p)
+		}()
+	}
+}

@@ -1,0 +1,65 @@
+package middleware
+
+import (
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+)
+
+// Recover turns a panic in a later handler into one error log line and,
+// when nothing has been written yet, a 500 Internal Server Error, so that a
+// bug costs one request rather than a connection with no answer.
+//
+// The log line, at [slog.LevelError] with the message "panic", carries the
+// panic value, the stack of the panicking goroutine, the method, the path
+// and the request id when there is one. A nil logger means [slog.Default]
+// at the time of the panic.
+//
+// A panic with [http.ErrAbortHandler] is passed on untouched: it is how a
+// handler asks net/http to abort the response quietly. When the handler had
+// already started the response, Recover only logs: the status cannot be
+// changed any more, and the client sees the body end early. A 500 never
+// carries the Upgrade and Connection fields a ws route may have set before
+// the panic, so the router cannot mistake it for an accepted upgrade.
+//
+// Recover sees panics of the request goroutine only: a WebSocket session
+// runs after the middleware chain has returned, and colibri recovers panics
+// there itself.
+func Recover(logger *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := NewRecorder(w)
+			defer func() {
+				v := recover()
+				if v == nil {
+					return
+				}
+				if v == any(http.ErrAbortHandler) {
+					panic(v)
+				}
+				l := logger
+				if l == nil {
+					l = slog.Default()
+				}
+				attrs := []slog.Attr{
+					slog.Any("panic", v),
+					slog.String("stack", string(debug.Stack())),
+					slog.String("method", r.Method),
+					slog.String("path", r.URL.Path),
+				}
+				if id := requestIDOf(w, r); id != "" {
+					attrs = append(attrs, slog.String("request_id", id))
+				}
+				l.LogAttrs(r.Context(), slog.LevelError, "panic", attrs...)
+				if rec.WroteHeader() || rec.Hijacked() {
+					return
+				}
+				h := w.Header()
+				h.Del("Upgrade")
+				h.Del("Connection")
+				http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+			}()
+			next.ServeHTTP(rec, r)
+		})
+	}
+}

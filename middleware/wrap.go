@@ -1,0 +1,134 @@
+package middleware
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+)
+
+// Recorder is an [http.ResponseWriter] that passes everything through to
+// the writer it wraps and records what went by: the status code, the number
+// of body bytes and whether the header was written or the connection
+// hijacked. Log uses one; it is exported for middleware of your own.
+//
+// A Recorder keeps the optional interfaces of the writer it wraps working:
+// it implements [http.Flusher], [http.Hijacker] and [io.ReaderFrom], each
+// reaching the wrapped writer (through its own Unwrap chain if need be), and
+// Unwrap, so that [http.ResponseController] finds deadlines and full-duplex
+// support underneath. A method the wrapped writer cannot honour returns an
+// error matching [http.ErrNotSupported].
+//
+// Like the writer it wraps, a Recorder belongs to the handler serving the
+// request and must not be used from other goroutines without
+// synchronisation; its accessors are meant to be read after the inner
+// handler has returned.
+type Recorder struct {
+	rw          http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+	hijacked    bool
+}
+
+// NewRecorder returns a Recorder that writes through to w.
+func NewRecorder(w http.ResponseWriter) *Recorder {
+	return &Recorder{rw: w}
+}
+
+// Header returns the wrapped writer's header map.
+func (r *Recorder) Header() http.Header { return r.rw.Header() }
+
+// WriteHeader records code as the status, unless a status was already
+// recorded, and passes it on. Informational codes (1xx other than 101) are
+// passed on without being recorded, because net/http lets a handler send
+// any number of them before the final response.
+func (r *Recorder) WriteHeader(code int) {
+	final := code < 100 || code > 199 || code == http.StatusSwitchingProtocols
+	if final && !r.wroteHeader && !r.hijacked {
+		r.status = code
+		r.wroteHeader = true
+	}
+	r.rw.WriteHeader(code)
+}
+
+// Write writes p to the wrapped writer and counts the bytes it accepted. As
+// in net/http, a Write before WriteHeader means status 200.
+func (r *Recorder) Write(p []byte) (int, error) {
+	r.implicitHeader()
+	n, err := r.rw.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom copies src to the response, letting the wrapped writer use its
+// own ReadFrom (net/http's may use sendfile) when it has one, and counts the
+// bytes copied.
+func (r *Recorder) ReadFrom(src io.Reader) (int64, error) {
+	r.implicitHeader()
+	var n int64
+	var err error
+	if rf, ok := r.rw.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		// Hide ReadFrom so that io.Copy does not call back into r.
+		n, err = io.Copy(struct{ io.Writer }{r.rw}, src)
+	}
+	r.bytes += n
+	return n, err
+}
+
+// Flush sends buffered data to the client, if the wrapped writer can flush;
+// otherwise it does nothing. FlushError says which.
+func (r *Recorder) Flush() { _ = r.FlushError() }
+
+// FlushError is Flush that reports failure, including an error matching
+// [http.ErrNotSupported] when the wrapped writer cannot flush.
+// [http.ResponseController.Flush] calls it.
+func (r *Recorder) FlushError() error {
+	err := http.NewResponseController(r.rw).Flush()
+	if !errors.Is(err, http.ErrNotSupported) {
+		// Flushing sends the header, with status 200 unless one was set.
+		r.implicitHeader()
+	}
+	return err
+}
+
+// Hijack takes over the connection from the wrapped writer, for code that
+// speaks its own protocol on it. After a successful Hijack, Hijacked reports
+// true and nothing written through r reaches the client any more.
+// colibri's router does not need this: it hijacks after the middleware chain
+// has returned, on the writer it was given.
+func (r *Recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(r.rw).Hijack()
+	if err == nil {
+		r.hijacked = true
+	}
+	return conn, brw, err
+}
+
+// Unwrap returns the wrapped writer, for [http.ResponseController].
+func (r *Recorder) Unwrap() http.ResponseWriter { return r.rw }
+
+// Status returns the status code of the response, or 0 if nothing was
+// written (net/http then sends 200 when the handler returns, and colibri's
+// router answers 101 if a ws route accepted an upgrade).
+func (r *Recorder) Status() int { return r.status }
+
+// BytesWritten returns the number of body bytes the wrapped writer accepted.
+func (r *Recorder) BytesWritten() int64 { return r.bytes }
+
+// WroteHeader reports whether the response header was sent: by WriteHeader
+// with a final status, or implicitly by Write, ReadFrom or Flush.
+func (r *Recorder) WroteHeader() bool { return r.wroteHeader }
+
+// Hijacked reports whether Hijack succeeded.
+func (r *Recorder) Hijacked() bool { return r.hijacked }
+
+func (r *Recorder) implicitHeader() {
+	if !r.wroteHeader && !r.hijacked {
+		r.status = http.StatusOK
+		r.wroteHeader = true
+	}
+}

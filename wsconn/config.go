@@ -1,0 +1,161 @@
+package wsconn
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Defaults used where a Config field is left at its zero value.
+const (
+	DefaultMaxMessageSize = 1 << 20
+	DefaultFragmentSize   = 64 << 10
+	DefaultPingInterval   = 30 * time.Second
+	DefaultPongTimeout    = 20 * time.Second
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultCloseTimeout   = 5 * time.Second
+)
+
+// Config tunes one connection. The zero value means the documented defaults;
+// a negative duration switches the feature off. A Config is read once when
+// the connection starts and may be shared by many connections.
+type Config struct {
+	// MaxMessageSize is the largest message payload, in bytes, that
+	// Inbound.Messages assembles when called with a limit of 0. A larger
+	// message closes the connection with 1009 before the excess is read.
+	// Default DefaultMaxMessageSize (1 MiB).
+	MaxMessageSize int64
+
+	// MaxFrameSize is the largest frame payload, in bytes, accepted from the
+	// peer; a larger frame closes the connection with 1009 before its
+	// payload is read. Default: MaxMessageSize. Browsers send each message
+	// as one frame, so this should not be below MaxMessageSize.
+	MaxFrameSize int64
+
+	// FragmentSize is the largest payload colibri puts in one outgoing
+	// frame; longer messages are sent as continuation frames, which lets
+	// PING and PONG frames through between fragments. Default
+	// DefaultFragmentSize (64 KiB).
+	FragmentSize int
+
+	// PingInterval is how long the connection may go without hearing from
+	// the peer before colibri sends a PING. Default 30 s; negative disables
+	// keep-alive pings.
+	PingInterval time.Duration
+
+	// PongTimeout is how long colibri waits, from the moment its PING left,
+	// for the peer to answer (any frame counts) before closing with 1001.
+	// Default 20 s.
+	PongTimeout time.Duration
+
+	// IdleTimeout closes the connection with 1001 when the peer has sent no
+	// data frame for this long. PING, PONG and keep-alive traffic do not
+	// count. Default 0: no idle timeout.
+	IdleTimeout time.Duration
+
+	// WriteTimeout bounds each write to the socket. A peer that stops
+	// reading is disconnected once a write has waited this long. Default
+	// 10 s; negative: no timeout.
+	WriteTimeout time.Duration
+
+	// CloseTimeout is how long the closing handshake waits for the peer's
+	// CLOSE frame before closing the TCP connection. Default 5 s.
+	CloseTimeout time.Duration
+
+	// SkipUTF8Check turns off UTF-8 validation of text messages and close
+	// reasons (RFC 6455 §8.1 requires it). Only for peers that are trusted
+	// and measured to need it. Default false.
+	SkipUTF8Check bool
+
+	// Logger receives the connection's log lines; colibri adds the
+	// connection id and remote address. Default slog.Default().
+	Logger *slog.Logger
+
+	// Clock drives keep-alive and timeouts. Default: the real clock. Tests
+	// inject a fake one (see wstest) to make time-based behaviour instant.
+	Clock Clock
+}
+
+// settings is a Config with every default applied.
+type settings struct {
+	maxMessage   int64
+	maxFrame     int64
+	fragment     int
+	pingInterval time.Duration
+	pongTimeout  time.Duration
+	idleTimeout  time.Duration
+	writeTimeout time.Duration
+	closeTimeout time.Duration
+	checkUTF8    bool
+	logger       *slog.Logger
+	clock        Clock
+}
+
+func (c *Config) resolve() settings {
+	var cfg Config
+	if c != nil {
+		cfg = *c
+	}
+	s := settings{
+		maxMessage:   cfg.MaxMessageSize,
+		maxFrame:     cfg.MaxFrameSize,
+		fragment:     cfg.FragmentSize,
+		pingInterval: pick(cfg.PingInterval, DefaultPingInterval),
+		pongTimeout:  pick(cfg.PongTimeout, DefaultPongTimeout),
+		idleTimeout:  max(cfg.IdleTimeout, 0),
+		writeTimeout: pick(cfg.WriteTimeout, DefaultWriteTimeout),
+		closeTimeout: pick(cfg.CloseTimeout, DefaultCloseTimeout),
+		checkUTF8:    !cfg.SkipUTF8Check,
+		logger:       cfg.Logger,
+		clock:        cfg.Clock,
+	}
+	if s.maxMessage <= 0 {
+		s.maxMessage = DefaultMaxMessageSize
+	}
+	if s.maxFrame <= 0 {
+		s.maxFrame = s.maxMessage
+	}
+	if s.fragment <= 0 {
+		s.fragment = DefaultFragmentSize
+	}
+	if s.closeTimeout <= 0 {
+		s.closeTimeout = DefaultCloseTimeout
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if s.clock == nil {
+		s.clock = realClock{}
+	}
+	return s
+}
+
+// pick returns d, or def when d is zero; negative values stay negative and
+// mean "off".
+func pick(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Clock is the time source of a connection's timers.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine after d, like time.AfterFunc.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is the handle AfterFunc returns.
+type Timer interface {
+	// Stop prevents the timer from firing; it reports whether it did.
+	Stop() bool
+	// Reset changes the timer to fire after d; it reports whether the
+	// timer had been active.
+	Reset(d time.Duration) bool
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }

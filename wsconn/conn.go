@@ -1,0 +1,475 @@
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/httphead"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/messages"
+)
+
+// Handler serves one WebSocket connection. It runs inside the connection's
+// task group: ctx is cancelled when the peer closes, when a sibling task
+// started with Session.Go fails, on a protocol violation, a keep-alive or
+// idle timeout, and when the server shuts down. Returning performs the
+// closing handshake:
+//
+//   - nil closes with 1000, or echoes the peer's code if the peer closed first;
+//   - a *CloseError (or an error wrapping one) closes with its code and reason;
+//   - any other error closes with 1011 and is logged once; so is a panic;
+//   - after a shutdown (ErrShutdown) the code is 1001 Going Away.
+type Handler[T any] func(ctx context.Context, in *Inbound, out *Outbound, s *Session[T]) error
+
+// Session is what a handler knows about its connection: the Conn (request,
+// logger, addresses, negotiated subprotocol and extensions, task group) and
+// the value that the upgrade decision handed over.
+type Session[T any] struct {
+	*Conn
+	// Value is the value the upgrade decision produced for this connection.
+	Value T
+}
+
+// Upgraded is a connection whose opening handshake is complete, ready to be
+// served. Accept produces one on the server side; wsclient on the client side.
+type Upgraded struct {
+	// Conn is the transport. colibri owns it from here on and closes it.
+	Conn net.Conn
+	// Buffered holds bytes the peer sent after the handshake that were
+	// already read from Conn.
+	Buffered []byte
+	// Request is the upgraded HTTP request (server) or the handshake
+	// request that was sent (client).
+	Request *http.Request
+	// Subprotocol is the negotiated subprotocol, empty if none.
+	Subprotocol string
+	// Extensions are the negotiated extensions.
+	Extensions []httphead.Option
+	// Client is true on the dialing side: its frames are masked and the
+	// peer's must not be (RFC 6455 §5.1).
+	Client bool
+}
+
+var connIDs atomic.Uint64
+
+// Conn is one WebSocket connection. Its methods are safe for concurrent
+// use. A Conn lives from the hand-off of an upgraded transport until the
+// handler and every task of its group have returned and the transport is
+// closed.
+type Conn struct {
+	nc     net.Conn
+	client bool
+	set    settings
+	req    *http.Request
+	proto  string
+	exts   []httphead.Option
+	id     uint64
+	log    *slog.Logger
+	start  time.Time
+	in     Inbound
+	out    Outbound
+
+	ctx    context.Context // the handler's context
+	cancel context.CancelCauseFunc
+	group  *errgroup.Group
+	tasks  sync.WaitGroup // colibri's own callbacks (context watcher)
+
+	// Read side. The token is held by whoever reads the socket: an
+	// iterator, the background reader, or the closing handshake.
+	rd        netReader
+	readTok   chan struct{}
+	ranging   atomic.Bool
+	rmu       sync.Mutex
+	rended    bool          // the inbound side is over
+	rerr      error         // why, for Inbound.Err; nil for a clean close
+	rdone     chan struct{} // closed when rended is set
+	bgRunning bool
+	closing   bool // the handler returned or the context ended: hand out no more data
+	draining  bool // the closing handshake set its deadline
+
+	// Frame state, touched only by the token holder.
+	hdr       frames.Header
+	hdrLen    int // size of the header peekData returned
+	remaining int64
+	maskPos   int
+	asm       messages.Assembler
+	ctrlIn    [frames.MaxControlPayload]byte
+
+	peerClosed bool // under rmu
+	peerCode   frames.CloseCode
+	peerReason string
+
+	// Write side.
+	msgLock     chan struct{} // held for a whole message
+	wdone       chan struct{} // closed once no more data can be sent
+	wdoneOnce   sync.Once
+	fragOpen    bool       // a WriteFrame message is open (msgLock held)
+	sockMu      sync.Mutex // held for each physical write
+	ctrlMu      sync.Mutex
+	ctrlPending atomic.Uint32
+	pongLen     int
+	pong        [frames.MaxControlPayload]byte
+	pingLen     int
+	ping        [frames.MaxControlPayload]byte
+	closeLen    int
+	closeBody   [frames.MaxControlPayload]byte
+	closeSent   atomic.Bool // our CLOSE is queued or out: no more data frames
+	closeOut    bool        // our CLOSE reached the socket (under sockMu)
+	wbroken     bool        // a write failed; the stream is unusable (under sockMu)
+	whdr        [frames.MaxHeaderSize]byte
+	wv          [2][]byte
+	wbufs       net.Buffers
+
+	keepAlive keepAlive
+	stats     Stats
+}
+
+// Stats counts a connection's traffic. Read it with Conn.Stats.
+type Stats struct {
+	MessagesIn, MessagesOut atomic.Int64
+	BytesIn, BytesOut       atomic.Int64
+}
+
+const (
+	ctrlPong uint32 = 1 << iota
+	ctrlPing
+	ctrlClose
+)
+
+func newConn(u Upgraded, cfg *Config) *Conn {
+	c := &Conn{
+		nc:      u.Conn,
+		client:  u.Client,
+		set:     cfg.resolve(),
+		req:     u.Request,
+		proto:   u.Subprotocol,
+		exts:    u.Extensions,
+		id:      connIDs.Add(1),
+		readTok: make(chan struct{}, 1),
+		rdone:   make(chan struct{}),
+		msgLock: make(chan struct{}, 1),
+		wdone:   make(chan struct{}),
+	}
+	c.in.c, c.out.c = c, c
+	c.start = c.set.clock.Now()
+	c.log = c.set.logger.With(slog.Uint64("conn", c.id), slog.Any("remote", u.Conn.RemoteAddr()))
+	c.rd.init(u.Conn, u.Buffered)
+	c.readTok <- struct{}{}
+	c.msgLock <- struct{}{}
+	c.asm.SkipUTF8 = !c.set.checkUTF8
+	return c
+}
+
+// Serve runs handler on an upgraded connection and blocks until the
+// connection is over: the handler and every task of its group returned, the
+// closing handshake is done and the transport is closed. ctx carries values
+// to the handler's context; when it is cancelled the connection closes with
+// 1001 Going Away once the handler returns. When ctx comes from Group.Go the
+// connection counts in that group.
+//
+// Serve returns the handler's error, or the reason the connection failed.
+func Serve[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], cfg *Config) error {
+	c := newConn(u, cfg)
+	s := &Session[T]{Conn: c, Value: value}
+	return c.run(ctx, func(ctx context.Context) error {
+		return handler(ctx, &c.in, &c.out, s)
+	})
+}
+
+func (c *Conn) run(parent context.Context, handler func(context.Context) error) error {
+	g := groupFrom(parent)
+	if g != nil {
+		g.add(c)
+		defer g.remove(c)
+	}
+	sctx, cancel := context.WithCancelCause(parent)
+	c.group, c.ctx = errgroup.WithContext(sctx)
+	c.cancel = cancel
+	defer cancel(ErrClosed)
+
+	// Readers blocked in the socket learn of a cancelled context through
+	// a read deadline.
+	c.tasks.Add(1)
+	stopWatch := context.AfterFunc(c.ctx, func() {
+		defer c.tasks.Done()
+		c.interruptReads()
+	})
+	c.keepAlive.start(c)
+	c.log.Debug("connection open", slog.String("subprotocol", c.proto))
+	c.startBackground()
+
+	err := c.callHandler(handler)
+	err = c.finish(err)
+
+	c.keepAlive.stop()
+	if stopWatch() {
+		c.tasks.Done()
+	}
+	c.tasks.Wait()
+	return err
+}
+
+func (c *Conn) callHandler(handler func(context.Context) error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: debug.Stack()}
+		}
+	}()
+	return handler(c.ctx)
+}
+
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("wsconn: handler panicked: %v", p.value) }
+
+// Go starts f as a task bound to the connection: it runs in the
+// connection's group with the handler's context, and the connection is
+// not torn down before it returns. A non-nil error cancels the group and
+// closes the connection with 1011 (or the code of a *CloseError). Go may be
+// called from the handler and from other tasks of the connection.
+func (c *Conn) Go(f func(ctx context.Context) error) {
+	c.group.Go(func() error { return f(c.ctx) })
+}
+
+// Request returns the HTTP request that was upgraded. Its context's values
+// (set by middleware) are also in the handler's context.
+func (c *Conn) Request() *http.Request { return c.req }
+
+// Logger returns the connection's logger, which carries its id and remote
+// address.
+func (c *Conn) Logger() *slog.Logger { return c.log }
+
+// ID returns a number that identifies the connection within the process.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// LocalAddr returns the local address.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// Subprotocol returns the negotiated subprotocol, or "".
+func (c *Conn) Subprotocol() string { return c.proto }
+
+// Extensions returns the negotiated extensions.
+func (c *Conn) Extensions() []httphead.Option { return c.exts }
+
+// RTT returns the round-trip time measured by the last keep-alive PING that
+// was answered, or 0 before the first.
+func (c *Conn) RTT() time.Duration { return time.Duration(c.keepAlive.rtt.Load()) }
+
+// Stats returns the connection's traffic counters.
+func (c *Conn) Stats() *Stats { return &c.stats }
+
+// Inbound returns the connection's inbound side (the handler's in).
+func (c *Conn) Inbound() *Inbound { return &c.in }
+
+// Outbound returns the connection's outbound side (the handler's out).
+func (c *Conn) Outbound() *Outbound { return &c.out }
+
+// CloseNow closes the transport without a closing handshake. Readers and
+// writers fail, the handler's context is cancelled, and Serve returns once
+// the handler and its tasks have.
+func (c *Conn) CloseNow() {
+	c.cancel(&CloseError{Code: frames.CloseAbnormal, Reason: "closed without handshake", Err: ErrClosed, byColibri: true})
+	_ = c.nc.Close()
+}
+
+// ---- ending a connection ----
+
+// fail ends the connection because of something colibri detected: the
+// inbound side ends with ce, the CLOSE frame goes out ahead of queued data,
+// and the handler's context is cancelled.
+func (c *Conn) fail(ce *CloseError) {
+	c.endRead(ce)
+	c.queueClose(ce.Code, ce.Reason)
+	c.cancel(ce)
+}
+
+// endRead marks the inbound side over, keeping the first reason.
+func (c *Conn) endRead(err error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.rended {
+		return
+	}
+	c.rended, c.rerr = true, err
+	close(c.rdone)
+}
+
+func (c *Conn) readEnded() (bool, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.rended, c.rerr
+}
+
+// interruptReads wakes a reader blocked in the socket once the context is
+// cancelled, unless the closing handshake already bounds reads.
+func (c *Conn) interruptReads() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.closing = true
+	if !c.draining {
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// closeFor decides the code and reason of the CLOSE frame that ends the
+// connection after the handler returned herr, and logs the end once.
+func (c *Conn) closeFor(herr error) (frames.CloseCode, string) {
+	cause := context.Cause(c.ctx)
+	c.rmu.Lock()
+	peerClosed, peerCode, peerReason := c.peerClosed, c.peerCode, c.peerReason
+	c.rmu.Unlock()
+
+	var code frames.CloseCode
+	var reason string
+	var pe *panicError
+	ce, isClose := errors.AsType[*CloseError](herr)
+	switch {
+	case errors.As(herr, &pe):
+		c.log.Error("handler panicked", slog.Any("panic", pe.value), slog.String("stack", string(pe.stack)))
+		code, reason = frames.CloseInternalError, "internal error"
+	case isClose:
+		code, reason = ce.Code, ce.Reason
+	case errors.Is(herr, ErrShutdown) || errors.Is(cause, ErrShutdown):
+		code, reason = frames.CloseGoingAway, "server shutting down"
+	case herr != nil && !errors.Is(herr, context.Canceled) && !errors.Is(herr, ErrClosed):
+		c.log.Error("handler failed", slog.Any("err", herr))
+		code, reason = frames.CloseInternalError, "internal error"
+	case !ours(cause):
+		// A sibling task failed and cancelled the group.
+		if tce, ok := errors.AsType[*CloseError](cause); ok {
+			code, reason = tce.Code, tce.Reason
+		} else {
+			c.log.Error("connection task failed", slog.Any("err", cause))
+			code, reason = frames.CloseInternalError, "internal error"
+		}
+	case peerClosed:
+		code, reason = peerCode, peerReason
+	default:
+		code = frames.CloseNormal
+	}
+	if code != frames.CloseNoStatus && !code.Valid() {
+		// 1006 or 1015 cannot go on the wire; they come from a failed read,
+		// so echo what the peer sent, if anything.
+		if peerClosed {
+			code, reason = peerCode, peerReason
+		} else {
+			code, reason = frames.CloseInternalError, ""
+		}
+	}
+	return code, reason
+}
+
+// ours reports whether a context cause or task error came from colibri
+// itself (a close it made, a shutdown, a cancellation) rather than from a
+// failing task.
+func ours(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrShutdown) || errors.Is(err, ErrClosed) {
+		return true
+	}
+	ce, ok := errors.AsType[*CloseError](err)
+	return ok && ce.byColibri
+}
+
+// finish performs the closing handshake after the handler returned herr,
+// waits for the connection's tasks and closes the transport.
+func (c *Conn) finish(herr error) error {
+	code, reason := c.closeFor(herr)
+
+	c.rmu.Lock()
+	c.closing, c.draining = true, true
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.set.closeTimeout))
+	c.rmu.Unlock()
+	c.cancel(&CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true})
+
+	c.sendClose(code, reason)
+	c.awaitPeerClose()
+	gerr := c.group.Wait()
+	c.teardown()
+
+	c.log.Debug("connection closed",
+		slog.Int("code", int(code)), slog.String("reason", reason),
+		slog.Duration("duration", c.set.clock.Now().Sub(c.start)),
+		slog.Int64("messages_in", c.stats.MessagesIn.Load()),
+		slog.Int64("messages_out", c.stats.MessagesOut.Load()))
+	if herr != nil {
+		return herr
+	}
+	if !ours(gerr) {
+		return gerr
+	}
+	_, rerr := c.readEnded()
+	if ce, ok := errors.AsType[*CloseError](rerr); ok && ce.Err != nil {
+		return rerr
+	}
+	return nil
+}
+
+// awaitPeerClose reads, discarding data, until the peer's CLOSE arrives,
+// the read deadline passes or the transport fails.
+func (c *Conn) awaitPeerClose() {
+	if ended, _ := c.readEnded(); ended || !c.closeSent.Load() {
+		return
+	}
+	timer := time.NewTimer(c.set.closeTimeout)
+	defer timer.Stop()
+	select {
+	case <-c.readTok:
+		for {
+			h, err := c.nextData()
+			if err != nil {
+				break
+			}
+			if err := c.skipPayload(h.Length); err != nil {
+				break
+			}
+		}
+		c.readTok <- struct{}{}
+	case <-c.rdone:
+	case <-timer.C:
+	}
+}
+
+// teardown closes the transport. After a clean handshake the server closes
+// TCP first (RFC 6455 §7.1.1). Otherwise it shuts its sending side and
+// reads until the peer closes, so that unread bytes do not turn the close
+// into a reset that could swallow the CLOSE frame in flight.
+func (c *Conn) teardown() {
+	c.rmu.Lock()
+	clean := c.peerClosed
+	_, violated := errors.AsType[*frames.Violation](c.rerr)
+	c.rmu.Unlock()
+	c.sockMu.Lock()
+	broken := c.wbroken || !c.closeOut
+	c.wbroken = true
+	c.sockMu.Unlock()
+
+	if (clean && !c.client) || broken {
+		_ = c.nc.Close()
+		c.rd.release()
+		return
+	}
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && (violated || c.client) {
+		_ = cw.CloseWrite()
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.set.closeTimeout))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
+	}
+	_ = c.nc.Close()
+	c.rd.release()
+}

@@ -1,0 +1,69 @@
+package wsconn
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/colibri-ws/colibri/frames"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrClosed is returned by writes after the connection started
+	// closing, and by reads after the inbound side has ended.
+	ErrClosed = errors.New("wsconn: connection closed")
+
+	// ErrShutdown is the cause of a connection's context when its Group
+	// shuts down; such connections close with 1001 Going Away.
+	ErrShutdown = errors.New("wsconn: server shutting down")
+
+	// ErrPingTimeout ends a connection whose peer did not answer a PING
+	// within Config.PongTimeout.
+	ErrPingTimeout = errors.New("wsconn: peer did not answer ping")
+
+	// ErrIdleTimeout ends a connection whose peer sent no data frame for
+	// Config.IdleTimeout.
+	ErrIdleTimeout = errors.New("wsconn: idle timeout")
+
+	// ErrWriteTimeout ends a connection whose peer stopped reading: a write
+	// waited longer than Config.WriteTimeout.
+	ErrWriteTimeout = errors.New("wsconn: write timeout")
+
+	// ErrBusyReading is returned (through Inbound.Err) when a second
+	// goroutine ranges over the inbound side while another one is.
+	ErrBusyReading = errors.New("wsconn: inbound is already being read")
+)
+
+// CloseError is a close with its code and reason. Handlers return one to
+// close with a chosen code; Inbound.Err returns one when the peer closed
+// with a code other than 1000, 1001 or 1005, or when colibri closed the
+// connection because the peer broke the protocol (Err then says how, and
+// is a *frames.Violation).
+type CloseError struct {
+	Code   frames.CloseCode
+	Reason string
+	// Err is what made colibri close, if anything; nil for a close chosen
+	// by the handler or sent by the peer.
+	Err error
+
+	byColibri bool // made by colibri, not returned by a task
+}
+
+func (e *CloseError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("wsconn: close %v", e.Code)
+	}
+	return fmt.Sprintf("wsconn: close %v: %s", e.Code, e.Reason)
+}
+
+// Unwrap returns Err.
+func (e *CloseError) Unwrap() error { return e.Err }
+
+// CloseStatus returns the close code carried by err, or 0 when err holds
+// no *CloseError.
+func CloseStatus(err error) frames.CloseCode {
+	if ce, ok := errors.AsType[*CloseError](err); ok {
+		return ce.Code
+	}
+	return 0
+}

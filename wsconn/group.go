@@ -1,0 +1,145 @@
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Group owns the connections of a server: it runs each in its own
+// goroutine, counts them, and shuts them all down gracefully. The zero
+// value is ready to use. The router and the application each hand their
+// connections to a Group, so that no connection outlives its server.
+type Group struct {
+	initOnce sync.Once
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+
+	mu     sync.Mutex
+	conns  map[*Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type groupKey struct{}
+
+func (g *Group) init() {
+	g.initOnce.Do(func() {
+		g.ctx, g.cancel = context.WithCancelCause(context.Background())
+		g.conns = make(map[*Conn]struct{})
+	})
+}
+
+// groupFrom returns the Group whose Go made ctx, if any.
+func groupFrom(ctx context.Context) *Group {
+	g, _ := ctx.Value(groupKey{}).(*Group)
+	return g
+}
+
+// Go runs f in a new goroutine owned by g. f's context carries the values
+// of ctx (the request's, with what middleware added) but not its
+// cancellation: it ends when g shuts down, with cause ErrShutdown. A
+// connection served with that context counts in g. Go returns ErrShutdown
+// once g has begun shutting down.
+func (g *Group) Go(ctx context.Context, f func(ctx context.Context)) error {
+	g.init()
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return ErrShutdown
+	}
+	g.wg.Add(1)
+	g.mu.Unlock()
+
+	sctx, cancel := context.WithCancelCause(context.WithValue(context.WithoutCancel(ctx), groupKey{}, g))
+	relayed := make(chan struct{})
+	stop := context.AfterFunc(g.ctx, func() {
+		defer close(relayed)
+		cancel(context.Cause(g.ctx))
+	})
+	go func() {
+		defer g.wg.Done()
+		f(sctx)
+		if !stop() {
+			<-relayed
+		}
+		cancel(nil)
+	}()
+	return nil
+}
+
+func (g *Group) add(c *Conn) {
+	g.mu.Lock()
+	g.conns[c] = struct{}{}
+	g.mu.Unlock()
+}
+
+func (g *Group) remove(c *Conn) {
+	g.mu.Lock()
+	delete(g.conns, c)
+	g.mu.Unlock()
+}
+
+// Len returns the number of open connections.
+func (g *Group) Len() int {
+	g.init()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns)
+}
+
+// ShutdownReport says how a shutdown ended the connections that were open.
+type ShutdownReport struct {
+	// Graceful connections finished their closing handshake (1001 Going
+	// Away) before the deadline.
+	Graceful int
+	// Forced connections were still open at the deadline and had their
+	// transport closed without a handshake.
+	Forced int
+}
+
+// ErrShutdownIncomplete is returned by Shutdown when handlers were still
+// running after their connections were force-closed.
+var ErrShutdownIncomplete = errors.New("wsconn: handlers still running after shutdown")
+
+// forcedGrace is how long Shutdown waits for handlers after it closed
+// their transports.
+const forcedGrace = time.Second
+
+// Shutdown stops g from taking new connections, cancels every connection's
+// context with ErrShutdown (each then closes with 1001 Going Away after
+// what its writer accepted has been sent) and waits for them. When ctx ends
+// first, the remaining transports are closed without a handshake.
+func (g *Group) Shutdown(ctx context.Context) (ShutdownReport, error) {
+	g.init()
+	g.mu.Lock()
+	g.closed = true
+	open := len(g.conns)
+	g.mu.Unlock()
+	g.cancel(ErrShutdown)
+
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return ShutdownReport{Graceful: open}, nil
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	forced := len(g.conns)
+	for c := range g.conns {
+		c.CloseNow()
+	}
+	g.mu.Unlock()
+	report := ShutdownReport{Graceful: max(open-forced, 0), Forced: forced}
+	select {
+	case <-done:
+		return report, nil
+	case <-time.After(forcedGrace):
+		return report, ErrShutdownIncomplete
+	}
+}

@@ -1,0 +1,234 @@
+package wsconn
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/gobwas/httphead"
+	"github.com/gobwas/ws"
+)
+
+// HandshakeError is an opening handshake that colibri refused, with the
+// HTTP status and the plain-text message it answered with.
+type HandshakeError struct {
+	Status  int
+	Message string
+	// Header holds response headers that go with the status, such as
+	// Sec-WebSocket-Version with 426.
+	Header http.Header
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("wsconn: handshake refused: %d %s", e.Status, e.Message)
+}
+
+// Write sends the refusal as the HTTP response.
+func (e *HandshakeError) Write(w http.ResponseWriter) {
+	for k, v := range e.Header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.Status)
+	fmt.Fprintln(w, e.Message)
+}
+
+func refuse(status int, format string, args ...any) *HandshakeError {
+	return &HandshakeError{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// IsUpgradeRequest reports whether r asks to be upgraded to a WebSocket:
+// its Connection header has the token "upgrade" and its Upgrade header the
+// token "websocket". It does not check the rest of the handshake.
+func IsUpgradeRequest(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+// CheckRequest validates r as a WebSocket opening handshake (RFC 6455
+// §4.2.1) and returns nil or the refusal that fits: 405 for a method other
+// than GET, 400 for HTTP/1.0 or a missing or malformed header, 426 with
+// "Sec-WebSocket-Version: 13" for a request that is not an upgrade or asks
+// for another protocol version.
+func CheckRequest(r *http.Request) *HandshakeError {
+	if r.Method != http.MethodGet {
+		e := refuse(http.StatusMethodNotAllowed, "WebSocket handshake must use GET, not %s", r.Method)
+		e.Header = http.Header{"Allow": {http.MethodGet}}
+		return e
+	}
+	if !r.ProtoAtLeast(1, 1) {
+		return refuse(http.StatusBadRequest, "WebSocket handshake needs HTTP/1.1 or later, got %s", r.Proto)
+	}
+	if !headerHasToken(r.Header, "Upgrade", "websocket") {
+		e := refuse(http.StatusUpgradeRequired, "this endpoint speaks WebSocket only: send Upgrade: websocket")
+		e.Header = http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Sec-Websocket-Version": {"13"}}
+		return e
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") {
+		return refuse(http.StatusBadRequest, "WebSocket handshake needs Connection: Upgrade")
+	}
+	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
+		e := refuse(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q: this server speaks version 13", strings.Join(v, ", "))
+		e.Header = http.Header{"Sec-Websocket-Version": {"13"}}
+		return e
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return refuse(http.StatusBadRequest, "WebSocket handshake needs exactly one Sec-WebSocket-Key header")
+	}
+	if key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(key) != 16 {
+		return refuse(http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64")
+	}
+	return nil
+}
+
+// CheckOrigin guards against cross-site WebSocket hijacking: a browser
+// sends the page's origin with every WebSocket handshake, and cookies with
+// it. A request passes when it has no Origin header (not a browser), when
+// the Origin's host equals the request's Host, or when the Origin's host
+// (host[:port], compared case-insensitively) matches one of patterns in
+// path.Match syntax, such as "*.example.com" or "localhost:*". Otherwise
+// the refusal is 403.
+func CheckOrigin(r *http.Request, patterns []string) *HandshakeError {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return refuse(http.StatusForbidden, "malformed Origin header %q", origin)
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	host := strings.ToLower(u.Host)
+	for _, p := range patterns {
+		if ok, _ := path.Match(strings.ToLower(p), host); ok {
+			return nil
+		}
+	}
+	return refuse(http.StatusForbidden, "origin %q is not allowed to open a WebSocket here", origin)
+}
+
+// SelectSubprotocol returns the first subprotocol in the client's
+// Sec-WebSocket-Protocol list (its order of preference) that is one of
+// supported, or "" when none is.
+func SelectSubprotocol(r *http.Request, supported []string) string {
+	if len(supported) == 0 {
+		return ""
+	}
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		chosen := ""
+		httphead.ScanTokens([]byte(v), func(tok []byte) bool {
+			for _, s := range supported {
+				if s == string(tok) {
+					chosen = s
+					return false
+				}
+			}
+			return true
+		})
+		if chosen != "" {
+			return chosen
+		}
+	}
+	return ""
+}
+
+// AcceptOptions configures Accept.
+type AcceptOptions struct {
+	// Subprotocols the server speaks; the client's most preferred one
+	// that is listed here is chosen. Default none.
+	Subprotocols []string
+	// OriginPatterns are the cross-origin hosts allowed besides the
+	// request's own host (see CheckOrigin). Default none.
+	OriginPatterns []string
+	// SkipOriginCheck accepts any Origin. Only for endpoints that use no
+	// ambient credentials (cookies, client certificates, HTTP auth).
+	SkipOriginCheck bool
+	// Header holds extra response headers for the 101 response.
+	Header http.Header
+	// Timeout bounds writing the 101 response. Default 10 s.
+	Timeout time.Duration
+}
+
+// Accept completes the opening handshake of r: it validates the request,
+// checks its origin, picks a subprotocol, hijacks the connection and writes
+// the 101 response. On a refusal it writes the HTTP error itself and
+// returns a *HandshakeError. The result is served with Serve.
+func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgraded, error) {
+	var o AcceptOptions
+	if opts != nil {
+		o = *opts
+	}
+	if e := CheckRequest(r); e != nil {
+		e.Write(w)
+		return Upgraded{}, e
+	}
+	if !o.SkipOriginCheck {
+		if e := CheckOrigin(r, o.OriginPatterns); e != nil {
+			e.Write(w)
+			return Upgraded{}, e
+		}
+	}
+	proto := SelectSubprotocol(r, o.Subprotocols)
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	up := ws.HTTPUpgrader{
+		Timeout: o.Timeout,
+		Header:  responseHeader(o.Header),
+	}
+	if proto != "" {
+		up.Protocol = func(p string) bool { return p == proto }
+	}
+	nc, rw, hs, err := up.Upgrade(r, w)
+	if err != nil {
+		if nc != nil {
+			_ = nc.Close()
+		}
+		return Upgraded{}, fmt.Errorf("wsconn: upgrade: %w", err)
+	}
+	u := Upgraded{Conn: nc, Request: r, Subprotocol: hs.Protocol, Extensions: hs.Extensions}
+	if n := rw.Reader.Buffered(); n > 0 {
+		b, _ := rw.Reader.Peek(n)
+		u.Buffered = append([]byte(nil), b...)
+	}
+	return u, nil
+}
+
+// responseHeader drops the headers the handshake itself writes.
+func responseHeader(h http.Header) http.Header {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(http.Header, len(h))
+	for k, v := range h {
+		switch http.CanonicalHeaderKey(k) {
+		case "Upgrade", "Connection", "Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions", "Content-Length", "Transfer-Encoding":
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// headerHasToken reports whether any of the comma-separated values of
+// header name holds token, compared case-insensitively.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		found := false
+		httphead.ScanTokens([]byte(v), func(tok []byte) bool {
+			found = strings.EqualFold(string(tok), token)
+			return !found
+		})
+		if found {
+			return true
+		}
+	}
+	return false
+}

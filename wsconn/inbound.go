@@ -1,0 +1,576 @@
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"io"
+	"iter"
+	"log/slog"
+	"net"
+
+	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/internal/bufpool"
+	"github.com/colibri-ws/colibri/messages"
+)
+
+// Inbound is the receiving side of a connection. Its iterators are
+// Scanner-style: they yield values until the connection's inbound side
+// ends, and Err then says why (nil when the peer closed cleanly). Leaving a
+// loop early does not close the connection; ranging again continues where
+// the last loop stopped.
+//
+// One goroutine at a time may range over an Inbound; a second concurrent
+// loop ends at once with ErrBusyReading. Payloads yielded by the iterators
+// are borrowed: they are valid until the loop body returns and are reused
+// afterwards, as with bufio.Scanner.Bytes. Clone what you keep.
+//
+// PING, PONG and CLOSE frames are handled by colibri whether or not
+// anybody ranges: while no loop is running, a background task reads the
+// connection and answers them. Data frames wait until a loop asks for
+// them, which pushes back on a peer that sends faster than the handler
+// reads.
+type Inbound struct {
+	c   *Conn
+	err error
+	mr  messageReader
+}
+
+// Err returns why the last loop ended: nil after a clean close by the peer
+// (codes 1000, 1001 and 1005) or when the loop body broke out; a
+// *CloseError for any other close code or for a protocol violation found by
+// colibri (1002, 1007, 1009; its Err is a *frames.Violation); the cause of
+// the handler's context (ErrShutdown, for example) when the connection is
+// closing; ErrBusyReading for a second concurrent loop.
+func (in *Inbound) Err() error { return in.err }
+
+// Frames yields data frames as they arrive: text, binary and continuation
+// frames, each with its FIN bit. Fragment sequencing and UTF-8 in text are
+// checked across frames. A frame larger than Config.MaxFrameSize closes the
+// connection with 1009.
+func (in *Inbound) Frames() iter.Seq[frames.Frame] {
+	return func(yield func(frames.Frame) bool) {
+		c := in.c
+		var ok bool
+		if ok, in.err = c.acquire(); !ok {
+			return
+		}
+		defer c.release()
+		c.asm.Limit = 0
+		for {
+			h, err := c.nextData()
+			if err != nil {
+				in.err = c.loopErr(err)
+				return
+			}
+			if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
+				in.err = c.violation(err)
+				return
+			}
+			buf, err := c.readMessagePayload(nil, h.Length)
+			if err == nil {
+				_, _, err = c.asm.End()
+				err = c.checkAssembly(err)
+			}
+			if err != nil {
+				bufpool.Put(buf)
+				in.err = c.loopErr(err)
+				return
+			}
+			var p []byte
+			if buf != nil {
+				p = *buf
+			}
+			if h.Fin {
+				c.stats.MessagesIn.Add(1)
+			}
+			more := yield(frames.Frame{Op: h.Op, Fin: h.Fin, Rsv: h.Rsv, Payload: p})
+			bufpool.Put(buf)
+			if !more {
+				return
+			}
+		}
+	}
+}
+
+// Messages yields whole messages, assembled from their fragments. A message
+// larger than maxSize bytes (Config.MaxMessageSize when maxSize <= 0)
+// closes the connection with 1009 before the excess is read; text that is
+// not valid UTF-8 closes it with 1007 as soon as the first bad fragment
+// arrives. If a Frames loop left a fragmented message half-read, the next
+// Messages loop yields the rest of it.
+func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
+	return func(yield func(messages.Message) bool) {
+		c := in.c
+		var ok bool
+		if ok, in.err = c.acquire(); !ok {
+			return
+		}
+		defer c.release()
+		if maxSize <= 0 {
+			maxSize = c.set.maxMessage
+		}
+		c.asm.Limit = maxSize
+		var buf *[]byte
+		defer func() { bufpool.Put(buf) }()
+		for {
+			h, err := c.nextData()
+			if err != nil {
+				in.err = c.loopErr(err)
+				return
+			}
+			if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
+				in.err = c.violation(err)
+				return
+			}
+			buf, err = c.readMessagePayload(buf, h.Length)
+			if err != nil {
+				in.err = c.loopErr(err)
+				return
+			}
+			kind, done, err := c.asm.End()
+			if err = c.checkAssembly(err); err != nil {
+				in.err = c.loopErr(err)
+				return
+			}
+			if !done {
+				continue
+			}
+			c.stats.MessagesIn.Add(1)
+			var p []byte
+			if buf != nil {
+				p = *buf
+			}
+			more := yield(messages.Message{Kind: kind, Payload: p})
+			// Give the buffer back before waiting for the next message, so
+			// that an idle connection holds none.
+			bufpool.Put(buf)
+			buf = nil
+			if !more {
+				return
+			}
+		}
+	}
+}
+
+// Readers yields each message as an io.Reader, for payloads too large to
+// hold in memory. The reader streams the message's frames as they arrive,
+// checking UTF-8 as it goes; it is valid until the loop body returns, and
+// what the body leaves unread is discarded. No size limit applies beyond
+// what the body chooses to read (wrap it with io.LimitReader).
+func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
+	return func(yield func(messages.Kind, io.Reader) bool) {
+		c := in.c
+		var ok bool
+		if ok, in.err = c.acquire(); !ok {
+			return
+		}
+		defer c.release()
+		c.asm.Limit = 0
+		r := &in.mr
+		for {
+			h, err := c.nextData()
+			if err != nil {
+				in.err = c.loopErr(err)
+				return
+			}
+			if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
+				in.err = c.violation(err)
+				return
+			}
+			kind := messages.Kind(h.Op)
+			if h.Op == frames.OpContinuation {
+				kind = c.asm.Kind()
+			}
+			*r = messageReader{c: c, fin: h.Fin, live: true}
+			more := yield(kind, r)
+			// Discard what the body left unread; sequencing and UTF-8
+			// are still checked.
+			_, err = io.Copy(io.Discard, r)
+			r.live = false
+			if err != nil {
+				in.err = c.loopErr(err)
+				return
+			}
+			c.stats.MessagesIn.Add(1)
+			if !more {
+				return
+			}
+		}
+	}
+}
+
+// messageReader reads one message's payload across its frames.
+type messageReader struct {
+	c    *Conn
+	fin  bool // the current frame is the last of the message
+	live bool // the loop body that received it is running
+	done bool
+	err  error
+}
+
+func (r *messageReader) Read(p []byte) (int, error) {
+	if !r.live {
+		return 0, ErrClosed
+	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.done {
+		return 0, io.EOF
+	}
+	c := r.c
+	for c.remaining == 0 {
+		if _, done, err := c.asm.End(); err != nil || done {
+			if r.err = c.checkAssembly(err); r.err != nil {
+				return 0, r.err
+			}
+			r.done = true
+			return 0, io.EOF
+		}
+		h, err := c.nextData()
+		if err != nil {
+			r.err = c.loopErr(err)
+			return 0, r.err
+		}
+		if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
+			r.err = c.violation(err)
+			return 0, r.err
+		}
+		r.fin = h.Fin
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := c.readPayload(p)
+	if err == nil {
+		err = c.checkAssembly(c.asm.Chunk(p[:n]))
+	}
+	if err != nil {
+		r.err = c.loopErr(err)
+		return n, r.err
+	}
+	return n, nil
+}
+
+// ---- the read token ----
+
+// acquire makes the calling loop the connection's reader, waiting for the
+// background reader to step aside: it does so when a data frame arrives.
+// ok is false when the loop must end at once, with err as its Err.
+func (c *Conn) acquire() (ok bool, err error) {
+	if !c.ranging.CompareAndSwap(false, true) {
+		return false, ErrBusyReading
+	}
+	select {
+	case <-c.readTok:
+		return true, nil
+	case <-c.rdone:
+		c.ranging.Store(false)
+		_, err := c.readEnded()
+		return false, err
+	}
+}
+
+// release ends a loop's hold on the reading side and, unless data is
+// already waiting, lets the background reader service control frames.
+func (c *Conn) release() {
+	c.readTok <- struct{}{}
+	c.ranging.Store(false)
+	c.startBackground()
+}
+
+func (c *Conn) startBackground() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.bgRunning || c.rended || c.closing || c.ranging.Load() {
+		return
+	}
+	select {
+	case <-c.readTok:
+	default:
+		return
+	}
+	c.bgRunning = true
+	c.group.Go(c.background)
+}
+
+// background reads while no loop does: it answers control frames and stops
+// at the first data frame, which waits for a loop. While the connection is
+// closing it discards data instead, looking for the peer's CLOSE.
+func (c *Conn) background() error {
+	defer func() {
+		c.rmu.Lock()
+		c.bgRunning = false
+		c.rmu.Unlock()
+		c.readTok <- struct{}{}
+	}()
+	for {
+		h, err := c.peekData()
+		if err != nil {
+			return nil
+		}
+		c.rmu.Lock()
+		closing := c.closing
+		c.rmu.Unlock()
+		if !closing || c.ranging.Load() {
+			return nil
+		}
+		c.consumeHeader(h)
+		if c.skipPayload(h.Length) != nil {
+			return nil
+		}
+	}
+}
+
+// ---- frames ----
+
+var (
+	errReadEnded   = errors.New("wsconn: inbound ended")
+	errInterrupted = errors.New("wsconn: read interrupted")
+)
+
+// nextData returns the header of the next data frame, consumed, after
+// servicing the control frames before it.
+func (c *Conn) nextData() (frames.Header, error) {
+	h, err := c.peekData()
+	if err != nil {
+		return h, err
+	}
+	if c.closingNow() {
+		return h, errInterrupted
+	}
+	c.consumeHeader(h)
+	return h, nil
+}
+
+func (c *Conn) closingNow() bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.closing && !c.draining
+}
+
+// peekData services control frames until a data frame header is next,
+// and returns that header without consuming it.
+func (c *Conn) peekData() (frames.Header, error) {
+	for {
+		if c.remaining > 0 {
+			// The rest of a frame that a loop abandoned.
+			if err := c.skipPayload(c.remaining); err != nil {
+				return frames.Header{}, err
+			}
+		}
+		if ended, _ := c.readEnded(); ended {
+			return frames.Header{}, errReadEnded
+		}
+		waiting := c.rd.buffered() < frames.MaxHeaderSize
+		if waiting {
+			c.keepAlive.waiting(c, true)
+		}
+		hb, err := c.rd.peekHeader()
+		if waiting {
+			c.keepAlive.waiting(c, false)
+		}
+		if err != nil {
+			return frames.Header{}, c.readError(err)
+		}
+		h, err := frames.ParseHeader(hb)
+		if err == nil {
+			err = h.Check(!c.client, 0)
+		}
+		if err != nil {
+			return h, c.violation(err)
+		}
+		c.hdrLen = len(hb)
+		c.keepAlive.heard(c)
+		if !h.Op.IsControl() {
+			if h.Length > c.set.maxFrame {
+				return h, c.violation(messages.ErrTooLarge)
+			}
+			c.keepAlive.heardData(c)
+			return h, nil
+		}
+		c.consumeHeader(h)
+		if err := c.control(h); err != nil {
+			return h, err
+		}
+	}
+}
+
+func (c *Conn) consumeHeader(h frames.Header) {
+	c.rd.discard(c.hdrLen)
+	c.hdr, c.remaining, c.maskPos = h, h.Length, 0
+	c.stats.BytesIn.Add(h.Length)
+}
+
+// readPayload reads up to len(p) bytes of the current frame's payload,
+// unmasked.
+func (c *Conn) readPayload(p []byte) (int, error) {
+	if int64(len(p)) > c.remaining {
+		p = p[:c.remaining]
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, err := c.rd.read(p)
+	if n > 0 {
+		if c.hdr.Masked {
+			c.maskPos = frames.Mask(p[:n], c.hdr.Mask, c.maskPos)
+		}
+		c.remaining -= int64(n)
+	}
+	if err != nil {
+		return n, c.readError(err)
+	}
+	return n, nil
+}
+
+func (c *Conn) readFull(p []byte) error {
+	for len(p) > 0 {
+		n, err := c.readPayload(p)
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// skipPayload discards n bytes of the current frame's payload.
+func (c *Conn) skipPayload(n int64) error {
+	var scratch [512]byte
+	for n > 0 {
+		k, err := c.readPayload(scratch[:min(n, int64(len(scratch)))])
+		if err != nil {
+			return err
+		}
+		n -= int64(k)
+	}
+	return nil
+}
+
+// readMessagePayload appends n payload bytes of the current frame to buf,
+// checking each piece with the assembler. The buffer grows as bytes
+// arrive, never ahead of them, so a peer that announces a large frame and
+// stalls costs little.
+func (c *Conn) readMessagePayload(buf *[]byte, n int64) (*[]byte, error) {
+	if buf == nil {
+		buf = bufpool.Get(0)
+	}
+	for n > 0 {
+		b := *buf
+		if len(b) == cap(b) {
+			buf = bufpool.Grow(buf, len(b)+int(min(n, int64(max(len(b), 4096)))))
+			b = *buf
+		}
+		space := b[len(b):cap(b)]
+		if int64(len(space)) > n {
+			space = space[:n]
+		}
+		k, err := c.readPayload(space)
+		*buf = b[:len(b)+k]
+		if err == nil {
+			err = c.checkAssembly(c.asm.Chunk(space[:k]))
+		}
+		if err != nil {
+			return buf, err
+		}
+		n -= int64(k)
+	}
+	return buf, nil
+}
+
+// checkAssembly turns an assembler error into a violation.
+func (c *Conn) checkAssembly(err error) error {
+	if err == nil {
+		return nil
+	}
+	return c.violation(err)
+}
+
+// control handles a control frame whose header was just consumed.
+func (c *Conn) control(h frames.Header) error {
+	p := c.ctrlIn[:h.Length]
+	if err := c.readFull(p); err != nil {
+		return err
+	}
+	switch h.Op {
+	case frames.OpPing:
+		c.queueControl(ctrlPong, p)
+	case frames.OpPong:
+		c.keepAlive.pong(c, p)
+	case frames.OpClose:
+		code, reason, err := frames.ParseClose(p)
+		if err != nil {
+			return c.violation(err)
+		}
+		c.rmu.Lock()
+		c.peerClosed, c.peerCode, c.peerReason = true, code, reason
+		c.rmu.Unlock()
+		var rerr error
+		switch code {
+		case frames.CloseNormal, frames.CloseGoingAway, frames.CloseNoStatus:
+		default:
+			rerr = &CloseError{Code: code, Reason: reason}
+		}
+		c.log.Debug("peer closed", slog.Int("code", int(code)), slog.String("reason", reason))
+		c.endRead(rerr)
+		c.cancel(&CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true})
+		return errReadEnded
+	}
+	return nil
+}
+
+// violation closes the connection for a protocol violation found in the
+// peer's frames and returns the error loops report.
+func (c *Conn) violation(err error) error {
+	v, ok := errors.AsType[*frames.Violation](err)
+	if !ok {
+		return err
+	}
+	if ended, rerr := c.readEnded(); ended {
+		return rerr
+	}
+	ce := &CloseError{Code: v.Code, Reason: v.Reason, Err: v, byColibri: true}
+	c.log.Debug("protocol violation", slog.Int("code", int(v.Code)), slog.String("reason", v.Reason))
+	c.fail(ce)
+	return ce
+}
+
+// readError classifies a failed socket read.
+func (c *Conn) readError(err error) error {
+	if ended, _ := c.readEnded(); ended {
+		return errReadEnded
+	}
+	c.rmu.Lock()
+	interrupted := c.closing && !c.draining
+	c.rmu.Unlock()
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() && interrupted {
+		return errInterrupted
+	}
+	ce := &CloseError{Code: frames.CloseAbnormal, Err: err, byColibri: true}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		ce.Reason = "connection closed without a close frame"
+	}
+	c.endRead(ce)
+	c.cancel(ce)
+	return errReadEnded
+}
+
+// loopErr turns the error that stopped a read into what Err reports.
+func (c *Conn) loopErr(err error) error {
+	if ended, rerr := c.readEnded(); ended {
+		return rerr
+	}
+	if err == errInterrupted || err == errReadEnded {
+		return contextCause(c)
+	}
+	return err
+}
+
+// contextCause is what loops report once the handler's context ended.
+func contextCause(c *Conn) error {
+	if err := context.Cause(c.ctx); err != nil {
+		return err
+	}
+	return ErrClosed
+}

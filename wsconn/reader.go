@@ -1,0 +1,136 @@
+package wsconn
+
+import (
+	"io"
+
+	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/internal/bufpool"
+)
+
+const (
+	// idleReadSize is the per-connection array a connection reads into
+	// while it holds no pooled buffer: a frame header, a control frame or
+	// a small message fits, so an idle connection holds no read buffer.
+	idleReadSize = 160
+	// streamReadSize is the pooled buffer borrowed while bytes keep coming.
+	streamReadSize = 4096
+)
+
+// netReader is a buffered reader that gives its buffer back to the pool
+// whenever it has been drained, so that a connection waiting for the peer
+// holds only the small idle array.
+type netReader struct {
+	src  io.Reader
+	pool *[]byte // borrowed buffer, nil while idle
+	buf  []byte  // idle[:] or *pool
+	r, w int
+	idle [idleReadSize]byte
+}
+
+func (b *netReader) init(src io.Reader, buffered []byte) {
+	b.src = src
+	b.buf = b.idle[:]
+	if len(buffered) > len(b.idle) {
+		b.pool = bufpool.Get(max(len(buffered), streamReadSize))
+		b.buf = *b.pool
+	}
+	b.w = copy(b.buf, buffered)
+}
+
+func (b *netReader) buffered() int { return b.w - b.r }
+
+// fill reads at least once more from src, making room for at least need
+// unread bytes (need <= streamReadSize).
+func (b *netReader) fill(need int) error {
+	if b.r == b.w {
+		b.r, b.w = 0, 0
+		if b.pool != nil {
+			bufpool.Put(b.pool)
+			b.pool, b.buf = nil, b.idle[:]
+		}
+	}
+	if len(b.buf)-b.r < need || b.w == len(b.buf) {
+		if b.pool == nil && (need > len(b.idle) || b.w == len(b.buf)) {
+			// Bytes are flowing faster than the idle array holds: borrow.
+			p := bufpool.Get(streamReadSize)
+			b.w = copy(*p, b.buf[b.r:b.w])
+			b.r = 0
+			b.pool, b.buf = p, *p
+		} else {
+			b.w = copy(b.buf, b.buf[b.r:b.w])
+			b.r = 0
+		}
+	}
+	n, err := b.src.Read(b.buf[b.w:])
+	b.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// peek returns the next n unread bytes without consuming them.
+func (b *netReader) peek(n int) ([]byte, error) {
+	for b.w-b.r < n {
+		if err := b.fill(n); err != nil {
+			return nil, err
+		}
+	}
+	return b.buf[b.r : b.r+n], nil
+}
+
+func (b *netReader) discard(n int) { b.r += n }
+
+// read copies buffered bytes into p, or reads from src straight into p when
+// nothing is buffered (large payloads skip the copy).
+func (b *netReader) read(p []byte) (int, error) {
+	if b.r < b.w {
+		n := copy(p, b.buf[b.r:b.w])
+		b.r += n
+		return n, nil
+	}
+	if len(p) >= len(b.idle) {
+		if b.pool != nil {
+			bufpool.Put(b.pool)
+			b.pool, b.buf = nil, b.idle[:]
+		}
+		b.r, b.w = 0, 0
+		n, err := b.src.Read(p)
+		if n > 0 {
+			return n, nil
+		}
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return 0, err
+	}
+	if err := b.fill(1); err != nil {
+		return 0, err
+	}
+	n := copy(p, b.buf[b.r:b.w])
+	b.r += n
+	return n, nil
+}
+
+// release gives the borrowed buffer back; unread bytes are lost, so it is
+// only called once the connection is finished with reading.
+func (b *netReader) release() {
+	if b.pool != nil {
+		bufpool.Put(b.pool)
+		b.pool = nil
+	}
+	b.buf = b.idle[:]
+	b.r, b.w = 0, 0
+}
+
+// peekHeader returns the complete next frame header, unconsumed.
+func (b *netReader) peekHeader() ([]byte, error) {
+	hb, err := b.peek(2)
+	if err != nil {
+		return nil, err
+	}
+	return b.peek(frames.HeaderSize(hb[0], hb[1]))
+}
