@@ -268,9 +268,7 @@ func (c *Conn) writeLocked(h frames.Header, p []byte) error {
 		_, _ = rand.Read(h.Mask[:])
 	}
 	hn := frames.PutHeader(c.whdr[:], h)
-	if c.set.writeTimeout > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.set.writeTimeout))
-	}
+	c.setWriteDeadline()
 	var err error
 	switch {
 	case c.client:
@@ -476,4 +474,10 @@ func completeRune(s string) bool {
 		n = 2
 	}
 	return len(s) >= n
+}
+
+func (c *Conn) setWriteDeadline() {
+	if c.set.writeTimeout > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.set.writeTimeout))
+	}
 }

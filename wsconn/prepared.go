@@ -1,0 +1,64 @@
+package wsconn
+
+import (
+	"context"
+
+	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/messages"
+)
+
+// Prepared is a message framed once so that it can be sent to many
+// connections without encoding it again: every server connection writes
+// the same bytes. It is immutable and safe for concurrent use.
+type Prepared struct {
+	msg   messages.Message
+	frame []byte // header and payload of one unmasked final frame
+}
+
+// Prepare frames m for sending with WritePrepared. The payload is copied,
+// so the caller may reuse it.
+func Prepare(m messages.Message) *Prepared {
+	var hb [frames.MaxHeaderSize]byte
+	n := frames.PutHeader(hb[:], frames.Header{Op: m.Kind.Opcode(), Fin: true, Length: int64(len(m.Payload))})
+	frame := make([]byte, n+len(m.Payload))
+	copy(frame, hb[:n])
+	copy(frame[n:], m.Payload)
+	return &Prepared{msg: messages.Message{Kind: m.Kind, Payload: frame[n:]}, frame: frame}
+}
+
+// Message returns the prepared message. Its payload must not be modified.
+func (p *Prepared) Message() messages.Message { return p.msg }
+
+// Len returns the number of bytes the prepared message puts on the wire.
+func (p *Prepared) Len() int { return len(p.frame) }
+
+// WritePrepared sends a prepared message as one frame. On the client side,
+// where every frame needs its own mask, it is encoded afresh.
+func (o *Outbound) WritePrepared(ctx context.Context, p *Prepared) error {
+	c := o.c
+	if c.client {
+		return c.writeMessage(ctx, p.msg.Kind.Opcode(), p.msg.Payload)
+	}
+	if err := c.lockMsg(ctx); err != nil {
+		return err
+	}
+	defer c.unlockMsg()
+	if c.closeSent.Load() {
+		return ErrClosed
+	}
+	c.sockMu.Lock()
+	defer c.unlockSock()
+	if c.ctrlPending.Load() != 0 {
+		c.flushControl()
+	}
+	if c.closeSent.Load() || c.wbroken {
+		return ErrClosed
+	}
+	c.setWriteDeadline()
+	if _, err := c.nc.Write(p.frame); err != nil {
+		return c.writeFailed(err)
+	}
+	c.stats.MessagesOut.Add(1)
+	c.stats.BytesOut.Add(int64(len(p.msg.Payload)))
+	return nil
+}
