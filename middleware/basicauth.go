@@ -26,7 +26,12 @@ import (
 // Basic credentials travel in clear text: serve them over TLS only. Browsers
 // send them on WebSocket requests once the user has logged in to the origin,
 // but cannot be told to add them to one; see Bearer for that case.
+//
+// BasicAuth panics if verify is nil.
 func BasicAuth(realm string, verify func(ctx context.Context, user, password string) bool) func(http.Handler) http.Handler {
+	if verify == nil {
+		panic("middleware: BasicAuth: nil verify")
+	}
 	challenge := `Basic realm="` + quoteEscape(realm) + `", charset="UTF-8"`
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -46,8 +46,14 @@ func Bearer(verify func(ctx context.Context, token string) (user string, err err
 //
 // verify runs on the request goroutine with the request context. Any error
 // it returns counts as a rejected token, so return one only for tokens that
-// are not valid; an outage of the store behind it also ends in 401.
+// are not valid; an outage of the store behind it also ends in 401. A nil
+// error accepts the token, even with an empty user name.
+//
+// BearerWith panics if verify is nil.
 func BearerWith(verify func(ctx context.Context, token string) (user string, err error), opts BearerOptions) func(http.Handler) http.Handler {
+	if verify == nil {
+		panic("middleware: Bearer: nil verify")
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			token, fromQuery := bearerToken(r, opts.QueryParam)

@@ -142,3 +142,22 @@ func TestRemoveQueryParam(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthPanicsOnNilVerify(t *testing.T) {
+	for name, build := range map[string]func(){
+		"BasicAuth": func() { BasicAuth("x", nil) },
+		"Bearer":    func() { Bearer(nil) },
+		"BearerWith": func() {
+			BearerWith(nil, BearerOptions{QueryParam: "access_token"})
+		},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s with a nil verify did not panic", name)
+				}
+			}()
+			build()
+		}()
+	}
+}

@@ -33,7 +33,8 @@
 // RequestID first so that every log line has the id; Recover before Log so
 // that Log records the 500 Recover writes; Origins and UpgradeRateLimit
 // before authentication, so that foreign pages and floods are turned away
-// before a verifier spends time on them. See [Example] for such a chain.
+// before a verifier spends time on them. The package example builds such a
+// chain; each middleware has an example of its own.
 //
 // # Authentication
 //

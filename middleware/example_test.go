@@ -208,6 +208,10 @@ func ExampleOrigins() {
 // Log tells an accepted WebSocket upgrade (status 101) from a refused one.
 func ExampleLog() {
 	route := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "" {
+			http.Error(w, "upgrade required", http.StatusUpgradeRequired)
+			return
+		}
 		if r.URL.Query().Get("room") == "" {
 			http.Error(w, "room required", http.StatusBadRequest)
 			return
@@ -222,20 +226,20 @@ func ExampleLog() {
 	// Output:
 	// level=INFO msg=request method=GET path=/ws status=101 bytes=0 remote=192.0.2.1:1234 upgrade=accepted
 	// level=WARN msg=request method=GET path=/ws status=400 bytes=14 remote=192.0.2.1:1234 upgrade=refused
-	// level=WARN msg=request method=GET path=/ws status=400 bytes=14 remote=192.0.2.1:1234
+	// level=WARN msg=request method=GET path=/ws status=426 bytes=17 remote=192.0.2.1:1234
 }
 
 func ExampleRecover() {
 	h := middleware.Recover(exampleLogger())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m map[string]int
-		m["boom"]++ // a bug
+		parts := strings.Split(r.URL.Path, "/")
+		fmt.Fprint(w, parts[2]) // a bug: the path may have fewer parts
 	}))
 
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/bug", nil))
 	fmt.Println(w.Code, w.Body.String())
 	// Output:
-	// level=ERROR msg=panic panic="assignment to entry in nil map" method=GET path=/bug
+	// level=ERROR msg=panic panic="runtime error: index out of range [2] with length 2" method=GET path=/bug
 	// 500 Internal Server Error
 }
 
@@ -246,16 +250,16 @@ func ExampleUpgradeRateLimit() {
 	for range 3 {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, wsRequest("/ws", ""))
-		fmt.Println(w.Code, w.Header().Get("Retry-After"))
+		fmt.Println(w.Code, w.Header()["Retry-After"])
 	}
 	// Plain HTTP requests are not counted.
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/ws", nil))
 	fmt.Println(w.Code)
 	// Output:
-	// 200
-	// 200
-	// 429 1
+	// 200 []
+	// 200 []
+	// 429 [1]
 	// 200
 }
 

@@ -25,12 +25,13 @@ import (
 //   - bytes: body bytes written.
 //   - remote: r.RemoteAddr.
 //   - request_id: when RequestID ran, on either side of Log.
-//   - upgrade: only for WebSocket upgrades and requests for one. "accepted"
-//     when the response header holds "Upgrade: websocket" and nothing was
-//     written, which is how a ws route records its decision; "refused" when
-//     the request asked for an upgrade (Connection holds "upgrade" and
-//     Upgrade holds "websocket") and got any other answer; "hijacked" when
-//     it asked and the handler hijacked the connection itself.
+//   - upgrade: only for requests that ask for a WebSocket upgrade
+//     (Connection holds "upgrade" and Upgrade holds "websocket", or an
+//     HTTP/2 extended CONNECT for "websocket"). "accepted" when nothing was
+//     written and the response header holds "Upgrade: websocket", which is
+//     how a ws route records its decision (or when the handler wrote 101
+//     itself); "hijacked" when the handler hijacked the connection itself;
+//     "refused" for any other answer.
 //   - panic: true when a later handler panicked. Log lets the panic go on,
 //     to Recover or net/http, and logs what was recorded up to then.
 //
@@ -73,7 +74,7 @@ func logRequest(logger *slog.Logger, rec *Recorder, r *http.Request, d time.Dura
 		}
 	case !rec.WroteHeader() && panicked:
 		// The answer, if any, comes from whoever recovers.
-	case !rec.WroteHeader() && upgradeAccepted(rec.Header()):
+	case !rec.WroteHeader() && asked && upgradeAccepted(rec.Header()):
 		status = http.StatusSwitchingProtocols
 		if r.ProtoMajor >= 2 {
 			status = http.StatusOK

@@ -227,3 +227,8 @@ func TestIsUpgradeRequest(t *testing.T) {
 		t.Error("HTTP/2 extended CONNECT for websocket not counted as an upgrade")
 	}
 }
+
+func TestLogUpgradeFieldsOnPlainRequest(t *testing.T) {
+	line := logOf(t, acceptUpgrade, httptest.NewRequest(http.MethodGet, "/ws", nil))
+	wantLog(t, line, map[string]any{"status": 200.0, "upgrade": nil})
+}

@@ -26,15 +26,17 @@ import (
 //     443 for https);
 //   - the host[:port] of its Origin matches one of patterns, in the glob
 //     syntax of [path.Match], ignoring case and the scheme: "example.com",
-//     "*.example.com" (subdomains, not example.com itself), "localhost:*"
+//     "*.example.com" (subdomains at any depth, not example.com itself), "localhost:*"
 //     (any port; plain "localhost" matches no port), "*" (anything). A port
 //     is part of what is matched, so "example.com" does not match
-//     "http://example.com:8080".
+//     "http://example.com:8080". The brackets of an IPv6 literal are
+//     pattern syntax and need escaping: `\[::1\]:*`.
 //
 // Any other request, including one whose Origin is malformed or "null" (a
 // sandboxed page or a local file), gets 403 Forbidden with a plain-text
 // body naming the origin. Origins checks every request that has an Origin
 // header, not only upgrades, so it also guards form posts and fetches.
+// With no patterns, only pages of the server's own host get through.
 //
 // Origins panics if a pattern is malformed or holds a scheme or a path:
 // patterns name hosts, not URLs.

@@ -102,3 +102,20 @@ func TestOriginsPanicsOnBadPattern(t *testing.T) {
 		}()
 	}
 }
+
+func TestOriginsNoPatternsSameHostOnly(t *testing.T) {
+	h := Origins()(ok)
+	if w := serve(h, originRequest("chat.test", "https://chat.test")); w.Code != http.StatusOK {
+		t.Errorf("same host: status %d, want 200", w.Code)
+	}
+	if w := serve(h, originRequest("chat.test", "https://a.chat.test")); w.Code != http.StatusForbidden {
+		t.Errorf("subdomain: status %d, want 403", w.Code)
+	}
+}
+
+func TestOriginsDeepSubdomain(t *testing.T) {
+	h := Origins("*.example.com")(ok)
+	if w := serve(h, originRequest("api.test", "https://a.b.example.com")); w.Code != http.StatusOK {
+		t.Errorf("status %d, want 200", w.Code)
+	}
+}

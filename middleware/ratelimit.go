@@ -12,8 +12,8 @@ import (
 )
 
 // DefaultMaxClients is the number of clients UpgradeRateLimit tracks when
-// RateLimitOptions.MaxClients is 0. An entry takes on the order of 150
-// bytes, so the full table stays near 1.5 MiB.
+// RateLimitOptions.MaxClients is 0. An entry takes about 150 bytes for an
+// IPv4 client and a little more for IPv6, so a full table stays under 2 MiB.
 const DefaultMaxClients = 10_000
 
 // RateLimitOptions configures UpgradeRateLimitWith. The zero value gives

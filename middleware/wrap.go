@@ -13,12 +13,13 @@ import (
 // of body bytes and whether the header was written or the connection
 // hijacked. Log uses one; it is exported for middleware of your own.
 //
-// A Recorder keeps the optional interfaces of the writer it wraps working:
-// it implements [http.Flusher], [http.Hijacker] and [io.ReaderFrom], each
-// reaching the wrapped writer (through its own Unwrap chain if need be), and
-// Unwrap, so that [http.ResponseController] finds deadlines and full-duplex
-// support underneath. A method the wrapped writer cannot honour returns an
-// error matching [http.ErrNotSupported].
+// A Recorder keeps the optional interfaces of the writer it wraps working.
+// It implements [http.Flusher] and [http.Hijacker], which reach the wrapped
+// writer by way of [http.ResponseController] and so through its own Unwrap
+// chain too; [io.ReaderFrom], which uses the wrapped writer's ReadFrom when
+// it has one; and Unwrap, so that [http.ResponseController] finds deadlines
+// and full-duplex support underneath. FlushError and Hijack return an error
+// matching [http.ErrNotSupported] when nothing underneath can do it.
 //
 // Like the writer it wraps, a Recorder belongs to the handler serving the
 // request and must not be used from other goroutines without

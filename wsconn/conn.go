@@ -188,7 +188,7 @@ func Serve[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], 
 }
 
 func (c *Conn) run(parent context.Context, handler func(context.Context) error) error {
-	g := groupFrom(parent)
+	g := GroupFrom(parent)
 	if g != nil {
 		g.add(c)
 		defer g.remove(c)

@@ -31,8 +31,14 @@ func (g *Group) init() {
 	})
 }
 
-// groupFrom returns the Group whose Go made ctx, if any.
-func groupFrom(ctx context.Context) *Group {
+// WithGroup returns a copy of ctx that names g as the Group for
+// connections accepted under it; the router hands such connections to g.
+func WithGroup(ctx context.Context, g *Group) context.Context {
+	return context.WithValue(ctx, groupKey{}, g)
+}
+
+// GroupFrom returns the Group named by ctx, or nil.
+func GroupFrom(ctx context.Context) *Group {
 	g, _ := ctx.Value(groupKey{}).(*Group)
 	return g
 }

@@ -1,0 +1,286 @@
+// Package app runs a colibri application: an http.Handler (usually a
+// router.Router) behind an http.Server, with the limits, TLS, upgrade hooks
+// and the graceful shutdown that WebSocket servers need.
+//
+// # Lifecycle
+//
+// Run listens, serves, and stops when its context ends or the process gets
+// SIGINT or SIGTERM. Stopping closes the listener, lets in-flight HTTP
+// requests finish, and sends 1001 Going Away to every open WebSocket after
+// what its writer already accepted; handlers get until
+// Config.ShutdownTimeout to return before their transports are closed.
+//
+// # Upgrade requests
+//
+// Every WebSocket upgrade request first meets the application: the
+// connection limit (503 beyond Config.MaxConnections), then the
+// Config.UpgradeHooks in order (each may refuse, go on, or take the
+// connection over), then the closure form (Config.WebSocket) if set, and
+// finally the handler.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/colibri-ws/colibri/router"
+	"github.com/colibri-ws/colibri/wsconn"
+)
+
+// Defaults used where a Config field is zero.
+const (
+	DefaultAddr              = ":8080"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultShutdownTimeout   = 10 * time.Second
+)
+
+// Config configures an App. The zero value serves plain HTTP on :8080 with
+// the documented defaults.
+type Config struct {
+	// Addr is the TCP address to listen on. Default ":8080"; use
+	// "127.0.0.1:0" for a free port (see OnListen).
+	Addr string
+
+	// TLSConfig serves TLS (wss://) when set; CertFile and KeyFile load a
+	// certificate pair into it (or into a new one).
+	TLSConfig         *tls.Config
+	CertFile, KeyFile string
+
+	// ReadHeaderTimeout bounds reading a request's headers, which stops
+	// clients that send them a byte at a time. Default 10 s.
+	ReadHeaderTimeout time.Duration
+
+	// HandshakeTimeout bounds an upgrade request from its arrival to the
+	// 101 response: middleware and the upgrade decision see it as their
+	// context's deadline. Default 10 s.
+	HandshakeTimeout time.Duration
+
+	// IdleTimeout is how long an HTTP keep-alive connection may wait for
+	// its next request. Default 120 s.
+	IdleTimeout time.Duration
+
+	// MaxConnections caps open WebSocket connections; upgrade requests
+	// beyond it get 503 Service Unavailable with Retry-After. Default 0:
+	// no cap.
+	MaxConnections int
+
+	// RetryAfter is the Retry-After value sent with that 503. Default 1 s.
+	RetryAfter time.Duration
+
+	// ShutdownTimeout is how long Run waits, once stopping, for handlers
+	// to finish their closing handshakes before closing what remains.
+	// Default 10 s.
+	ShutdownTimeout time.Duration
+
+	// NoSignals stops Run from handling SIGINT and SIGTERM. Default false.
+	NoSignals bool
+
+	// Logger receives the application's log lines. Default slog.Default().
+	Logger *slog.Logger
+
+	// OnListen is called with the bound address once the listener is up,
+	// before serving: tests use it with port 0.
+	OnListen func(addr net.Addr)
+
+	// UpgradeHooks see every upgrade request, in order, before routing.
+	UpgradeHooks []UpgradeHook
+
+	// WebSocket is the closure form: one shouldUpgrade and handler for
+	// every upgrade request, made with router.Everywhere. Requests it
+	// declines, and requests that are not upgrades, go to the handler.
+	WebSocket func(*router.Router)
+}
+
+// UpgradeHook sees an upgrade request before routing. It returns the
+// request to continue with (the same one, or one with values added to its
+// context for later stages), or nil when it dealt with the request itself:
+// by writing a refusal, or by hijacking the connection to serve it some
+// other way (another WebSocket library on the same port, for instance).
+type UpgradeHook func(w http.ResponseWriter, r *http.Request) *http.Request
+
+// App is a colibri application. Create it with New; it is an http.Handler
+// too, for use with a server you run yourself.
+type App struct {
+	cfg      Config
+	handler  http.Handler
+	sessions wsconn.Group
+	log      *slog.Logger
+
+	mu   sync.Mutex
+	addr net.Addr
+}
+
+// New returns an App serving handler (usually a *router.Router).
+func New(handler http.Handler, cfg Config) *App {
+	if handler == nil {
+		handler = http.NotFoundHandler()
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	cfg.ReadHeaderTimeout = orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	cfg.HandshakeTimeout = orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.ShutdownTimeout = orDefault(cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	cfg.RetryAfter = orDefault(cfg.RetryAfter, time.Second)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.WebSocket != nil {
+		r := router.New()
+		cfg.WebSocket(r)
+		r.Handle("/", handler)
+		handler = r
+	}
+	return &App{cfg: cfg, handler: handler, log: cfg.Logger}
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Connections returns the number of open WebSocket connections.
+func (a *App) Connections() int { return a.sessions.Len() }
+
+// Addr returns the address Run is listening on, or nil before it listens.
+func (a *App) Addr() net.Addr {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.addr
+}
+
+// ServeHTTP applies the connection limit and the upgrade hooks to upgrade
+// requests, names the App's Group for their connections, and serves the
+// handler.
+func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !wsconn.IsUpgradeRequest(r) {
+		a.handler.ServeHTTP(w, r)
+		return
+	}
+	if max := a.cfg.MaxConnections; max > 0 && a.sessions.Len() >= max {
+		w.Header().Set("Retry-After", strconv.Itoa(int((a.cfg.RetryAfter+time.Second-1)/time.Second)))
+		http.Error(w, "too many WebSocket connections; try again later", http.StatusServiceUnavailable)
+		a.log.Warn("upgrade refused: connection limit reached", slog.Int("max", max))
+		return
+	}
+	ctx, cancel := context.WithTimeout(wsconn.WithGroup(r.Context(), &a.sessions), a.cfg.HandshakeTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
+	for _, hook := range a.cfg.UpgradeHooks {
+		if r = hook(w, r); r == nil {
+			return
+		}
+	}
+	a.handler.ServeHTTP(w, r)
+}
+
+// ShutdownReport says how a shutdown ended.
+type ShutdownReport = wsconn.ShutdownReport
+
+// Shutdown sends 1001 Going Away to every open WebSocket and waits for
+// their handlers until ctx ends, then closes what remains. Run calls it;
+// call it yourself when serving the App with your own http.Server, after
+// that server's Shutdown.
+func (a *App) Shutdown(ctx context.Context) (ShutdownReport, error) {
+	return a.sessions.Shutdown(ctx)
+}
+
+// Run serves until ctx ends or, unless Config.NoSignals, SIGINT or SIGTERM
+// arrives; then it shuts down gracefully and returns. It returns an error
+// only if serving failed or the shutdown left handlers running.
+func (a *App) Run(ctx context.Context) error {
+	ln, err := a.listen()
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.addr = ln.Addr()
+	a.mu.Unlock()
+	if a.cfg.OnListen != nil {
+		a.cfg.OnListen(ln.Addr())
+	}
+	if !a.cfg.NoSignals {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
+	srv := &http.Server{
+		Handler:           a,
+		ReadHeaderTimeout: a.cfg.ReadHeaderTimeout,
+		IdleTimeout:       a.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	a.log.Info("listening", slog.String("addr", ln.Addr().String()))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+	a.log.Info("shutting down", slog.Int("connections", a.Connections()))
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	var httpErr error
+	wg.Go(func() { httpErr = srv.Shutdown(sctx) })
+	report, wsErr := a.sessions.Shutdown(sctx)
+	wg.Wait()
+	if serveErr == nil {
+		<-served
+	}
+	a.log.Info("stopped", slog.Int("graceful", report.Graceful), slog.Int("forced", report.Forced))
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("app: serve: %w", serveErr)
+	}
+	if wsErr != nil {
+		return fmt.Errorf("app: shutdown: %w", wsErr)
+	}
+	if httpErr != nil && !errors.Is(httpErr, context.DeadlineExceeded) {
+		return fmt.Errorf("app: shutdown: %w", httpErr)
+	}
+	return nil
+}
+
+func (a *App) listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	tlsCfg := a.cfg.TLSConfig
+	if a.cfg.CertFile != "" || a.cfg.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.CertFile, a.cfg.KeyFile)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("app: %w", err)
+		}
+		if tlsCfg == nil {
+			tlsCfg = &tls.Config{}
+		} else {
+			tlsCfg = tlsCfg.Clone()
+		}
+		tlsCfg.Certificates = append(tlsCfg.Certificates, cert)
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	return ln, nil
+}

@@ -1,0 +1,233 @@
+package router
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/colibri-ws/colibri/wsconn"
+)
+
+// Router is an http.Handler that routes by Go's ServeMux patterns
+// ("GET /chat/{room}") to HTTP routes and ws routes, through middleware.
+// Routes and middleware are registered at setup; a Router is safe for
+// concurrent use once it serves.
+//
+// Middleware added with Use on the Router returned by New wraps every
+// request, including those that match no route. Middleware added in a
+// Group wraps only the routes registered in that group after it.
+type Router struct {
+	root *root
+	mws  []func(http.Handler) http.Handler
+	opts wsOptions
+	top  bool // made by New, not by Group or With
+	// routed is set once a route was registered in this group, after
+	// which Use would not apply to it any more.
+	routed bool
+}
+
+// root is what every group of one router shares.
+type root struct {
+	mux      http.ServeMux // HTTP routes
+	ws       http.ServeMux // ws routes, path patterns without method
+	hasWS    bool
+	sessions wsconn.Group
+
+	mu      sync.Mutex
+	mws     []func(http.Handler) http.Handler
+	handler http.Handler // mws around dispatch, built on first use
+}
+
+// New returns an empty Router. Options set the defaults of its ws routes.
+func New(opts ...Option) *Router {
+	r := &Router{root: &root{}, top: true}
+	for _, o := range opts {
+		o(&r.opts)
+	}
+	return r
+}
+
+// Use appends middleware. On the Router returned by New it wraps every
+// request; in a group it wraps the group's routes registered afterwards.
+// Use panics if called after the group registered a route or, on the
+// top-level Router, after it started serving.
+func (r *Router) Use(mws ...func(http.Handler) http.Handler) {
+	if r.top {
+		r.root.mu.Lock()
+		defer r.root.mu.Unlock()
+		if r.root.handler != nil {
+			panic("router: Use after the router started serving")
+		}
+		r.root.mws = append(r.root.mws, mws...)
+		return
+	}
+	if r.routed {
+		panic("router: Use after routes were registered in this group; add middleware first")
+	}
+	r.mws = append(r.mws, mws...)
+}
+
+// Group calls fn with a group of r: routes registered in it get the
+// group's middleware (Use inside fn) in addition to r's.
+func (r *Router) Group(fn func(r *Router)) {
+	fn(r.With())
+}
+
+// With returns a group of r with mws added, for inline use:
+// r.With(auth).HandleFunc("GET /me", me).
+func (r *Router) With(mws ...func(http.Handler) http.Handler) *Router {
+	g := &Router{root: r.root, opts: r.opts}
+	g.mws = append(append(make([]func(http.Handler) http.Handler, 0, len(r.mws)+len(mws)), r.mws...), mws...)
+	return g
+}
+
+// Handle registers h for pattern, in ServeMux syntax: "[METHOD ][HOST]/[PATH]"
+// with {name} and {name...} wildcards read by Request.PathValue. It panics
+// on an invalid or conflicting pattern, as ServeMux does.
+func (r *Router) Handle(pattern string, h http.Handler) {
+	r.routed = true
+	r.root.mux.Handle(pattern, chain(r.mws, h))
+}
+
+// HandleFunc registers f for pattern; see Handle.
+func (r *Router) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
+	r.Handle(pattern, http.HandlerFunc(f))
+}
+
+// Sessions returns the Group that owns the router's WebSocket connections
+// when the request does not name another (the app package does). Call its
+// Shutdown when serving the router with a plain http.Server.
+func (r *Router) Sessions() *wsconn.Group { return &r.root.sessions }
+
+// ServeHTTP routes req. For a WebSocket upgrade request it runs the
+// middleware chain and the ws route's decision as an ordinary request;
+// when the route decided to upgrade and nothing was written, it performs
+// the handshake on the original ResponseWriter and hands the connection to
+// its Group before returning.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	rt := r.root
+	h := rt.chain()
+	if !rt.hasWS || !wsconn.IsUpgradeRequest(req) {
+		h.ServeHTTP(w, req)
+		return
+	}
+	p := &pending{}
+	req = req.WithContext(context.WithValue(req.Context(), pendingKey{}, p))
+	rec := &recorder{ResponseWriter: w}
+	h.ServeHTTP(rec, req)
+	if p.start == nil {
+		return
+	}
+	if rec.wrote {
+		p.logger.Warn("ws route decided to upgrade but middleware wrote a response; not upgrading",
+			slog.String("path", req.URL.Path))
+		return
+	}
+	g := wsconn.GroupFrom(req.Context())
+	if g == nil {
+		g = &rt.sessions
+	}
+	p.start(w, g)
+}
+
+func (rt *root) chain() http.Handler {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.handler == nil {
+		rt.handler = chain(rt.mws, http.HandlerFunc(rt.dispatch))
+	}
+	return rt.handler
+}
+
+// dispatch sends upgrade requests to their ws route and everything else,
+// including declined upgrades, to the HTTP routes.
+func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
+	if p, _ := req.Context().Value(pendingKey{}).(*pending); p != nil {
+		if _, pattern := rt.ws.Handler(req); pattern != "" {
+			rt.ws.ServeHTTP(w, req)
+			if !p.declined {
+				return
+			}
+			if _, pattern := rt.mux.Handler(req); pattern == "" {
+				http.Error(w, "this WebSocket endpoint declined the upgrade", http.StatusForbidden)
+				return
+			}
+		}
+	} else if rt.hasWS {
+		// A plain request to a WebSocket-only path: say so instead of 404.
+		if _, pattern := rt.mux.Handler(req); pattern == "" {
+			if _, pattern := rt.ws.Handler(req); pattern != "" {
+				if e := wsconn.CheckRequest(req); e != nil {
+					e.Write(w)
+					return
+				}
+			}
+		}
+	}
+	rt.mux.ServeHTTP(w, req)
+}
+
+// chain wraps h in mws, the first outermost.
+func chain(mws []func(http.Handler) http.Handler, h http.Handler) http.Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// pending carries a ws route's decision from inside the middleware chain
+// out to Router.ServeHTTP.
+type pending struct {
+	start    func(w http.ResponseWriter, g *wsconn.Group)
+	declined bool
+	logger   *slog.Logger
+}
+
+type pendingKey struct{}
+
+// recorder notes whether the chain wrote anything, which rules out the
+// upgrade. It unwraps for http.ResponseController.
+type recorder struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	r.wrote = true
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.wrote = true
+	return r.ResponseWriter.Write(p)
+}
+
+func (r *recorder) Flush() {
+	r.wrote = true
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap returns the underlying ResponseWriter.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// wsPath turns a ws route pattern into a method-less ServeMux pattern: the
+// handshake is always GET, and other methods get a clear 405 from the
+// handshake check rather than from the mux.
+func wsPath(pattern string) string {
+	method, rest, ok := strings.Cut(pattern, " ")
+	if !ok {
+		return pattern
+	}
+	if method != http.MethodGet {
+		panic("router: ws route " + pattern + ": WebSocket handshakes use GET")
+	}
+	return strings.TrimLeft(rest, " \t")
+}
+
+// defaultHandshakeTimeout bounds writing the 101 response.
+const defaultHandshakeTimeout = 10 * time.Second

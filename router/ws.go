@@ -1,0 +1,206 @@
+package router
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/colibri-ws/colibri/wsconn"
+)
+
+// Decision is what a ws route's shouldUpgrade function decides for a
+// request: Upgrade, DontUpgrade or Reject.
+type Decision struct {
+	kind   decisionKind
+	header http.Header
+	status int
+	body   string
+}
+
+type decisionKind uint8
+
+const (
+	upgrade decisionKind = iota
+	dontUpgrade
+	reject
+)
+
+// Upgrade accepts the request; header holds extra headers for the 101
+// response (nil for none).
+func Upgrade(header http.Header) Decision { return Decision{kind: upgrade, header: header} }
+
+// DontUpgrade declines the upgrade: the request goes on as an ordinary HTTP
+// request, answered by an HTTP route on the same path if there is one, and
+// otherwise by 403 Forbidden.
+func DontUpgrade() Decision { return Decision{kind: dontUpgrade} }
+
+// Reject refuses the request with an HTTP status (401, 403, 429, ...) and a
+// plain-text body.
+func Reject(status int, body string) Decision {
+	return Decision{kind: reject, status: status, body: body}
+}
+
+// ShouldUpgrade decides whether a request becomes a WebSocket, and
+// produces the value the handler receives in Session.Value. It runs after
+// the route's middleware, so it sees what they put in the request's
+// context (the authenticated user, for example).
+type ShouldUpgrade[T any] func(r *http.Request) (T, Decision)
+
+// WS registers a ws route on r: requests matching pattern (ServeMux
+// syntax, method GET or none) that ask for a WebSocket upgrade pass through
+// the route's middleware, then shouldUpgrade decides; on Upgrade the
+// handshake completes and handler serves the connection. A nil
+// shouldUpgrade always upgrades with T's zero value.
+//
+// WS is a function rather than a method because methods cannot have type
+// parameters; T is inferred from shouldUpgrade and handler.
+func WS[T any](r *Router, pattern string, shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T], opts ...Option) {
+	o := r.opts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	logger := o.config.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg := o.config
+	cfg.Logger = logger.With(slog.String("route", pattern))
+	route := &wsRoute[T]{should: shouldUpgrade, handler: handler, opts: o, cfg: cfg}
+	r.routed = true
+	r.root.hasWS = true
+	r.root.ws.Handle(wsPath(pattern), chain(r.mws, route))
+}
+
+type wsRoute[T any] struct {
+	should  ShouldUpgrade[T]
+	handler wsconn.Handler[T]
+	opts    wsOptions
+	cfg     wsconn.Config
+}
+
+// ServeHTTP runs inside the middleware chain: it validates the handshake,
+// checks the origin and records the decision. It writes nothing on
+// Upgrade; Router.ServeHTTP performs the handshake afterwards.
+func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, _ := r.Context().Value(pendingKey{}).(*pending)
+	if p == nil {
+		http.Error(w, "router: ws route served outside its Router", http.StatusInternalServerError)
+		return
+	}
+	if e := wsconn.CheckRequest(r); e != nil {
+		e.Write(w)
+		return
+	}
+	if !rt.opts.anyOrigin {
+		if e := wsconn.CheckOrigin(r, rt.opts.origins); e != nil {
+			e.Write(w)
+			return
+		}
+	}
+	var value T
+	d := Upgrade(nil)
+	if rt.should != nil {
+		value, d = rt.should(r)
+	}
+	switch d.kind {
+	case dontUpgrade:
+		p.declined = true
+		return
+	case reject:
+		status := d.status
+		if status < 400 || status > 599 {
+			status = http.StatusForbidden
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(d.body))
+		return
+	}
+	h := w.Header()
+	for k, v := range d.header {
+		h[k] = append(h[k], v...)
+	}
+	// Visible to middleware such as a request logger: the upgrade was
+	// accepted. The handshake writes its own headers.
+	h.Set("Upgrade", "websocket")
+	h.Set("Connection", "Upgrade")
+	p.logger = rt.cfg.Logger
+	p.start = func(w http.ResponseWriter, g *wsconn.Group) {
+		rt.start(w, r, g, value)
+	}
+}
+
+// start performs the handshake and hands the connection to g.
+func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Group, value T) {
+	u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{
+		Subprotocols:    rt.opts.subprotocols,
+		SkipOriginCheck: true, // checked in ServeHTTP, where the answer can be an HTTP error
+		Header:          w.Header(),
+		Timeout:         rt.opts.handshakeTimeout,
+	})
+	if err != nil {
+		rt.cfg.Logger.Debug("handshake failed", slog.Any("err", err))
+		return
+	}
+	err = g.Go(r.Context(), func(ctx context.Context) {
+		_ = wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg)
+	})
+	if err != nil {
+		// The server is shutting down: no new connections.
+		_ = u.Conn.Close()
+	}
+}
+
+// Option configures ws routes: passed to New it sets the defaults of all
+// the router's ws routes; passed to WS it applies to that route.
+type Option func(*wsOptions)
+
+type wsOptions struct {
+	subprotocols     []string
+	origins          []string
+	anyOrigin        bool
+	config           wsconn.Config
+	handshakeTimeout time.Duration
+}
+
+// WithSubprotocols lists the subprotocols the route speaks; the client's
+// most preferred one among them is negotiated. Default none.
+func WithSubprotocols(names ...string) Option {
+	return func(o *wsOptions) { o.subprotocols = names }
+}
+
+// WithOrigins allows cross-origin handshakes from hosts matching patterns
+// (path.Match syntax on host[:port], e.g. "*.example.com"). Same-host
+// requests and requests without Origin are always allowed. Default: none
+// besides the same host, which protects against cross-site WebSocket
+// hijacking.
+func WithOrigins(patterns ...string) Option {
+	return func(o *wsOptions) { o.origins = patterns }
+}
+
+// WithAnyOrigin turns the origin check off. Only for endpoints that rely on
+// no ambient credentials (cookies, HTTP auth, client certificates).
+func WithAnyOrigin() Option {
+	return func(o *wsOptions) { o.anyOrigin = true }
+}
+
+// WithConfig sets the connection configuration (limits, keep-alive,
+// timeouts, logger); see wsconn.Config for every field and default.
+func WithConfig(cfg wsconn.Config) Option {
+	return func(o *wsOptions) { o.config = cfg }
+}
+
+// WithHandshakeTimeout bounds writing the 101 response. Default 10 s.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(o *wsOptions) { o.handshakeTimeout = d }
+}
+
+// Everywhere returns a registration of one shouldUpgrade and handler for
+// every upgrade request, whatever its path: the closure form for
+// applications without ws routes (see app.Config.WebSocket). Requests that
+// are declined or not upgrades go to the application's handler.
+func Everywhere[T any](shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T], opts ...Option) func(*Router) {
+	return func(r *Router) { WS(r, "/", shouldUpgrade, handler, opts...) }
+}
