@@ -145,7 +145,9 @@ func New(handler http.Handler, cfg Config) *App {
 		r.Handle("/", handler)
 		handler = r
 	}
-	return &App{cfg: cfg, handler: handler, log: cfg.Logger}
+	a := &App{cfg: cfg, handler: handler, log: cfg.Logger}
+	a.sessions.Limit = cfg.MaxConnections
+	return a
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -205,6 +207,11 @@ func (a *App) Shutdown(ctx context.Context) (ShutdownReport, error) {
 // arrives; then it shuts down gracefully and returns. It returns an error
 // only if serving failed or the shutdown left handlers running.
 func (a *App) Run(ctx context.Context) error {
+	if !a.cfg.NoSignals {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
 	ln, err := a.listen()
 	if err != nil {
 		return err
@@ -214,11 +221,6 @@ func (a *App) Run(ctx context.Context) error {
 	a.mu.Unlock()
 	if a.cfg.OnListen != nil {
 		a.cfg.OnListen(ln.Addr())
-	}
-	if !a.cfg.NoSignals {
-		var stop context.CancelFunc
-		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-		defer stop()
 	}
 	srv := &http.Server{
 		Handler:           a,

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -132,8 +133,26 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// start performs the handshake and hands the connection to g.
+// start claims a place in g, performs the handshake and hands the
+// connection over. The place is claimed first so that the connection counts
+// from the moment the client sees the 101, and so that a full or stopping
+// server can still answer with an HTTP status.
 func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Group, value T) {
+	accepted := make(chan wsconn.Upgraded, 1)
+	err := g.Go(r.Context(), func(ctx context.Context) {
+		if u, ok := <-accepted; ok {
+			_ = wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg)
+		}
+	})
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		msg := "server is shutting down"
+		if errors.Is(err, wsconn.ErrGroupFull) {
+			msg = "too many WebSocket connections; try again later"
+		}
+		http.Error(w, msg, http.StatusServiceUnavailable)
+		return
+	}
 	u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{
 		Subprotocols:    rt.opts.subprotocols,
 		SkipOriginCheck: true, // checked in ServeHTTP, where the answer can be an HTTP error
@@ -141,16 +160,11 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Gr
 		Timeout:         rt.opts.handshakeTimeout,
 	})
 	if err != nil {
+		close(accepted)
 		rt.cfg.Logger.Debug("handshake failed", slog.Any("err", err))
 		return
 	}
-	err = g.Go(r.Context(), func(ctx context.Context) {
-		_ = wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg)
-	})
-	if err != nil {
-		// The server is shutting down: no new connections.
-		_ = u.Conn.Close()
-	}
+	accepted <- u
 }
 
 // Option configures ws routes: passed to New it sets the defaults of all

@@ -188,15 +188,14 @@ func Serve[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], 
 }
 
 func (c *Conn) run(parent context.Context, handler func(context.Context) error) error {
-	g := GroupFrom(parent)
-	if g != nil {
-		g.add(c)
-		defer g.remove(c)
-	}
 	sctx, cancel := context.WithCancelCause(parent)
 	c.group, c.ctx = errgroup.WithContext(sctx)
 	c.cancel = cancel
 	defer cancel(ErrClosed)
+	if g := GroupFrom(parent); g != nil {
+		g.add(c)
+		defer g.remove(c)
+	}
 
 	// Readers blocked in the socket learn of a cancelled context through
 	// a read deadline.

@@ -12,14 +12,19 @@ import (
 // value is ready to use. The router and the application each hand their
 // connections to a Group, so that no connection outlives its server.
 type Group struct {
+	// Limit caps the connections the Group owns at once; Go refuses more
+	// with ErrGroupFull. Zero means no cap. Set it before use.
+	Limit int
+
 	initOnce sync.Once
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 
-	mu     sync.Mutex
-	conns  map[*Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[*Conn]struct{}
+	running int // goroutines started by Go that have not returned
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 type groupKey struct{}
@@ -47,7 +52,7 @@ func GroupFrom(ctx context.Context) *Group {
 // of ctx (the request's, with what middleware added) but not its
 // cancellation: it ends when g shuts down, with cause ErrShutdown. A
 // connection served with that context counts in g. Go returns ErrShutdown
-// once g has begun shutting down.
+// once g has begun shutting down, and ErrGroupFull at its Limit.
 func (g *Group) Go(ctx context.Context, f func(ctx context.Context)) error {
 	g.init()
 	g.mu.Lock()
@@ -55,7 +60,12 @@ func (g *Group) Go(ctx context.Context, f func(ctx context.Context)) error {
 		g.mu.Unlock()
 		return ErrShutdown
 	}
+	if g.Limit > 0 && g.running >= g.Limit {
+		g.mu.Unlock()
+		return ErrGroupFull
+	}
 	g.wg.Add(1)
+	g.running++
 	g.mu.Unlock()
 
 	sctx, cancel := context.WithCancelCause(context.WithValue(context.WithoutCancel(ctx), groupKey{}, g))
@@ -66,6 +76,11 @@ func (g *Group) Go(ctx context.Context, f func(ctx context.Context)) error {
 	})
 	go func() {
 		defer g.wg.Done()
+		defer func() {
+			g.mu.Lock()
+			g.running--
+			g.mu.Unlock()
+		}()
 		f(sctx)
 		if !stop() {
 			<-relayed
@@ -87,12 +102,13 @@ func (g *Group) remove(c *Conn) {
 	g.mu.Unlock()
 }
 
-// Len returns the number of open connections.
+// Len returns the number of connections g owns: started with Go and not
+// yet finished, the ones still in their handshake included.
 func (g *Group) Len() int {
 	g.init()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.conns)
+	return g.running
 }
 
 // ShutdownReport says how a shutdown ended the connections that were open.
@@ -104,6 +120,10 @@ type ShutdownReport struct {
 	// transport closed without a handshake.
 	Forced int
 }
+
+// ErrGroupFull is returned by Go when the Group already owns Limit
+// connections.
+var ErrGroupFull = errors.New("wsconn: connection limit reached")
 
 // ErrShutdownIncomplete is returned by Shutdown when handlers were still
 // running after their connections were force-closed.
@@ -121,7 +141,7 @@ func (g *Group) Shutdown(ctx context.Context) (ShutdownReport, error) {
 	g.init()
 	g.mu.Lock()
 	g.closed = true
-	open := len(g.conns)
+	open := g.running
 	g.mu.Unlock()
 	g.cancel(ErrShutdown)
 
