@@ -42,7 +42,6 @@ import (
 const (
 	DefaultAddr              = ":8080"
 	DefaultReadHeaderTimeout = 10 * time.Second
-	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
 )
@@ -60,13 +59,10 @@ type Config struct {
 	CertFile, KeyFile string
 
 	// ReadHeaderTimeout bounds reading a request's headers, which stops
-	// clients that send them a byte at a time. Default 10 s.
+	// clients that send them a byte at a time; it covers the upgrade
+	// request too. (Writing the 101 response is bounded per ws route by
+	// router.WithHandshakeTimeout.) Default 10 s.
 	ReadHeaderTimeout time.Duration
-
-	// HandshakeTimeout bounds an upgrade request from its arrival to the
-	// 101 response: middleware and the upgrade decision see it as their
-	// context's deadline. Default 10 s.
-	HandshakeTimeout time.Duration
 
 	// IdleTimeout is how long an HTTP keep-alive connection may wait for
 	// its next request. Default 120 s.
@@ -132,7 +128,6 @@ func New(handler http.Handler, cfg Config) *App {
 		cfg.Addr = DefaultAddr
 	}
 	cfg.ReadHeaderTimeout = orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
-	cfg.HandshakeTimeout = orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
 	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
 	cfg.ShutdownTimeout = orDefault(cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	cfg.RetryAfter = orDefault(cfg.RetryAfter, time.Second)
@@ -181,9 +176,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.log.Warn("upgrade refused: connection limit reached", slog.Int("max", max))
 		return
 	}
-	ctx, cancel := context.WithTimeout(wsconn.WithGroup(r.Context(), &a.sessions), a.cfg.HandshakeTimeout)
-	defer cancel()
-	r = r.WithContext(ctx)
+	r = r.WithContext(wsconn.WithGroup(r.Context(), &a.sessions))
 	for _, hook := range a.cfg.UpgradeHooks {
 		if r = hook(w, r); r == nil {
 			return
@@ -216,6 +209,19 @@ func (a *App) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return a.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller made: it serves on ln (wrapping it
+// in TLS when configured) until ctx ends, then shuts down gracefully and
+// closes ln. Signals are handled only by Run.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	tln, err := a.withTLS(ln)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	ln = tln
 	a.mu.Lock()
 	a.addr = ln.Addr()
 	a.mu.Unlock()
@@ -267,11 +273,15 @@ func (a *App) listen() (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
+	return ln, nil
+}
+
+// withTLS wraps ln in TLS when the Config asks for it.
+func (a *App) withTLS(ln net.Listener) (net.Listener, error) {
 	tlsCfg := a.cfg.TLSConfig
 	if a.cfg.CertFile != "" || a.cfg.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(a.cfg.CertFile, a.cfg.KeyFile)
 		if err != nil {
-			ln.Close()
 			return nil, fmt.Errorf("app: %w", err)
 		}
 		if tlsCfg == nil {
@@ -281,8 +291,8 @@ func (a *App) listen() (net.Listener, error) {
 		}
 		tlsCfg.Certificates = append(tlsCfg.Certificates, cert)
 	}
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
+	if tlsCfg == nil {
+		return ln, nil
 	}
-	return ln, nil
+	return tls.NewListener(ln, tlsCfg), nil
 }

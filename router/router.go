@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -228,6 +227,3 @@ func wsPath(pattern string) string {
 	}
 	return strings.TrimLeft(rest, " \t")
 }
-
-// defaultHandshakeTimeout bounds writing the 101 response.
-const defaultHandshakeTimeout = 10 * time.Second

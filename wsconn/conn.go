@@ -82,7 +82,7 @@ type Conn struct {
 
 	ctx    context.Context // the handler's context
 	cancel context.CancelCauseFunc
-	group  *errgroup.Group
+	group  errgroup.Group
 	tasks  sync.WaitGroup // colibri's own callbacks (context watcher)
 
 	// Read side. The token is held by whoever reads the socket: an
@@ -95,6 +95,8 @@ type Conn struct {
 	rerr      error         // why, for Inbound.Err; nil for a clean close
 	rdone     chan struct{} // closed when rended is set
 	bgRunning bool
+	bgWaiting bool // the background reader waits for bytes at a frame boundary
+	handover  bool // a loop waits for the background reader to step aside
 	closing   bool // the handler returned or the context ended: hand out no more data
 	draining  bool // the closing handshake set its deadline
 
@@ -104,7 +106,6 @@ type Conn struct {
 	remaining int64
 	maskPos   int
 	asm       messages.Assembler
-	ctrlIn    [frames.MaxControlPayload]byte
 
 	peerClosed bool // under rmu
 	peerCode   frames.CloseCode
@@ -120,10 +121,8 @@ type Conn struct {
 	ctrlPending atomic.Uint32
 	pongLen     int
 	pong        [frames.MaxControlPayload]byte
-	pingLen     int
-	ping        [frames.MaxControlPayload]byte
-	closeLen    int
-	closeBody   [frames.MaxControlPayload]byte
+	ping        [8]byte
+	closeBody   []byte
 	closeSent   atomic.Bool // our CLOSE is queued or out: no more data frames
 	closeOut    bool        // our CLOSE reached the socket (under sockMu)
 	wbroken     bool        // a write failed; the stream is unusable (under sockMu)
@@ -188,22 +187,24 @@ func Serve[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], 
 }
 
 func (c *Conn) run(parent context.Context, handler func(context.Context) error) error {
-	sctx, cancel := context.WithCancelCause(parent)
-	c.group, c.ctx = errgroup.WithContext(sctx)
-	c.cancel = cancel
-	defer cancel(ErrClosed)
+	c.ctx, c.cancel = context.WithCancelCause(parent)
+	defer c.cancel(ErrClosed)
 	if g := GroupFrom(parent); g != nil {
-		g.add(c)
+		if !g.add(c) {
+			c.stop(ErrShutdown)
+		}
 		defer g.remove(c)
 	}
-
-	// Readers blocked in the socket learn of a cancelled context through
-	// a read deadline.
-	c.tasks.Add(1)
-	stopWatch := context.AfterFunc(c.ctx, func() {
-		defer c.tasks.Done()
-		c.interruptReads()
-	})
+	// A caller's context that can end is watched; the router's cannot (its
+	// Group stops connections directly), which saves a registration.
+	var stopWatch func() bool
+	if parent.Done() != nil {
+		c.tasks.Add(1)
+		stopWatch = context.AfterFunc(parent, func() {
+			defer c.tasks.Done()
+			c.stop(context.Cause(parent))
+		})
+	}
 	c.keepAlive.start(c)
 	c.log.Debug("connection open", slog.String("subprotocol", c.proto))
 	c.startBackground()
@@ -212,11 +213,18 @@ func (c *Conn) run(parent context.Context, handler func(context.Context) error) 
 	err = c.finish(err)
 
 	c.keepAlive.stop()
-	if stopWatch() {
+	if stopWatch != nil && stopWatch() {
 		c.tasks.Done()
 	}
 	c.tasks.Wait()
 	return err
+}
+
+// stop cancels the handler's context with cause (the first cause wins) and
+// wakes readers blocked in the socket.
+func (c *Conn) stop(cause error) {
+	c.cancel(cause)
+	c.interruptReads()
 }
 
 func (c *Conn) callHandler(handler func(context.Context) error) (err error) {
@@ -241,7 +249,13 @@ func (p *panicError) Error() string { return fmt.Sprintf("wsconn: handler panick
 // closes the connection with 1011 (or the code of a *CloseError). Go may be
 // called from the handler and from other tasks of the connection.
 func (c *Conn) Go(f func(ctx context.Context) error) {
-	c.group.Go(func() error { return f(c.ctx) })
+	c.group.Go(func() error {
+		err := f(c.ctx)
+		if err != nil {
+			c.stop(err)
+		}
+		return err
+	})
 }
 
 // Request returns the HTTP request that was upgraded. Its context's values
@@ -284,7 +298,7 @@ func (c *Conn) Outbound() *Outbound { return &c.out }
 // writers fail, the handler's context is cancelled, and Serve returns once
 // the handler and its tasks have.
 func (c *Conn) CloseNow() {
-	c.cancel(&CloseError{Code: frames.CloseAbnormal, Reason: "closed without handshake", Err: ErrClosed, byColibri: true})
+	c.stop(&CloseError{Code: frames.CloseAbnormal, Reason: "closed without handshake", Err: ErrClosed, byColibri: true})
 	_ = c.nc.Close()
 }
 
@@ -296,7 +310,7 @@ func (c *Conn) CloseNow() {
 func (c *Conn) fail(ce *CloseError) {
 	c.endRead(ce)
 	c.queueClose(ce.Code, ce.Reason)
-	c.cancel(ce)
+	c.stop(ce)
 }
 
 // endRead marks the inbound side over, keeping the first reason.
@@ -395,7 +409,7 @@ func (c *Conn) finish(herr error) error {
 	c.closing, c.draining = true, true
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.set.closeTimeout))
 	c.rmu.Unlock()
-	c.cancel(&CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true})
+	c.stop(&CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true})
 
 	c.sendClose(code, reason)
 	c.awaitPeerClose()

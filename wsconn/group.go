@@ -16,10 +16,6 @@ type Group struct {
 	// with ErrGroupFull. Zero means no cap. Set it before use.
 	Limit int
 
-	initOnce sync.Once
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
-
 	mu      sync.Mutex
 	conns   map[*Conn]struct{}
 	running int // goroutines started by Go that have not returned
@@ -28,13 +24,6 @@ type Group struct {
 }
 
 type groupKey struct{}
-
-func (g *Group) init() {
-	g.initOnce.Do(func() {
-		g.ctx, g.cancel = context.WithCancelCause(context.Background())
-		g.conns = make(map[*Conn]struct{})
-	})
-}
 
 // WithGroup returns a copy of ctx that names g as the Group for
 // connections accepted under it; the router hands such connections to g.
@@ -50,11 +39,11 @@ func GroupFrom(ctx context.Context) *Group {
 
 // Go runs f in a new goroutine owned by g. f's context carries the values
 // of ctx (the request's, with what middleware added) but not its
-// cancellation: it ends when g shuts down, with cause ErrShutdown. A
-// connection served with that context counts in g. Go returns ErrShutdown
-// once g has begun shutting down, and ErrGroupFull at its Limit.
+// cancellation or deadline, and names g: a connection served with it
+// counts in g and is closed with 1001 Going Away when g shuts down. Go
+// returns ErrShutdown once g has begun shutting down, and ErrGroupFull at
+// its Limit.
 func (g *Group) Go(ctx context.Context, f func(ctx context.Context)) error {
-	g.init()
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -68,12 +57,7 @@ func (g *Group) Go(ctx context.Context, f func(ctx context.Context)) error {
 	g.running++
 	g.mu.Unlock()
 
-	sctx, cancel := context.WithCancelCause(context.WithValue(context.WithoutCancel(ctx), groupKey{}, g))
-	relayed := make(chan struct{})
-	stop := context.AfterFunc(g.ctx, func() {
-		defer close(relayed)
-		cancel(context.Cause(g.ctx))
-	})
+	gctx := WithGroup(context.WithoutCancel(ctx), g)
 	go func() {
 		defer g.wg.Done()
 		defer func() {
@@ -81,19 +65,21 @@ func (g *Group) Go(ctx context.Context, f func(ctx context.Context)) error {
 			g.running--
 			g.mu.Unlock()
 		}()
-		f(sctx)
-		if !stop() {
-			<-relayed
-		}
-		cancel(nil)
+		f(gctx)
 	}()
 	return nil
 }
 
-func (g *Group) add(c *Conn) {
+// add registers a connection; false means g is shutting down and the
+// connection must close at once.
+func (g *Group) add(c *Conn) bool {
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conns == nil {
+		g.conns = make(map[*Conn]struct{})
+	}
 	g.conns[c] = struct{}{}
-	g.mu.Unlock()
+	return !g.closed
 }
 
 func (g *Group) remove(c *Conn) {
@@ -105,7 +91,6 @@ func (g *Group) remove(c *Conn) {
 // Len returns the number of connections g owns: started with Go and not
 // yet finished, the ones still in their handshake included.
 func (g *Group) Len() int {
-	g.init()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.running
@@ -138,12 +123,17 @@ const forcedGrace = time.Second
 // what its writer accepted has been sent) and waits for them. When ctx ends
 // first, the remaining transports are closed without a handshake.
 func (g *Group) Shutdown(ctx context.Context) (ShutdownReport, error) {
-	g.init()
 	g.mu.Lock()
 	g.closed = true
 	open := g.running
+	conns := make([]*Conn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
 	g.mu.Unlock()
-	g.cancel(ErrShutdown)
+	for _, c := range conns {
+		c.stop(ErrShutdown)
+	}
 
 	done := make(chan struct{})
 	go func() {

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/internal/bufpool"
@@ -264,6 +265,25 @@ func (c *Conn) acquire() (ok bool, err error) {
 	select {
 	case <-c.readTok:
 		return true, nil
+	default:
+	}
+	// The background reader holds the socket. If it is waiting for bytes
+	// at a frame boundary, a past read deadline wakes it without losing
+	// anything: it steps aside and what it peeked stays buffered.
+	c.rmu.Lock()
+	c.handover = true
+	if c.bgWaiting && !c.closing {
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+	c.rmu.Unlock()
+	defer func() {
+		c.rmu.Lock()
+		c.handover = false
+		c.rmu.Unlock()
+	}()
+	select {
+	case <-c.readTok:
+		return true, nil
 	case <-c.rdone:
 		c.ranging.Store(false)
 		_, err := c.readEnded()
@@ -305,12 +325,12 @@ func (c *Conn) background() error {
 		c.readTok <- struct{}{}
 	}()
 	for {
-		h, err := c.peekData()
+		h, err := c.peekData(true)
 		if err != nil {
 			return nil
 		}
 		c.rmu.Lock()
-		closing := c.closing
+		closing := c.closing && !c.handover
 		c.rmu.Unlock()
 		if !closing || c.ranging.Load() {
 			return nil
@@ -325,6 +345,7 @@ func (c *Conn) background() error {
 // ---- frames ----
 
 var (
+	errHandover    = errors.New("wsconn: reading handed to a loop")
 	errReadEnded   = errors.New("wsconn: inbound ended")
 	errInterrupted = errors.New("wsconn: read interrupted")
 )
@@ -332,7 +353,7 @@ var (
 // nextData returns the header of the next data frame, consumed, after
 // servicing the control frames before it.
 func (c *Conn) nextData() (frames.Header, error) {
-	h, err := c.peekData()
+	h, err := c.peekData(false)
 	if err != nil {
 		return h, err
 	}
@@ -350,8 +371,9 @@ func (c *Conn) closingNow() bool {
 }
 
 // peekData services control frames until a data frame header is next,
-// and returns that header without consuming it.
-func (c *Conn) peekData() (frames.Header, error) {
+// and returns that header without consuming it. The background reader
+// (bg) gives way, with errHandover, to a loop that wants the socket.
+func (c *Conn) peekData(bg bool) (frames.Header, error) {
 	for {
 		if c.remaining > 0 {
 			// The rest of a frame that a loop abandoned.
@@ -363,12 +385,18 @@ func (c *Conn) peekData() (frames.Header, error) {
 			return frames.Header{}, errReadEnded
 		}
 		waiting := c.rd.buffered() < frames.MaxHeaderSize
+		if bg && !c.bgWait(true) {
+			return frames.Header{}, errHandover
+		}
 		if waiting {
 			c.keepAlive.waiting(c, true)
 		}
 		hb, err := c.rd.peekHeader()
 		if waiting {
 			c.keepAlive.waiting(c, false)
+		}
+		if bg && !c.bgWait(false) {
+			return frames.Header{}, errHandover
 		}
 		if err != nil {
 			return frames.Header{}, c.readError(err)
@@ -389,7 +417,6 @@ func (c *Conn) peekData() (frames.Header, error) {
 			c.keepAlive.heardData(c)
 			return h, nil
 		}
-		c.consumeHeader(h)
 		if err := c.control(h); err != nil {
 			return h, err
 		}
@@ -422,17 +449,6 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 		return n, c.readError(err)
 	}
 	return n, nil
-}
-
-func (c *Conn) readFull(p []byte) error {
-	for len(p) > 0 {
-		n, err := c.readPayload(p)
-		if err != nil {
-			return err
-		}
-		p = p[n:]
-	}
-	return nil
 }
 
 // skipPayload discards n bytes of the current frame's payload.
@@ -487,12 +503,21 @@ func (c *Conn) checkAssembly(err error) error {
 	return c.violation(err)
 }
 
-// control handles a control frame whose header was just consumed.
+// control handles the control frame whose header peekData just parsed.
+// Its payload (at most 125 bytes) is unmasked in the read buffer, so a
+// control frame costs no copy and no buffer of its own.
 func (c *Conn) control(h frames.Header) error {
-	p := c.ctrlIn[:h.Length]
-	if err := c.readFull(p); err != nil {
-		return err
+	n := c.hdrLen + int(h.Length)
+	b, err := c.rd.peek(n)
+	if err != nil {
+		return c.readError(err)
 	}
+	p := b[c.hdrLen:n]
+	if h.Masked {
+		frames.Mask(p, h.Mask, 0)
+	}
+	defer c.rd.discard(n)
+	c.stats.BytesIn.Add(h.Length)
 	switch h.Op {
 	case frames.OpPing:
 		c.queueControl(ctrlPong, p)
@@ -514,7 +539,7 @@ func (c *Conn) control(h frames.Header) error {
 		}
 		c.log.Debug("peer closed", slog.Int("code", int(code)), slog.String("reason", reason))
 		c.endRead(rerr)
-		c.cancel(&CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true})
+		c.stop(&CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true})
 		return errReadEnded
 	}
 	return nil
@@ -552,7 +577,7 @@ func (c *Conn) readError(err error) error {
 		ce.Reason = "connection closed without a close frame"
 	}
 	c.endRead(ce)
-	c.cancel(ce)
+	c.stop(ce)
 	return errReadEnded
 }
 
@@ -573,4 +598,20 @@ func contextCause(c *Conn) error {
 		return err
 	}
 	return ErrClosed
+}
+
+// bgWait marks the background reader as waiting on the socket (on) or done
+// waiting, and reports false when a loop asked for the socket; the read
+// deadline that woke it is cleared unless the connection is closing.
+func (c *Conn) bgWait(on bool) bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.bgWaiting = on && !c.handover
+	if !c.handover {
+		return true
+	}
+	if !on && !c.closing {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	return false
 }

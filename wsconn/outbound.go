@@ -325,7 +325,7 @@ func (c *Conn) writeFailed(err error) error {
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 		cause = ErrWriteTimeout
 	}
-	c.cancel(&CloseError{Code: frames.CloseAbnormal, Reason: "write failed", Err: cause, byColibri: true})
+	c.stop(&CloseError{Code: frames.CloseAbnormal, Reason: "write failed", Err: cause, byColibri: true})
 	return fmt.Errorf("wsconn: write: %w", cause)
 }
 
@@ -346,9 +346,9 @@ func (c *Conn) queueControl(kind uint32, p []byte) {
 	case ctrlPong:
 		c.pongLen = copy(c.pong[:], p)
 	case ctrlPing:
-		c.pingLen = copy(c.ping[:], p)
+		copy(c.ping[:], p)
 	case ctrlClose:
-		c.closeLen = copy(c.closeBody[:], p)
+		c.closeBody = append(c.closeBody[:0], p...)
 	}
 	c.ctrlPending.Or(kind)
 	c.ctrlMu.Unlock()
@@ -396,10 +396,10 @@ func (c *Conn) flushControl() {
 		send(frames.OpPong, c.pong[:c.pongLen])
 	}
 	if pending&ctrlPing != 0 {
-		send(frames.OpPing, c.ping[:c.pingLen])
+		send(frames.OpPing, c.ping[:])
 	}
 	if pending&ctrlClose != 0 {
-		send(frames.OpClose, c.closeBody[:c.closeLen])
+		send(frames.OpClose, c.closeBody)
 	}
 	c.ctrlMu.Unlock()
 }

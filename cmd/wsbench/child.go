@@ -21,7 +21,6 @@ import (
 // one library. The driver measures it from outside, through /proc and the
 // server's debug endpoints.
 type child struct {
-	lib   string
 	addr  string // host:port the server listens on
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
@@ -34,10 +33,10 @@ type child struct {
 func startChild(ctx context.Context, exe, lib string) (*child, error) {
 	cmd := exec.Command(exe, "serve", "-lib", lib, "-addr", "127.0.0.1:0")
 	cmd.Stderr = os.Stderr
-	// The server also stops when this pipe breaks, so it cannot outlive
-	// the driver.
 	lines := &firstLine{ready: make(chan struct{})}
 	cmd.Stdout = lines
+	// The server stops when this pipe closes, which also happens when the
+	// driver dies: a server cannot outlive its driver.
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -46,7 +45,6 @@ func startChild(ctx context.Context, exe, lib string) (*child, error) {
 		return nil, fmt.Errorf("starting the %s server: %w", lib, err)
 	}
 	c := &child{
-		lib:   lib,
 		cmd:   cmd,
 		stdin: stdin,
 		done:  make(chan struct{}),

@@ -57,7 +57,7 @@ func baseline(rep *report, m metric, s scenario) (float64, bool) {
 // cell is the figure and, after ×, its ratio to the baseline.
 func printTable(w io.Writer, rep *report, scens []scenario) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "scenario\tunit\tbetter\t%s\t\n", strings.Join(rep.Libs, "\t"))
+	fmt.Fprintf(tw, "scenario\tunit\tbetter\t%s\n", strings.Join(rep.Libs, "\t"))
 	var errs []string
 	for _, s := range scens {
 		for _, m := range s.metrics {
@@ -83,7 +83,7 @@ func printTable(w io.Writer, rep *report, scens []scenario) {
 					cells = append(cells, cell)
 				}
 			}
-			fmt.Fprintf(tw, "%s\t\n", strings.Join(cells, "\t"))
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
 		}
 		for _, lib := range rep.Libs {
 			if out := rep.Results[lib][s.key]; out != nil && out.Error != "" {
@@ -93,12 +93,12 @@ func printTable(w io.Writer, rep *report, scens []scenario) {
 	}
 	_ = tw.Flush()
 
-	ref := "the best peer (every library but " + colibri + ")"
+	ref := "the best peer's figure in its row (peers: every library but " + colibri + ")"
 	if !hasPeer(rep.Libs) {
-		ref = "the best library"
+		ref = "the best figure in its row"
 	}
-	fmt.Fprintf(w, "\n×r is the figure divided by %s's figure in that row.\n", ref)
-	fmt.Fprintf(w, "Rows marked higher: higher is better, ×r above 1 beats it. Rows marked lower: lower is better, ×r below 1 beats it.\n")
+	fmt.Fprintf(w, "\n×r: the figure divided by %s.\n", ref)
+	fmt.Fprintf(w, "better=higher rows: ×r above 1 beats the baseline; better=lower rows: ×r below 1 beats it.\n")
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "\nerrors:\n%s\n", strings.Join(errs, "\n"))
 	}

@@ -53,16 +53,16 @@ type handlerServer struct {
 
 func (s handlerServer) name() string { return s.lib }
 
-func (s handlerServer) serve(ctx context.Context, ln net.Listener, debug http.Handler) error {
-	return serveHTTP(ctx, ln, s.newHandler(), debug)
+func (s handlerServer) serve(ctx context.Context, ln net.Listener, dbg http.Handler) error {
+	return serveHTTP(ctx, ln, s.newHandler(), dbg)
 }
 
-// serveHTTP serves h on ln, with debug under /debug/, until ctx is done.
-func serveHTTP(ctx context.Context, ln net.Listener, h, debug http.Handler) error {
+// serveHTTP serves h on ln, with dbg under /debug/, until ctx is done.
+func serveHTTP(ctx context.Context, ln net.Listener, h, dbg http.Handler) error {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.HasPrefix(r.URL.Path, "/debug/") {
-				debug.ServeHTTP(w, r)
+				dbg.ServeHTTP(w, r)
 				return
 			}
 			h.ServeHTTP(w, r)

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary stand in for wsbench: the driver under test
+// starts os.Executable() as "serve", which lands here.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		os.Exit(dispatch(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// TestRunQuickTable runs every scenario with tiny counts against two
+// libraries, each server in its own child process, and checks the table
+// and the JSON results.
+func TestRunQuickTable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes and opens hundreds of connections")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	jsonFile := filepath.Join(t.TempDir(), "results.json")
+	libs := []string{"gobwas", "gorilla"}
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, []string{
+		"-quick",
+		"-libs", strings.Join(libs, ","),
+		"-echo-conns", "4",
+		"-echo-warmup", "50ms",
+		"-echo-duration", "200ms",
+		"-latency-n", "200",
+		"-fanout-subs", "20",
+		"-fanout-msgs", "40",
+		"-idle-conns", "200",
+		"-handshakes", "20",
+		"-json", jsonFile,
+	}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	t.Logf("table:\n%s", out)
+
+	for _, want := range []string{"machine: ", "scenario", "better", "total wall time"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "errors:") {
+		t.Errorf("a scenario failed:\n%s", out)
+	}
+	// Every metric has a row with a figure and a ratio for each library.
+	var rows int
+	for _, s := range scenarioList(&config{echoConns: 4, fanoutSubs: 20, idleConns: 200, handshakes: 20}) {
+		for _, m := range s.metrics {
+			line := lineWith(out, m.label)
+			if line == "" {
+				t.Errorf("no row for %q", m.label)
+				continue
+			}
+			rows++
+			if n := strings.Count(line, "×"); n != len(libs) {
+				t.Errorf("row %q has %d ratios, want %d: %s", m.label, n, len(libs), line)
+			}
+		}
+	}
+	if rows == 0 {
+		t.Fatal("no rows")
+	}
+
+	b, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("results file: %v", err)
+	}
+	for _, lib := range libs {
+		for _, m := range rep.Metrics {
+			o := rep.Results[lib][m.Scenario]
+			if o == nil || o.Error != "" {
+				t.Errorf("%s %s: %+v", lib, m.Scenario, o)
+				continue
+			}
+			if v := o.Values[m.Key]; v <= 0 && m.Higher {
+				t.Errorf("%s %s = %v, want a positive figure", lib, m.Key, v)
+			}
+		}
+	}
+}
+
+func lineWith(s, sub string) string {
+	for line := range strings.Lines(s) {
+		if strings.HasPrefix(line, sub) {
+			return line
+		}
+	}
+	return ""
+}
+
+// TestBaselineIgnoresColibri checks which figure the ratios are taken
+// against: the best peer's, in the row's own direction, and the best
+// library's when colibri runs alone.
+func TestBaselineIgnoresColibri(t *testing.T) {
+	up := metric{key: "x", higher: true}
+	down := metric{key: "x"}
+	s := scenario{key: "s"}
+	rep := &report{
+		Libs: []string{colibri, "a", "b"},
+		Results: map[string]map[string]*outcome{
+			colibri: {"s": {Values: map[string]float64{"x": 100}}},
+			"a":     {"s": {Values: map[string]float64{"x": 10}}},
+			"b":     {"s": {Values: map[string]float64{"x": 20}}},
+		},
+	}
+	if got, _ := baseline(rep, up, s); got != 20 {
+		t.Errorf("higher is better: baseline %v, want 20", got)
+	}
+	if got, _ := baseline(rep, down, s); got != 10 {
+		t.Errorf("lower is better: baseline %v, want 10", got)
+	}
+	rep.Results["b"]["s"] = &outcome{Error: "boom"}
+	if got, _ := baseline(rep, up, s); got != 10 {
+		t.Errorf("with b failed: baseline %v, want 10", got)
+	}
+	rep.Libs = []string{colibri}
+	if got, ok := baseline(rep, down, s); !ok || got != 100 {
+		t.Errorf("colibri alone: baseline %v %v, want 100", got, ok)
+	}
+}

@@ -1,0 +1,386 @@
+package wsconn_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/messages"
+	"github.com/colibri-ws/colibri/wsconn"
+)
+
+// Serving WebSocket connections with net/http and wsconn alone: Accept
+// answers the handshake, a Group owns the connection's goroutine, and
+// Serve runs the handler on it. Most applications let the router package
+// do this; this is what it does for them.
+func ExampleAccept() {
+	greet := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[string]) error {
+		// s.Value is what the HTTP handler passed to Serve.
+		return out.WriteText(ctx, fmt.Sprintf("hello %s, you speak %s", s.Value, s.Subprotocol()))
+	}
+
+	var conns wsconn.Group // owns every connection; Shutdown closes them with 1001
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
+		u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{Subprotocols: []string{"chat.v2", "chat.v1"}})
+		if err != nil {
+			return // Accept has written the HTTP error (400, 403, 405, 426)
+		}
+		name := r.URL.Query().Get("name")
+		err = conns.Go(r.Context(), func(ctx context.Context) {
+			_ = wsconn.Serve(ctx, u, name, greet, nil)
+		})
+		if err != nil {
+			u.Conn.Close() // the Group is shutting down or full
+		}
+	})
+	srv := httptest.NewServer(mux) // 127.0.0.1, a free port
+	defer srv.Close()
+	defer conns.Shutdown(context.Background())
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws?name=ada"
+
+	d := websocket.Dialer{Subprotocols: []string{"chat.v1"}}
+	c, _, err := d.Dial(url, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	_, p, _ := c.ReadMessage()
+	fmt.Println(string(p))
+	_, _, err = c.ReadMessage() // the handler returned nil
+	fmt.Println(err)
+
+	// A cross-site page is refused before any socket exists.
+	_, resp, _ := websocket.DefaultDialer.Dial(url, http.Header{"Origin": {"https://evil.example"}})
+	fmt.Println(resp.StatusCode)
+	// Output:
+	// hello ada, you speak chat.v1
+	// websocket: close 1000 (normal)
+	// 403
+}
+
+// Messages yields whole messages up to a size limit. The payload is
+// borrowed: it is reused once the loop body returns, so keep a Clone.
+// After the loop, Err says why it ended: nil when the peer closed cleanly.
+func ExampleInbound_Messages() {
+	ended := make(chan error, 1)
+	handler := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		var history []messages.Message
+		for m := range in.Messages(4 << 10) { // a larger message closes with 1009
+			history = append(history, m.Clone())
+			if err := out.WriteText(ctx, fmt.Sprintf("#%d %s", len(history), m.Payload)); err != nil {
+				return err
+			}
+		}
+		ended <- in.Err()
+		return in.Err()
+	}
+	url, stop := exampleServer(handler, nil)
+	defer stop()
+
+	c := exampleDial(url)
+	for _, s := range []string{"hello", "world"} {
+		c.WriteMessage(websocket.TextMessage, []byte(s))
+		_, p, _ := c.ReadMessage()
+		fmt.Println(string(p))
+	}
+	hangUp(c)
+	fmt.Println("clean close:", <-ended)
+
+	c = exampleDial(url)
+	c.WriteMessage(websocket.BinaryMessage, make([]byte, 5000))
+	_, _, err := c.ReadMessage()
+	fmt.Println(err)
+	c.Close()
+	err = <-ended
+	fmt.Println("too large:", wsconn.CloseStatus(err), errors.Is(err, messages.ErrTooLarge))
+	// Output:
+	// #1 hello
+	// #2 world
+	// clean close: <nil>
+	// websocket: close 1009 (message too big): message too large
+	// too large: 1009 message too big true
+}
+
+// Frames yields data frames as they arrive, continuation frames included,
+// for handlers that process a fragmented message piece by piece. Colibri
+// still checks the order of fragments and the UTF-8 of text across them.
+func ExampleInbound_Frames() {
+	seen := make(chan string, 8)
+	handler := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		for f := range in.Frames() {
+			seen <- fmt.Sprintf("%-12v fin=%-5v %q", f.Op, f.Fin, f.Payload)
+		}
+		close(seen)
+		return in.Err()
+	}
+	url, stop := exampleServer(handler, nil)
+	defer stop()
+
+	// A client that sends a message in fragments of at most 4 bytes.
+	d := websocket.Dialer{WriteBufferSize: 4}
+	c, _, err := d.Dial(url, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c.WriteMessage(websocket.TextMessage, []byte("hello world"))
+	hangUp(c)
+	for s := range seen {
+		fmt.Println(s)
+	}
+	// Output:
+	// text         fin=false "hell"
+	// continuation fin=false "o wo"
+	// continuation fin=true  "rld"
+}
+
+// Readers yields each message as an io.Reader, so a large message can be
+// processed as it arrives without being held in memory. No size limit
+// applies: the loop body decides how much to read.
+func ExampleInbound_Readers() {
+	handler := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		for kind, r := range in.Readers() {
+			h := sha256.New()
+			n, err := io.Copy(h, r)
+			if err != nil {
+				return err // a protocol violation: its close code is used
+			}
+			if err := out.WriteText(ctx, fmt.Sprintf("%v, %d bytes, sha256 %x", kind, n, h.Sum(nil)[:4])); err != nil {
+				return err
+			}
+		}
+		return in.Err()
+	}
+	url, stop := exampleServer(handler, nil)
+	defer stop()
+
+	c := exampleDial(url)
+	c.WriteMessage(websocket.BinaryMessage, bytes.Repeat([]byte("colibri "), 128<<10)) // 1 MiB
+	c.WriteMessage(websocket.TextMessage, []byte("hi"))
+	for range 2 {
+		_, p, _ := c.ReadMessage()
+		fmt.Println(string(p))
+	}
+	hangUp(c)
+	// Output:
+	// binary, 1048576 bytes, sha256 e754bcd5
+	// text, 2 bytes, sha256 8f434346
+}
+
+// Writer streams one message of unknown length. It goes out as a frame per
+// Config.FragmentSize bytes written and a final frame on Close; the peer
+// receives one message.
+func ExampleOutbound_Writer() {
+	handler := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		w, err := out.Writer(ctx, messages.Text)
+		if err != nil {
+			return err
+		}
+		for i := 1; i <= 3; i++ {
+			fmt.Fprintf(w, "row %d\n", i)
+		}
+		// Close sends the final frame; until then other writers wait.
+		return w.Close()
+	}
+	url, stop := exampleServer(handler, &wsconn.Config{FragmentSize: 8})
+	defer stop()
+
+	c := exampleDial(url)
+	_, p, _ := c.ReadMessage()
+	fmt.Printf("%q\n", p)
+	_, _, err := c.ReadMessage()
+	fmt.Println(err)
+	c.Close()
+	// Output:
+	// "row 1\nrow 2\nrow 3\n"
+	// websocket: close 1000 (normal)
+}
+
+// A handler starts sibling tasks with Go: here one pushes updates while
+// the handler reads. The task shares the handler's context, which ends
+// when the connection does, and the connection is not torn down before
+// the task has returned. A task that returns an error closes the
+// connection with 1011.
+func ExampleSession_Go() {
+	stopped := make(chan string, 1)
+	handler := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		s.Go(func(ctx context.Context) error {
+			for i := 1; i <= 3; i++ {
+				if err := out.WriteText(ctx, fmt.Sprintf("update %d", i)); err != nil {
+					return err
+				}
+			}
+			<-ctx.Done() // until the connection ends
+			stopped <- "feed stopped: " + context.Cause(ctx).Error()
+			return nil
+		})
+		for m := range in.Messages(0) {
+			if m.Text() == "bye" {
+				return nil // closes with 1000 once the feed has returned
+			}
+		}
+		return in.Err()
+	}
+	url, stop := exampleServer(handler, nil)
+	defer stop()
+
+	c := exampleDial(url)
+	for range 3 {
+		_, p, _ := c.ReadMessage()
+		fmt.Println(string(p))
+	}
+	c.WriteMessage(websocket.TextMessage, []byte("bye"))
+	_, _, err := c.ReadMessage()
+	fmt.Println(err)
+	c.Close()
+	fmt.Println(<-stopped)
+	// Output:
+	// update 1
+	// update 2
+	// update 3
+	// websocket: close 1000 (normal)
+	// feed stopped: wsconn: close 1000 normal closure
+}
+
+// A handler closes with a code of its choice by returning a *CloseError.
+// When the peer closes with a code other than 1000, 1001 or 1005,
+// Inbound.Err returns one, and CloseStatus reads its code.
+func ExampleCloseError() {
+	ended := make(chan error, 1)
+	handler := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		for m := range in.Messages(0) {
+			if m.Text() == "/quit" {
+				return &wsconn.CloseError{Code: 4000, Reason: "see you"}
+			}
+		}
+		ended <- in.Err()
+		return nil // echoes the peer's code
+	}
+	url, stop := exampleServer(handler, nil)
+	defer stop()
+
+	c := exampleDial(url)
+	c.WriteMessage(websocket.TextMessage, []byte("/quit"))
+	_, _, err := c.ReadMessage()
+	fmt.Println("client:", err)
+	c.Close()
+
+	c = exampleDial(url)
+	c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4001, "tab closed"))
+	_, _, err = c.ReadMessage()
+	fmt.Println("client:", err)
+	c.Close()
+	err = <-ended
+	fmt.Println("server:", err, "| code", wsconn.CloseStatus(err))
+	// Output:
+	// client: websocket: close 4000: see you
+	// client: websocket: close 4001: tab closed
+	// server: wsconn: close 4001 (application): tab closed | code 4001 (application)
+}
+
+// Prepare frames a message once; WritePrepared then sends the same bytes
+// to every connection, which makes fan-out cheap.
+func ExamplePrepare() {
+	var mu sync.Mutex
+	subscribers := map[*wsconn.Outbound]bool{}
+	joined := make(chan struct{})
+	handler := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		mu.Lock()
+		subscribers[out] = true
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			delete(subscribers, out)
+			mu.Unlock()
+		}()
+		joined <- struct{}{}
+		for range in.Messages(0) { // until the peer leaves
+		}
+		return in.Err()
+	}
+	url, stop := exampleServer(handler, nil)
+	defer stop()
+	a, b := exampleDial(url), exampleDial(url)
+	<-joined
+	<-joined
+
+	p := wsconn.Prepare(messages.Message{Kind: messages.Text, Payload: []byte("goal! 1-0")})
+	mu.Lock()
+	for out := range subscribers {
+		if err := out.WritePrepared(context.Background(), p); err != nil {
+			fmt.Println(err)
+		}
+	}
+	mu.Unlock()
+	for _, c := range []*websocket.Conn{a, b} {
+		_, msg, _ := c.ReadMessage()
+		fmt.Println(string(msg))
+		hangUp(c)
+	}
+	// Output:
+	// goal! 1-0
+	// goal! 1-0
+}
+
+// exampleServer serves handler on a loopback port the way ExampleAccept
+// does. stop closes the open connections with 1001 and the server.
+func exampleServer(handler wsconn.Handler[struct{}], cfg *wsconn.Config) (url string, stop func()) {
+	if cfg == nil {
+		cfg = &wsconn.Config{}
+	}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	var conns wsconn.Group
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := wsconn.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		if err := conns.Go(r.Context(), func(ctx context.Context) {
+			_ = wsconn.Serve(ctx, u, struct{}{}, handler, cfg)
+		}); err != nil {
+			u.Conn.Close()
+		}
+	}))
+	return "ws" + strings.TrimPrefix(srv.URL, "http"), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = conns.Shutdown(ctx)
+		srv.Close()
+	}
+}
+
+// exampleDial opens a client connection with gorilla/websocket.
+func exampleDial(url string) *websocket.Conn {
+	c, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// hangUp closes c the way a browser does: it sends CLOSE 1000, waits for
+// the server's CLOSE and closes the transport.
+func hangUp(c *websocket.Conn) {
+	msg := websocket.FormatCloseMessage(int(frames.CloseNormal), "")
+	_ = c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			break
+		}
+	}
+	c.Close()
+}
