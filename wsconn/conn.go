@@ -68,17 +68,18 @@ var connIDs atomic.Uint64
 // handler and every task of its group have returned and the transport is
 // closed.
 type Conn struct {
-	nc     net.Conn
-	client bool
-	set    settings
-	req    *http.Request
-	proto  string
-	exts   []httphead.Option
-	id     uint64
-	log    *slog.Logger
-	start  time.Time
-	in     Inbound
-	out    Outbound
+	nc      net.Conn
+	client  bool
+	set     settings
+	req     *http.Request
+	proto   string
+	exts    []httphead.Option
+	id      uint64
+	log     *slog.Logger // built by logger() on first use
+	start   time.Time
+	logOnce sync.Once
+	in      Inbound
+	out     Outbound
 
 	ctx    context.Context // the handler's context
 	cancel context.CancelCauseFunc
@@ -162,7 +163,6 @@ func newConn(u Upgraded, cfg *Config) *Conn {
 	}
 	c.in.c, c.out.c = c, c
 	c.start = c.set.clock.Now()
-	c.log = c.set.logger.With(slog.Uint64("conn", c.id), slog.Any("remote", u.Conn.RemoteAddr()))
 	c.rd.init(u.Conn, u.Buffered)
 	c.readTok <- struct{}{}
 	c.msgLock <- struct{}{}
@@ -206,7 +206,9 @@ func (c *Conn) run(parent context.Context, handler func(context.Context) error) 
 		})
 	}
 	c.keepAlive.start(c)
-	c.log.Debug("connection open", slog.String("subprotocol", c.proto))
+	if c.set.logger.Enabled(context.Background(), slog.LevelDebug) {
+		c.logger().Debug("connection open", slog.String("subprotocol", c.proto))
+	}
 	c.startBackground()
 
 	err := c.callHandler(handler)
@@ -264,7 +266,16 @@ func (c *Conn) Request() *http.Request { return c.req }
 
 // Logger returns the connection's logger, which carries its id and remote
 // address.
-func (c *Conn) Logger() *slog.Logger { return c.log }
+func (c *Conn) Logger() *slog.Logger { return c.logger() }
+
+// logger builds the connection's logger on first use: most connections
+// never log, and a logger with attributes costs memory for their lifetime.
+func (c *Conn) logger() *slog.Logger {
+	c.logOnce.Do(func() {
+		c.log = c.set.logger.With(slog.Uint64("conn", c.id), slog.Any("remote", c.nc.RemoteAddr()))
+	})
+	return c.log
+}
 
 // ID returns a number that identifies the connection within the process.
 func (c *Conn) ID() uint64 { return c.id }
@@ -355,21 +366,21 @@ func (c *Conn) closeFor(herr error) (frames.CloseCode, string) {
 	ce, isClose := errors.AsType[*CloseError](herr)
 	switch {
 	case errors.As(herr, &pe):
-		c.log.Error("handler panicked", slog.Any("panic", pe.value), slog.String("stack", string(pe.stack)))
+		c.logger().Error("handler panicked", slog.Any("panic", pe.value), slog.String("stack", string(pe.stack)))
 		code, reason = frames.CloseInternalError, "internal error"
 	case isClose:
 		code, reason = ce.Code, ce.Reason
 	case errors.Is(herr, ErrShutdown) || errors.Is(cause, ErrShutdown):
 		code, reason = frames.CloseGoingAway, "server shutting down"
 	case herr != nil && !errors.Is(herr, context.Canceled) && !errors.Is(herr, ErrClosed):
-		c.log.Error("handler failed", slog.Any("err", herr))
+		c.logger().Error("handler failed", slog.Any("err", herr))
 		code, reason = frames.CloseInternalError, "internal error"
 	case !ours(cause):
 		// A sibling task failed and cancelled the group.
 		if tce, ok := errors.AsType[*CloseError](cause); ok {
 			code, reason = tce.Code, tce.Reason
 		} else {
-			c.log.Error("connection task failed", slog.Any("err", cause))
+			c.logger().Error("connection task failed", slog.Any("err", cause))
 			code, reason = frames.CloseInternalError, "internal error"
 		}
 	case peerClosed:
@@ -416,11 +427,13 @@ func (c *Conn) finish(herr error) error {
 	gerr := c.group.Wait()
 	c.teardown()
 
-	c.log.Debug("connection closed",
-		slog.Int("code", int(code)), slog.String("reason", reason),
-		slog.Duration("duration", c.set.clock.Now().Sub(c.start)),
-		slog.Int64("messages_in", c.stats.MessagesIn.Load()),
-		slog.Int64("messages_out", c.stats.MessagesOut.Load()))
+	if c.set.logger.Enabled(context.Background(), slog.LevelDebug) {
+		c.logger().Debug("connection closed",
+			slog.Int("code", int(code)), slog.String("reason", reason),
+			slog.Duration("duration", c.set.clock.Now().Sub(c.start)),
+			slog.Int64("messages_in", c.stats.MessagesIn.Load()),
+			slog.Int64("messages_out", c.stats.MessagesOut.Load()))
+	}
 	if herr != nil {
 		return herr
 	}

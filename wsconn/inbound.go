@@ -537,7 +537,7 @@ func (c *Conn) control(h frames.Header) error {
 		default:
 			rerr = &CloseError{Code: code, Reason: reason}
 		}
-		c.log.Debug("peer closed", slog.Int("code", int(code)), slog.String("reason", reason))
+		c.logger().Debug("peer closed", slog.Int("code", int(code)), slog.String("reason", reason))
 		c.endRead(rerr)
 		c.stop(&CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true})
 		return errReadEnded
@@ -556,7 +556,7 @@ func (c *Conn) violation(err error) error {
 		return rerr
 	}
 	ce := &CloseError{Code: v.Code, Reason: v.Reason, Err: v, byColibri: true}
-	c.log.Debug("protocol violation", slog.Int("code", int(v.Code)), slog.String("reason", v.Reason))
+	c.logger().Debug("protocol violation", slog.Int("code", int(v.Code)), slog.String("reason", v.Reason))
 	c.fail(ce)
 	return ce
 }
