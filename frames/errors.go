@@ -41,7 +41,7 @@ var (
 	ErrReservedOpcode = &Violation{Code: CloseProtocolError, Reason: "reserved opcode"}
 
 	// ErrReservedBits reports RSV bits that no negotiated extension defines
-	// (RFC 6455 §5.2), or any RSV bit on a control frame (RFC 7692 §6.1).
+	// (RFC 6455 §5.2), or any RSV bit on a control frame (RFC 7692 §6).
 	ErrReservedBits = &Violation{Code: CloseProtocolError, Reason: "reserved bits set without a negotiated extension"}
 
 	// ErrFragmentedControl reports a control frame without FIN

@@ -162,14 +162,14 @@ func PutHeader(b []byte, h Header) int {
 // The rules, in the order they are checked:
 //   - the opcode is not reserved: ErrReservedOpcode (RFC 6455 §5.2);
 //   - data frames set only allowedRsv bits and control frames set none:
-//     ErrReservedBits (RFC 6455 §5.2, RFC 7692 §6.1);
+//     ErrReservedBits (RFC 6455 §5.2, RFC 7692 §6);
 //   - control frames have FIN: ErrFragmentedControl (RFC 6455 §5.5);
 //   - control payloads are at most MaxControlPayload bytes:
 //     ErrControlTooLong (RFC 6455 §5.5);
 //   - the frame is masked if and only if fromClient: ErrUnmasked, ErrMasked
 //     (RFC 6455 §5.1).
 //
-// Check knows nothing of the frames before h. RFC 7692 §6.1 also forbids
+// Check knows nothing of the frames before h. RFC 7692 §6 also forbids
 // RSV1 on continuation frames under permessage-deflate, where it is set on
 // the first frame of a compressed message only; with allowedRsv = Rsv1, Check
 // accepts it on any data frame, and the caller, who tracks messages, must

@@ -54,8 +54,10 @@ var (
 // bits: an extension that uses them decodes payloads before they get here.
 //
 // Errors that are [*frames.Violation] values call for failing the
-// connection with their code. After any error the state of the Assembler is
-// unspecified until Reset.
+// connection with their code (RFC 6455 §7.1.7); after one, the state of the
+// Assembler is unspecified until Reset. Other errors report the caller's
+// mistakes, such as a Chunk without Begin or a control frame given to Push;
+// a call that returns one has no effect.
 //
 // The zero value is ready to use, with no limit and UTF-8 checked. An
 // Assembler is not safe for concurrent use.
@@ -96,6 +98,7 @@ func (a *Assembler) Begin(op frames.Opcode, fin bool, length int64) error {
 	if length < 0 {
 		return errNegative
 	}
+	size := a.size
 	switch op {
 	case frames.OpContinuation:
 		if a.kind == 0 {
@@ -105,11 +108,12 @@ func (a *Assembler) Begin(op frames.Opcode, fin bool, length int64) error {
 		if a.kind != 0 {
 			return ErrExpectedContinuation
 		}
+		size = 0
 	default:
 		return errNotData
 	}
 	// Written so that it cannot overflow: size <= Limit here.
-	if a.Limit > 0 && length > a.Limit-a.size {
+	if a.Limit > 0 && length > a.Limit-size {
 		return ErrTooLarge
 	}
 	if op != frames.OpContinuation {
@@ -217,8 +221,9 @@ func (a *Assembler) Push(f frames.Frame) (Message, bool, error) {
 	return Message{Kind: kind, Payload: a.buf}, true, nil
 }
 
-// Kind returns the kind of the message being assembled; it is meaningful
-// while Active reports true.
+// Kind returns the kind of the message in progress, set by the Begin of its
+// first frame, so a caller can tell what a continuation frame continues. It
+// returns 0 while no message is in progress (Active reports false).
 func (a *Assembler) Kind() Kind {
 	return a.kind
 }
