@@ -179,6 +179,41 @@ func ExampleDontUpgrade() {
 	// live: 1-0
 }
 
+// The route speaks two versions of its protocol. The client's first
+// choice among them is negotiated; a client that speaks neither is
+// refused before the upgrade.
+func ExampleWithSubprotocols() {
+	versions := []string{"v2.chat", "v1.chat"}
+	decide := func(req *http.Request) (struct{}, router.Decision) {
+		if wsconn.SelectSubprotocol(req, versions) == "" {
+			return struct{}{}, router.Reject(http.StatusBadRequest, "speak v1.chat or v2.chat")
+		}
+		return struct{}{}, router.Upgrade(nil)
+	}
+	r := router.New()
+	router.WS(r, "/ws", decide, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		return out.WriteText(ctx, "speaking "+s.Subprotocol())
+	}, router.WithSubprotocols(versions...))
+
+	base, stop := exampleServe(r)
+	defer stop()
+
+	for _, offer := range [][]string{{"v1.chat", "v2.chat"}, {"v3.chat"}} {
+		d := websocket.Dialer{Subprotocols: offer}
+		c, resp, err := d.Dial(exampleWS(base, "/ws"), nil)
+		if err != nil {
+			fmt.Println(resp.StatusCode, exampleBody(resp))
+			continue
+		}
+		_, p, _ := c.ReadMessage()
+		fmt.Println(string(p))
+		c.Close()
+	}
+	// Output:
+	// speaking v1.chat
+	// 400 speak v1.chat or v2.chat
+}
+
 // Everywhere is the closure form: one shouldUpgrade and handler for every
 // upgrade request, whatever its path, in front of an ordinary handler that
 // gets everything else. app.Config.WebSocket takes its result and does

@@ -158,6 +158,7 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Gr
 		SkipOriginCheck: true, // checked in ServeHTTP, where the answer can be an HTTP error
 		Header:          w.Header(),
 		Timeout:         rt.opts.handshakeTimeout,
+		Compression:     rt.cfg.Compression,
 	})
 	if err != nil {
 		close(accepted)

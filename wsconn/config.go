@@ -66,6 +66,12 @@ type Config struct {
 	// and measured to need it. Default false.
 	SkipUTF8Check bool
 
+	// Compression configures permessage-deflate (RFC 7692). Default off.
+	// The server negotiates it during the handshake; a message that
+	// inflates past MaxMessageSize closes the connection with 1009 before
+	// more than the limit is allocated.
+	Compression Compression
+
 	// Logger receives the connection's log lines; colibri adds the
 	// connection id and remote address. Default slog.Default().
 	Logger *slog.Logger
@@ -86,6 +92,7 @@ type settings struct {
 	writeTimeout time.Duration
 	closeTimeout time.Duration
 	checkUTF8    bool
+	compression  Compression
 	logger       *slog.Logger
 	clock        Clock
 }
@@ -105,6 +112,7 @@ func (c *Config) resolve() settings {
 		writeTimeout: pick(cfg.WriteTimeout, DefaultWriteTimeout),
 		closeTimeout: pick(cfg.CloseTimeout, DefaultCloseTimeout),
 		checkUTF8:    !cfg.SkipUTF8Check,
+		compression:  cfg.Compression,
 		logger:       cfg.Logger,
 		clock:        cfg.Clock,
 	}

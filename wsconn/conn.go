@@ -133,6 +133,10 @@ type Conn struct {
 
 	keepAlive keepAlive
 	stats     Stats
+
+	// permessage-deflate, when negotiated.
+	deflate    *deflateState
+	allowedRsv byte
 }
 
 // Stats counts a connection's traffic. Read it with Conn.Stats.
@@ -163,6 +167,10 @@ func newConn(u Upgraded, cfg *Config) *Conn {
 	}
 	c.in.c, c.out.c = c, c
 	c.start = c.set.clock.Now()
+	if p, err := deflateFrom(u.Extensions, u.Client); err == nil && p != nil {
+		c.deflate = newDeflateState(p, c.set.compression)
+		c.allowedRsv = frames.Rsv1
+	}
 	c.rd.init(u.Conn, u.Buffered)
 	c.readTok <- struct{}{}
 	c.msgLock <- struct{}{}

@@ -157,7 +157,7 @@ func ExampleInbound_Readers() {
 			h := sha256.New()
 			n, err := io.Copy(h, r)
 			if err != nil {
-				return err // a protocol violation: its close code is used
+				return err // why the message ended early, as in.Err() would say
 			}
 			if err := out.WriteText(ctx, fmt.Sprintf("%v, %d bytes, sha256 %x", kind, n, h.Sum(nil)[:4])); err != nil {
 				return err
@@ -179,6 +179,44 @@ func ExampleInbound_Readers() {
 	// Output:
 	// binary, 1048576 bytes, sha256 e754bcd5
 	// text, 2 bytes, sha256 8f434346
+}
+
+// Leaving a loop does not close the connection: the next loop, with the
+// same or another iterator, continues where the last one stopped. Here
+// the first message is a greeting and the rest are served in a second
+// loop.
+func ExampleInbound() {
+	handler := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		var hello messages.Message
+		for m := range in.Messages(0) {
+			hello = m.Clone()
+			break
+		}
+		if in.Err() != nil {
+			return in.Err() // the peer left before saying hello
+		}
+		for m := range in.Messages(0) {
+			if err := out.WriteText(ctx, hello.Text()+", "+m.Text()); err != nil {
+				return err
+			}
+		}
+		return in.Err()
+	}
+	url, stop := exampleServer(handler, nil)
+	defer stop()
+
+	c := exampleDial(url)
+	for _, s := range []string{"hi", "one", "two"} {
+		c.WriteMessage(websocket.TextMessage, []byte(s))
+	}
+	for range 2 {
+		_, p, _ := c.ReadMessage()
+		fmt.Println(string(p))
+	}
+	hangUp(c)
+	// Output:
+	// hi, one
+	// hi, two
 }
 
 // Writer streams one message of unknown length. It goes out as a frame per
@@ -254,6 +292,57 @@ func ExampleSession_Go() {
 	// update 3
 	// websocket: close 1000 (normal)
 	// feed stopped: wsconn: close 1000 normal closure
+}
+
+// A handler that only writes. While nobody ranges over in, colibri reads
+// for the handler: it answers PING frames, and the peer's CLOSE cancels
+// ctx, with a *CloseError holding the peer's code as the cause.
+func ExampleHandler_writeOnly() {
+	cause := make(chan error, 1)
+	clock := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for i := 1; ; i++ {
+			select {
+			case <-ctx.Done():
+				cause <- context.Cause(ctx)
+				return nil // echoes the peer's code
+			case <-tick.C:
+				if err := out.WriteText(ctx, fmt.Sprintf("tick %d", i)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	url, stop := exampleServer(clock, nil)
+	defer stop()
+
+	c := exampleDial(url)
+	for range 2 {
+		_, p, _ := c.ReadMessage()
+		fmt.Println(string(p))
+	}
+	pong := make(chan string, 1)
+	c.SetPongHandler(func(s string) error { pong <- s; return nil })
+	c.WriteControl(websocket.PingMessage, []byte("still there?"), time.Now().Add(time.Second))
+	for len(pong) == 0 {
+		c.ReadMessage() // more ticks; the pong handler runs in here
+	}
+	fmt.Println("pong:", <-pong)
+	msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "tab closed")
+	c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			break
+		}
+	}
+	c.Close()
+	fmt.Println("server saw:", wsconn.CloseStatus(<-cause))
+	// Output:
+	// tick 1
+	// tick 2
+	// pong: still there?
+	// server saw: 1001 going away
 }
 
 // A handler closes with a code of its choice by returning a *CloseError.

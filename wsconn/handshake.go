@@ -154,6 +154,8 @@ type AcceptOptions struct {
 	Header http.Header
 	// Timeout bounds writing the 101 response. Default 10 s.
 	Timeout time.Duration
+	// Compression accepts a permessage-deflate offer when enabled.
+	Compression Compression
 }
 
 // Accept completes the opening handshake of r: it validates the request,
@@ -185,6 +187,17 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgrad
 	}
 	if proto != "" {
 		up.Protocol = func(p string) bool { return p == proto }
+	}
+	if o.Compression.Enabled {
+		accepted := false
+		up.Negotiate = func(offer httphead.Option) (httphead.Option, error) {
+			if accepted {
+				return httphead.Option{}, nil
+			}
+			resp, ok := o.Compression.NegotiateCompression([]httphead.Option{offer})
+			accepted = ok
+			return resp, nil
+		}
 	}
 	nc, rw, hs, err := up.Upgrade(r, w)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -25,6 +26,11 @@ type handlerFunc = wsconn.Handler[struct{}]
 // the returned Group, which the test shuts down at cleanup.
 func testServer(t testing.TB, cfg *wsconn.Config, handler handlerFunc) (string, *wsconn.Group) {
 	t.Helper()
+	return testServerOpts(t, cfg, handler, &wsconn.AcceptOptions{Subprotocols: []string{"chat", "echo"}})
+}
+
+func testServerOpts(t testing.TB, cfg *wsconn.Config, handler handlerFunc, opts *wsconn.AcceptOptions) (string, *wsconn.Group) {
+	t.Helper()
 	g := &wsconn.Group{}
 	if cfg == nil {
 		cfg = &wsconn.Config{}
@@ -33,7 +39,7 @@ func testServer(t testing.TB, cfg *wsconn.Config, handler handlerFunc) (string, 
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{Subprotocols: []string{"chat", "echo"}})
+		u, err := wsconn.Accept(w, r, opts)
 		if err != nil {
 			return
 		}
@@ -81,6 +87,11 @@ type rawClient struct {
 
 func dialRaw(t testing.TB, url string) *rawClient {
 	t.Helper()
+	return dialRawHeader(t, url, nil)
+}
+
+func dialRawHeader(t testing.TB, url string, extra http.Header) *rawClient {
+	t.Helper()
 	host := strings.TrimPrefix(url, "ws://")
 	nc, err := net.Dial("tcp", host)
 	if err != nil {
@@ -89,8 +100,10 @@ func dialRaw(t testing.TB, url string) *rawClient {
 	t.Cleanup(func() { nc.Close() })
 	var key [16]byte
 	_, _ = rand.Read(key[:])
+	var more strings.Builder
+	_ = extra.Write(&more)
 	fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n", host, base64.StdEncoding.EncodeToString(key[:]))
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n%s\r\n", host, base64.StdEncoding.EncodeToString(key[:]), more.String())
 	br := bufio.NewReader(nc)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -183,4 +196,8 @@ func (c *rawClient) expectEOF() {
 func closePayload(code frames.CloseCode, reason string) []byte {
 	b := []byte{byte(code >> 8), byte(code)}
 	return append(b, reason...)
+}
+
+func textMessage(s string) messages.Message {
+	return messages.Message{Kind: messages.Text, Payload: []byte(s)}
 }

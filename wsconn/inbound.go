@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"time"
+	"unicode/utf8"
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/internal/bufpool"
@@ -67,10 +68,18 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 				in.err = c.violation(err)
 				return
 			}
-			buf, err := c.readMessagePayload(nil, h.Length)
-			if err == nil {
-				_, _, err = c.asm.End()
-				err = c.checkAssembly(err)
+			var buf *[]byte
+			if h.Rsv&frames.Rsv1 != 0 {
+				// A compressed message arrives whole: its fragment
+				// boundaries mean nothing once inflated.
+				buf, err = c.readCompressed(nil, h, c.set.maxMessage)
+				h.Fin, h.Rsv = true, 0
+			} else {
+				buf, err = c.readMessagePayload(nil, h.Length)
+				if err == nil {
+					_, _, err = c.asm.End()
+					err = c.checkAssembly(err)
+				}
 			}
 			if err != nil {
 				bufpool.Put(buf)
@@ -123,18 +132,29 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 				in.err = c.violation(err)
 				return
 			}
-			buf, err = c.readMessagePayload(buf, h.Length)
-			if err != nil {
-				in.err = c.loopErr(err)
-				return
-			}
-			kind, done, err := c.asm.End()
-			if err = c.checkAssembly(err); err != nil {
-				in.err = c.loopErr(err)
-				return
-			}
-			if !done {
-				continue
+			var kind messages.Kind
+			if h.Rsv&frames.Rsv1 != 0 {
+				kind = messages.Kind(h.Op)
+				buf, err = c.readCompressed(buf, h, maxSize)
+				if err != nil {
+					in.err = c.loopErr(err)
+					return
+				}
+			} else {
+				buf, err = c.readMessagePayload(buf, h.Length)
+				if err != nil {
+					in.err = c.loopErr(err)
+					return
+				}
+				var done bool
+				kind, done, err = c.asm.End()
+				if err = c.checkAssembly(err); err != nil {
+					in.err = c.loopErr(err)
+					return
+				}
+				if !done {
+					continue
+				}
 			}
 			c.stats.MessagesIn.Add(1)
 			var p []byte
@@ -183,10 +203,19 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 				kind = c.asm.Kind()
 			}
 			*r = messageReader{c: c, fin: h.Fin, live: true}
-			more := yield(kind, r)
+			var body io.Reader = r
+			var ir *inflatingReader
+			if h.Rsv&frames.Rsv1 != 0 {
+				ir = c.newInflatingReader(r, kind)
+				body = ir
+			}
+			more := yield(kind, body)
 			// Discard what the body left unread; sequencing and UTF-8
 			// are still checked.
-			_, err = io.Copy(io.Discard, r)
+			_, err = io.Copy(io.Discard, body)
+			if ir != nil {
+				ir.close()
+			}
 			r.live = false
 			if err != nil {
 				in.err = c.loopErr(err)
@@ -205,6 +234,7 @@ type messageReader struct {
 	c    *Conn
 	fin  bool // the current frame is the last of the message
 	live bool // the loop body that received it is running
+	raw  bool // compressed bytes: counted, not checked as UTF-8
 	done bool
 	err  error
 }
@@ -244,7 +274,14 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	}
 	n, err := c.readPayload(p)
 	if err == nil {
-		err = c.checkAssembly(c.asm.Chunk(p[:n]))
+		if r.raw {
+			skip := c.asm.SkipUTF8
+			c.asm.SkipUTF8 = true
+			err = c.checkAssembly(c.asm.Chunk(p[:n]))
+			c.asm.SkipUTF8 = skip
+		} else {
+			err = c.checkAssembly(c.asm.Chunk(p[:n]))
+		}
 	}
 	if err != nil {
 		r.err = c.loopErr(err)
@@ -403,7 +440,11 @@ func (c *Conn) peekData(bg bool) (frames.Header, error) {
 		}
 		h, err := frames.ParseHeader(hb)
 		if err == nil {
-			err = h.Check(!c.client, 0)
+			err = h.Check(!c.client, c.allowedRsv)
+		}
+		if err == nil && h.Rsv&frames.Rsv1 != 0 && h.Op == frames.OpContinuation {
+			// RFC 7692 §6: only a message's first frame says it is compressed.
+			err = frames.ErrReservedBits
 		}
 		if err != nil {
 			return h, c.violation(err)
@@ -614,4 +655,103 @@ func (c *Conn) bgWait(on bool) bool {
 		_ = c.nc.SetReadDeadline(time.Time{})
 	}
 	return false
+}
+
+// errBadDeflate is a compressed message that does not inflate.
+var errBadDeflate = &frames.Violation{Code: frames.CloseInvalidPayload, Reason: "invalid compressed data"}
+
+// readCompressed inflates the compressed message whose first header is h
+// into buf, up to limit bytes (0: none), checking UTF-8 of text once
+// inflated. The compressed bytes are counted against the assembler's limit
+// too, and are read frame by frame as the decompressor asks for them.
+func (c *Conn) readCompressed(buf *[]byte, h frames.Header, limit int64) (*[]byte, error) {
+	if buf == nil {
+		buf = bufpool.Get(0)
+	}
+	start := len(*buf)
+	src := &messageReader{c: c, fin: h.Fin, live: true, raw: true}
+	buf, err := c.deflate.inflateTo(buf, src, limit)
+	switch {
+	case err == errInflateLimit:
+		return buf, c.violation(messages.ErrTooLarge)
+	case err != nil && src.err != nil:
+		return buf, src.err
+	case err != nil:
+		return buf, c.violation(errBadDeflate)
+	}
+	// Whatever the decompressor left unread of the message is discarded,
+	// and the message's last frame is checked.
+	if _, err := io.Copy(io.Discard, src); err != nil {
+		return buf, err
+	}
+	if src.err != nil {
+		return buf, src.err
+	}
+	if h.Op == frames.OpText && c.set.checkUTF8 && !utf8.Valid((*buf)[start:]) {
+		return buf, c.violation(messages.ErrInvalidUTF8)
+	}
+	return buf, nil
+}
+
+// inflatingReader streams an inflated message to a Readers loop body.
+type inflatingReader struct {
+	c    *Conn
+	src  *messageReader
+	in   *inflater
+	text bool
+	utf8 messages.UTF8
+	err  error
+}
+
+func (c *Conn) newInflatingReader(src *messageReader, kind messages.Kind) *inflatingReader {
+	src.raw = true
+	var dict []byte
+	if !c.deflate.params.peerNoTakeover {
+		dict = c.deflate.inDict
+	}
+	return &inflatingReader{c: c, src: src, in: getInflater(src, dict), text: kind == messages.Text && c.set.checkUTF8}
+}
+
+func (r *inflatingReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.in == nil {
+		return 0, ErrClosed
+	}
+	n, err := r.in.fr.Read(p)
+	if n > 0 {
+		if !r.c.deflate.params.peerNoTakeover {
+			keepWindow(&r.c.deflate.inDict, p[:n])
+		}
+		if r.text && !r.utf8.Write(p[:n]) {
+			r.err = r.c.violation(messages.ErrInvalidUTF8)
+			return n, r.err
+		}
+	}
+	switch {
+	case err == io.EOF:
+		if r.text && !r.utf8.Complete() {
+			r.err = r.c.violation(messages.ErrInvalidUTF8)
+			return n, r.err
+		}
+		// Drain what the decompressor did not need; check the last frame.
+		if _, err := io.Copy(io.Discard, r.src); err != nil {
+			r.err = err
+			return n, err
+		}
+		r.err = io.EOF
+	case err != nil && r.src.err != nil:
+		r.err = r.src.err
+	case err != nil:
+		r.err = r.c.violation(errBadDeflate)
+	}
+	return n, r.err
+}
+
+func (r *inflatingReader) close() {
+	if r.in != nil {
+		putInflater(r.in)
+		r.in = nil
+	}
 }

@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"compress/flate"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -31,21 +32,37 @@ type Outbound struct {
 // into one buffer for a single write; larger payloads go out with writev.
 const smallWrite = 2048
 
+// WriteOption adjusts one write.
+type WriteOption uint8
+
+// Uncompressed sends the message as it is even when permessage-deflate is
+// on: for payloads that are already compressed (images, archives).
+const Uncompressed WriteOption = 1
+
+func uncompressed(opts []WriteOption) bool {
+	for _, o := range opts {
+		if o == Uncompressed {
+			return true
+		}
+	}
+	return false
+}
+
 // WriteText sends s as one text message, fragmented at
 // Config.FragmentSize.
-func (o *Outbound) WriteText(ctx context.Context, s string) error {
-	return o.c.writeMessage(ctx, frames.OpText, unsafe.Slice(unsafe.StringData(s), len(s)))
+func (o *Outbound) WriteText(ctx context.Context, s string, opts ...WriteOption) error {
+	return o.c.writeMessage(ctx, frames.OpText, unsafe.Slice(unsafe.StringData(s), len(s)), uncompressed(opts))
 }
 
 // WriteBinary sends p as one binary message, fragmented at
 // Config.FragmentSize. p is not retained after WriteBinary returns.
-func (o *Outbound) WriteBinary(ctx context.Context, p []byte) error {
-	return o.c.writeMessage(ctx, frames.OpBinary, p)
+func (o *Outbound) WriteBinary(ctx context.Context, p []byte, opts ...WriteOption) error {
+	return o.c.writeMessage(ctx, frames.OpBinary, p, uncompressed(opts))
 }
 
 // WriteMessage sends m, fragmented at Config.FragmentSize.
-func (o *Outbound) WriteMessage(ctx context.Context, m messages.Message) error {
-	return o.c.writeMessage(ctx, m.Kind.Opcode(), m.Payload)
+func (o *Outbound) WriteMessage(ctx context.Context, m messages.Message, opts ...WriteOption) error {
+	return o.c.writeMessage(ctx, m.Kind.Opcode(), m.Payload, uncompressed(opts))
 }
 
 // ErrFrameSequence is returned by WriteFrame for a frame that does not fit
@@ -76,7 +93,7 @@ func (o *Outbound) WriteFrame(ctx context.Context, f frames.Frame) error {
 		return err
 	}
 	c.fragOpen = !f.Fin
-	err := c.writeFrame(f.Op, f.Fin, f.Payload)
+	err := c.writeFrame(f.Op, f.Fin, 0, f.Payload)
 	if err != nil {
 		c.fragOpen = false
 	}
@@ -89,20 +106,39 @@ func (o *Outbound) WriteFrame(ctx context.Context, f frames.Frame) error {
 
 // Writer returns a writer for one message of the given kind, sent as a
 // frame per Config.FragmentSize bytes written and a final frame on Close.
-// Other writers wait until Close; PING and PONG frames still go out in
-// between. The writer is not safe for concurrent use.
-func (o *Outbound) Writer(ctx context.Context, kind messages.Kind) (io.WriteCloser, error) {
+// With permessage-deflate the message is compressed as it streams, unless
+// opts say Uncompressed. Other writers wait until Close; PING and PONG
+// frames still go out in between. The writer is not safe for concurrent
+// use.
+func (o *Outbound) Writer(ctx context.Context, kind messages.Kind, opts ...WriteOption) (io.WriteCloser, error) {
 	c := o.c
 	if err := c.lockMsg(ctx); err != nil {
 		return nil, err
 	}
-	return &messageWriter{c: c, op: kind.Opcode(), buf: bufpool.Get(0)}, nil
+	w := &messageWriter{c: c, op: kind.Opcode(), buf: bufpool.Get(0)}
+	if d := c.deflate; d != nil && !uncompressed(opts) {
+		w.d = d
+		w.rsv = frames.Rsv1
+		d.out.Reset()
+		if d.params.ownNoTakeover {
+			w.fw = getCompressor(d.level, &d.out)
+		} else {
+			if d.fw == nil {
+				d.fw, _ = flate.NewWriter(&d.out, d.level)
+			}
+			w.fw = d.fw
+		}
+	}
+	return w, nil
 }
 
 type messageWriter struct {
 	c      *Conn
 	op     frames.Opcode
+	rsv    byte
 	buf    *[]byte
+	d      *deflateState // compressing into d.out, when set
+	fw     *flate.Writer
 	closed bool
 	err    error
 }
@@ -113,6 +149,9 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 	}
 	if w.err != nil {
 		return 0, w.err
+	}
+	if w.d != nil {
+		return w.writeCompressed(p)
 	}
 	size := w.c.set.fragment
 	n := len(p)
@@ -140,9 +179,23 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeCompressed feeds the compressor and sends whole fragments of its
+// output, always holding back the last four bytes: they may be the empty
+// block that Close removes.
+func (w *messageWriter) writeCompressed(p []byte) (int, error) {
+	n, _ := w.fw.Write(p)
+	size := w.c.set.fragment
+	for w.d.out.Len() >= size+4 {
+		if w.err = w.flush(w.d.out.Next(size), false); w.err != nil {
+			return n, w.err
+		}
+	}
+	return n, nil
+}
+
 func (w *messageWriter) flush(p []byte, fin bool) error {
-	err := w.c.writeFrame(w.op, fin, p)
-	w.op = frames.OpContinuation
+	err := w.c.writeFrame(w.op, fin, w.rsv, p)
+	w.op, w.rsv = frames.OpContinuation, 0
 	return err
 }
 
@@ -154,8 +207,20 @@ func (w *messageWriter) Close() error {
 	w.closed = true
 	err := w.err
 	if err == nil {
-		err = w.flush(*w.buf, true)
+		if w.d != nil {
+			_ = w.fw.Flush()
+			rest := w.d.out.Bytes()
+			err = w.flush(rest[:len(rest)-4], true)
+		} else {
+			err = w.flush(*w.buf, true)
+		}
 		w.c.stats.MessagesOut.Add(1)
+	}
+	if w.d != nil {
+		if w.d.params.ownNoTakeover {
+			putCompressor(w.d.level, w.fw)
+		}
+		w.d.release()
 	}
 	bufpool.Put(w.buf)
 	w.buf = nil
@@ -221,29 +286,35 @@ func (c *Conn) unlockSock() {
 	}
 }
 
-// writeMessage sends p as one message, fragmented.
-func (c *Conn) writeMessage(ctx context.Context, op frames.Opcode, p []byte) error {
+// writeMessage sends p as one message, compressed when permessage-deflate
+// is on and p is large enough, and fragmented.
+func (c *Conn) writeMessage(ctx context.Context, op frames.Opcode, p []byte, plain bool) error {
 	if err := c.lockMsg(ctx); err != nil {
 		return err
 	}
 	defer c.unlockMsg()
+	var rsv byte
+	if d := c.deflate; d != nil && !plain && len(p) >= d.threshold {
+		p, rsv = d.compress(p), frames.Rsv1
+		defer d.release()
+	}
 	size := c.set.fragment
 	for {
 		n := min(len(p), size)
 		fin := n == len(p)
-		if err := c.writeFrame(op, fin, p[:n]); err != nil {
+		if err := c.writeFrame(op, fin, rsv, p[:n]); err != nil {
 			return err
 		}
 		if fin {
 			c.stats.MessagesOut.Add(1)
 			return nil
 		}
-		p, op = p[n:], frames.OpContinuation
+		p, op, rsv = p[n:], frames.OpContinuation, 0
 	}
 }
 
 // writeFrame sends one data frame; the caller holds the message lock.
-func (c *Conn) writeFrame(op frames.Opcode, fin bool, p []byte) error {
+func (c *Conn) writeFrame(op frames.Opcode, fin bool, rsv byte, p []byte) error {
 	if c.closeSent.Load() {
 		return ErrClosed
 	}
@@ -255,7 +326,7 @@ func (c *Conn) writeFrame(op frames.Opcode, fin bool, p []byte) error {
 	if c.closeSent.Load() {
 		return ErrClosed
 	}
-	return c.writeLocked(frames.Header{Op: op, Fin: fin, Length: int64(len(p))}, p)
+	return c.writeLocked(frames.Header{Op: op, Fin: fin, Rsv: rsv, Length: int64(len(p))}, p)
 }
 
 // writeLocked writes one frame; the caller holds the socket lock.

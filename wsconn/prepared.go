@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -11,8 +12,9 @@ import (
 // connections without encoding it again: every server connection writes
 // the same bytes. It is immutable and safe for concurrent use.
 type Prepared struct {
-	msg   messages.Message
-	frame []byte // header and payload of one unmasked final frame
+	msg      messages.Message
+	frame    []byte       // header and payload of one unmasked final frame
+	deflated compressOnce // the compressed frame, made on first need
 }
 
 // Prepare frames m for sending with WritePrepared. The payload is copied,
@@ -36,8 +38,18 @@ func (p *Prepared) Len() int { return len(p.frame) }
 // where every frame needs its own mask, it is encoded afresh.
 func (o *Outbound) WritePrepared(ctx context.Context, p *Prepared) error {
 	c := o.c
-	if c.client {
-		return c.writeMessage(ctx, p.msg.Kind.Opcode(), p.msg.Payload)
+	frame := p.frame
+	if d := c.deflate; d != nil && len(p.msg.Payload) >= d.threshold {
+		// Compressed once for every connection that resets its context
+		// after each message at the same level; others compress their own.
+		if !d.params.ownNoTakeover || c.client {
+			return c.writeMessage(ctx, p.msg.Kind.Opcode(), p.msg.Payload, false)
+		}
+		if frame = p.compressed(d.level); frame == nil {
+			return c.writeMessage(ctx, p.msg.Kind.Opcode(), p.msg.Payload, false)
+		}
+	} else if c.client {
+		return c.writeMessage(ctx, p.msg.Kind.Opcode(), p.msg.Payload, true)
 	}
 	if err := c.lockMsg(ctx); err != nil {
 		return err
@@ -55,10 +67,32 @@ func (o *Outbound) WritePrepared(ctx context.Context, p *Prepared) error {
 		return ErrClosed
 	}
 	c.setWriteDeadline()
-	if _, err := c.nc.Write(p.frame); err != nil {
+	if _, err := c.nc.Write(frame); err != nil {
 		return c.writeFailed(err)
 	}
 	c.stats.MessagesOut.Add(1)
 	c.stats.BytesOut.Add(int64(len(p.msg.Payload)))
 	return nil
+}
+
+// compressed returns the message as one compressed frame at level, made
+// once; nil when it was already made at another level.
+func (p *Prepared) compressed(level int) []byte {
+	p.deflated.once.Do(func() {
+		var out bytes.Buffer
+		fw := getCompressor(level, &out)
+		_, _ = fw.Write(p.msg.Payload)
+		_ = fw.Flush()
+		putCompressor(level, fw)
+		body := out.Bytes()
+		body = body[:len(body)-4]
+		var hb [frames.MaxHeaderSize]byte
+		n := frames.PutHeader(hb[:], frames.Header{Op: p.msg.Kind.Opcode(), Fin: true, Rsv: frames.Rsv1, Length: int64(len(body))})
+		p.deflated.level = level
+		p.deflated.frame = append(hb[:n:n], body...)
+	})
+	if p.deflated.level != level {
+		return nil
+	}
+	return p.deflated.frame
 }
