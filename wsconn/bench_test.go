@@ -2,9 +2,14 @@ package wsconn_test
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"context"
 	"io"
+	"net/http"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -87,4 +92,149 @@ func benchEcho(b *testing.B, size int, h handlerFunc) {
 	}
 	b.StopTimer()
 	c.frame(frames.OpClose, true, closePayload(1000, ""))
+}
+
+// BenchmarkEchoCompressed is BenchmarkEcho with permessage-deflate: the
+// client sends the JSON sample compressed once, so the figures are the
+// server's cost of inflating and compressing each message.
+func BenchmarkEchoCompressed(b *testing.B) {
+	sample := jsonSample(b)
+	for _, tc := range []struct {
+		name string
+		comp wsconn.Compression
+	}{
+		{"reset/level1", wsconn.Compression{Enabled: true}},
+		{"takeover/level1", wsconn.Compression{Enabled: true, ContextTakeover: true}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			cfg := &wsconn.Config{Compression: tc.comp}
+			url, _ := testServerAccept(b, cfg, echo)
+			ext := "permessage-deflate"
+			if !tc.comp.ContextTakeover {
+				ext += "; client_no_context_takeover"
+			}
+			c := dialRawHeader(b, url, http.Header{"Sec-WebSocket-Extensions": {ext}})
+			var z bytes.Buffer
+			fw, _ := flate.NewWriter(&z, flate.BestSpeed)
+			fw.Write(sample)
+			fw.Flush()
+			body := z.Bytes()[:z.Len()-4]
+			mask := [4]byte{9, 8, 7, 6}
+			var hb [frames.MaxHeaderSize]byte
+			n := frames.PutHeader(hb[:], frames.Header{Op: frames.OpText, Fin: true, Rsv: frames.Rsv1, Masked: true, Mask: mask, Length: int64(len(body))})
+			wire := append(hb[:n:n], body...)
+			frames.Mask(wire[n:], mask, 0)
+			if tc.comp.ContextTakeover {
+				// A client that keeps its window cannot resend the same
+				// compressed bytes; it sends plain text, and the server
+				// compresses its replies with its kept window.
+				wire = rawTextFrame(sample, mask)
+			}
+			br := bufio.NewReaderSize(c.br, 64<<10)
+			var rh [frames.MaxHeaderSize]byte
+			reply := make([]byte, 0, len(sample))
+			b.SetBytes(int64(len(sample)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := c.nc.Write(wire); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(br, rh[:2]); err != nil {
+					b.Fatal(err)
+				}
+				hn := frames.HeaderSize(rh[0], rh[1])
+				if _, err := io.ReadFull(br, rh[2:hn]); err != nil {
+					b.Fatal(err)
+				}
+				h, _ := frames.ParseHeader(rh[:hn])
+				reply = reply[:h.Length]
+				if _, err := io.ReadFull(br, reply); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(sample))/float64(len(reply)), "ratio")
+		})
+	}
+}
+
+func rawTextFrame(p []byte, mask [4]byte) []byte {
+	var hb [frames.MaxHeaderSize]byte
+	n := frames.PutHeader(hb[:], frames.Header{Op: frames.OpText, Fin: true, Masked: true, Mask: mask, Length: int64(len(p))})
+	wire := append(hb[:n:n], p...)
+	frames.Mask(wire[n:], mask, 0)
+	return wire
+}
+
+// BenchmarkCompressionRatio reports how much the JSON chat sample in
+// testdata shrinks at each level, and what compressing it costs.
+func BenchmarkCompressionRatio(b *testing.B) {
+	sample := jsonSample(b)
+	for _, level := range []int{1, 6, 9} {
+		b.Run("level"+itoa(level), func(b *testing.B) {
+			var out bytes.Buffer
+			fw, _ := flate.NewWriter(&out, level)
+			b.SetBytes(int64(len(sample)))
+			b.ReportAllocs()
+			for b.Loop() {
+				out.Reset()
+				fw.Reset(&out)
+				fw.Write(sample)
+				fw.Flush()
+			}
+			b.ReportMetric(float64(len(sample))/float64(out.Len()-4), "ratio")
+		})
+	}
+}
+
+// BenchmarkIdleMemory reports the server-side heap per idle connection,
+// with and without permessage-deflate negotiated (b.N is ignored: it opens
+// a fixed number of connections).
+func BenchmarkIdleMemory(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		cfg  wsconn.Config
+		ext  string
+	}{
+		{"plain", wsconn.Config{PingInterval: -1}, ""},
+		{"deflate-reset", wsconn.Config{PingInterval: -1, Compression: wsconn.Compression{Enabled: true}}, "permessage-deflate; client_no_context_takeover"},
+		{"deflate-takeover", wsconn.Config{PingInterval: -1, Compression: wsconn.Compression{Enabled: true, ContextTakeover: true}}, "permessage-deflate"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			const conns = 500
+			url, g := testServerAccept(b, &tc.cfg, echo)
+			var h http.Header
+			if tc.ext != "" {
+				h = http.Header{"Sec-WebSocket-Extensions": {tc.ext}}
+			}
+			payload := rawTextFrame(jsonSample(b), [4]byte{1, 2, 3, 4})
+			clients := make([]*rawClient, conns)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.GC() // the second empties sync.Pool's victim cache
+			runtime.ReadMemStats(&before)
+			for i := range clients {
+				clients[i] = dialRawHeader(b, url, h)
+				// One message each way, so that compression state exists
+				// where the mode keeps it.
+				clients[i].write(payload)
+				clients[i].read()
+			}
+			runtime.GC()
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			// Both ends live in this process; the test client holds a
+			// socket and a 4 KiB bufio.Reader, counted out here.
+			perConn := float64(int64(after.HeapInuse)-int64(before.HeapInuse))/conns - 4096
+			b.ReportMetric(perConn, "heapB/conn")
+			for _, c := range clients {
+				c.nc.Close()
+			}
+			for g.Len() > 0 {
+				time.Sleep(time.Millisecond)
+			}
+			for range b.N {
+			}
+		})
+	}
 }

@@ -137,6 +137,7 @@ type Conn struct {
 	// permessage-deflate, when negotiated.
 	deflate    *deflateState
 	allowedRsv byte
+	rawReader  messageReader // compressed bytes of the message being inflated
 }
 
 // Stats counts a connection's traffic. Read it with Conn.Stats.

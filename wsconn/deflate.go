@@ -2,9 +2,8 @@ package wsconn
 
 import (
 	"bufio"
-	"bytes"
-	"compress/flate"
 	"errors"
+	"github.com/klauspost/compress/flate"
 	"io"
 	"strconv"
 	"sync"
@@ -263,8 +262,36 @@ type deflateState struct {
 	// the connection; with it on the peer's side, the window of what the
 	// peer sent.
 	fw     *flate.Writer
-	out    bytes.Buffer // the compressor's output for one message
+	out    sink // the compressor's output for one message
 	inDict []byte
+}
+
+// sink collects compressor output in a pooled buffer, given back after
+// each message so that an idle connection holds none.
+type sink struct {
+	b    *[]byte
+	sent int // bytes already sent as frames (streaming)
+}
+
+func (s *sink) Write(p []byte) (int, error) {
+	s.b = bufpool.Grow(s.b, len(s.bytes())+len(p))
+	*s.b = append(*s.b, p...)
+	return len(p), nil
+}
+
+func (s *sink) bytes() []byte {
+	if s.b == nil {
+		return nil
+	}
+	return *s.b
+}
+
+// unsent returns the output not yet sent.
+func (s *sink) unsent() []byte { return s.bytes()[s.sent:] }
+
+func (s *sink) reset() {
+	bufpool.Put(s.b)
+	s.b, s.sent = nil, 0
 }
 
 func newDeflateState(p *deflateParams, c Compression) *deflateState {
@@ -280,35 +307,34 @@ func newDeflateState(p *deflateParams, c Compression) *deflateState {
 }
 
 // compress returns the compressed form of p, without the trailing empty
-// block (RFC 7692 §7.2.1). The result is valid until the next call.
+// block (RFC 7692 §7.2.1). The result is valid until release.
 func (d *deflateState) compress(p []byte) []byte {
-	d.out.Reset()
-	fw := d.fw
-	if fw == nil {
-		if d.params.ownNoTakeover {
-			fw = getCompressor(d.level, &d.out)
-		} else {
-			d.fw, _ = flate.NewWriter(&d.out, d.level)
-			fw = d.fw
-		}
-	}
+	d.out.reset()
+	fw := d.compressor()
 	_, _ = fw.Write(p)
 	_ = fw.Flush()
 	if d.params.ownNoTakeover {
 		putCompressor(d.level, fw)
 	}
-	b := d.out.Bytes()
+	b := d.out.bytes()
 	// Flush ends with the empty stored block 00 00 ff ff.
 	return b[:len(b)-4]
 }
 
-// release drops the per-message output buffer when it grew large, so that
-// an idle connection does not keep the biggest message it ever sent.
-func (d *deflateState) release() {
-	if d.out.Cap() > 64<<10 {
-		d.out = bytes.Buffer{}
+// compressor returns the compressor for one message, writing into d.out:
+// a pooled one when our side resets its context, else the connection's.
+func (d *deflateState) compressor() *flate.Writer {
+	if d.params.ownNoTakeover {
+		return getCompressor(d.level, &d.out)
 	}
+	if d.fw == nil {
+		d.fw, _ = flate.NewWriter(&d.out, d.level)
+	}
+	return d.fw
 }
+
+// release gives back the message's output buffer.
+func (d *deflateState) release() { d.out.reset() }
 
 // compressOnce is a prepared message's compressed frame, shared by every
 // connection whose side resets its context after each message.

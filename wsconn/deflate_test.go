@@ -347,10 +347,10 @@ func TestCompressionPreparedSharesOneCompression(t *testing.T) {
 
 // testServerAccept is testServer with the handshake's compression taken
 // from cfg.
-func testServerAccept(t *testing.T, cfg *wsconn.Config, h handlerFunc) (string, *wsconn.Group) {
+func testServerAccept(t testing.TB, cfg *wsconn.Config, h handlerFunc) (string, *wsconn.Group) {
 	return testServerOpts(t, cfg, h, &wsconn.AcceptOptions{Subprotocols: []string{"chat", "echo"}, Compression: cfg.Compression})
 }
 
-func dialRawExt(t *testing.T, url, ext string) *rawClient {
+func dialRawExt(t testing.TB, url, ext string) *rawClient {
 	return dialRawHeader(t, url, http.Header{"Sec-WebSocket-Extensions": {ext}})
 }

@@ -669,7 +669,8 @@ func (c *Conn) readCompressed(buf *[]byte, h frames.Header, limit int64) (*[]byt
 		buf = bufpool.Get(0)
 	}
 	start := len(*buf)
-	src := &messageReader{c: c, fin: h.Fin, live: true, raw: true}
+	src := &c.rawReader
+	*src = messageReader{c: c, fin: h.Fin, live: true, raw: true}
 	buf, err := c.deflate.inflateTo(buf, src, limit)
 	switch {
 	case err == errInflateLimit:

@@ -1,11 +1,11 @@
 package wsconn
 
 import (
-	"compress/flate"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/flate"
 	"io"
 	"net"
 	"time"
@@ -117,17 +117,9 @@ func (o *Outbound) Writer(ctx context.Context, kind messages.Kind, opts ...Write
 	}
 	w := &messageWriter{c: c, op: kind.Opcode(), buf: bufpool.Get(0)}
 	if d := c.deflate; d != nil && !uncompressed(opts) {
-		w.d = d
-		w.rsv = frames.Rsv1
-		d.out.Reset()
-		if d.params.ownNoTakeover {
-			w.fw = getCompressor(d.level, &d.out)
-		} else {
-			if d.fw == nil {
-				d.fw, _ = flate.NewWriter(&d.out, d.level)
-			}
-			w.fw = d.fw
-		}
+		w.d, w.rsv = d, frames.Rsv1
+		d.out.reset()
+		w.fw = d.compressor()
 	}
 	return w, nil
 }
@@ -185,8 +177,11 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 func (w *messageWriter) writeCompressed(p []byte) (int, error) {
 	n, _ := w.fw.Write(p)
 	size := w.c.set.fragment
-	for w.d.out.Len() >= size+4 {
-		if w.err = w.flush(w.d.out.Next(size), false); w.err != nil {
+	out := &w.d.out
+	for len(out.unsent()) >= size+4 {
+		frag := out.unsent()[:size]
+		out.sent += size
+		if w.err = w.flush(frag, false); w.err != nil {
 			return n, w.err
 		}
 	}
@@ -209,7 +204,7 @@ func (w *messageWriter) Close() error {
 	if err == nil {
 		if w.d != nil {
 			_ = w.fw.Flush()
-			rest := w.d.out.Bytes()
+			rest := w.d.out.unsent()
 			err = w.flush(rest[:len(rest)-4], true)
 		} else {
 			err = w.flush(*w.buf, true)

@@ -59,8 +59,13 @@ func newServer(o options) (*server, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 
-	// Benchmarks and conformance tools use the echo route.
-	router.WS(r, "/ws/echo", nil, echo, router.WithAnyOrigin())
+	// Benchmarks and conformance tools use the echo route; it accepts
+	// permessage-deflate so that they can exercise compression too.
+	router.WS(r, "/ws/echo", nil, echo, router.WithAnyOrigin(), router.WithConfig(wsconn.Config{
+		Logger:         o.Logger,
+		MaxMessageSize: 16 << 20,
+		Compression:    wsconn.Compression{Enabled: true},
+	}))
 	router.WS(r, "/ws/chat/{room}", joinRoom, s.chat)
 
 	// Protected routes: a bearer token in the Authorization header or, for
