@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	kflate "github.com/klauspost/compress/flate"
+
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -172,8 +174,9 @@ func BenchmarkCompressionRatio(b *testing.B) {
 	sample := jsonSample(b)
 	for _, level := range []int{1, 6, 9} {
 		b.Run("level"+itoa(level), func(b *testing.B) {
+			// The library colibri compresses with.
 			var out bytes.Buffer
-			fw, _ := flate.NewWriter(&out, level)
+			fw, _ := kflate.NewWriter(&out, level)
 			b.SetBytes(int64(len(sample)))
 			b.ReportAllocs()
 			for b.Loop() {
