@@ -16,8 +16,9 @@ const (
 )
 
 // Config tunes one connection. The zero value means the documented defaults;
-// a negative duration switches the feature off. A Config is read once when
-// the connection starts and may be shared by many connections.
+// where a field's doc says so, a negative value switches its feature off. A
+// Config is read once when the connection starts and may be shared by many
+// connections.
 type Config struct {
 	// MaxMessageSize is the largest message payload, in bytes, that
 	// Inbound.Messages assembles when called with a limit of 0. A larger
@@ -27,8 +28,10 @@ type Config struct {
 
 	// MaxFrameSize is the largest frame payload, in bytes, accepted from the
 	// peer; a larger frame closes the connection with 1009 before its
-	// payload is read. Default: MaxMessageSize. Browsers send each message
-	// as one frame, so this should not be below MaxMessageSize.
+	// payload is read. Default 0: frames are bounded by the message limit
+	// of the loop that reads them (Messages' maxSize; MaxMessageSize for
+	// Frames; none for Readers). Browsers send each message as one frame,
+	// so a value below the message limit refuses their large messages.
 	MaxFrameSize int64
 
 	// FragmentSize is the largest payload colibri puts in one outgoing
@@ -44,7 +47,7 @@ type Config struct {
 
 	// PongTimeout is how long colibri waits, from the moment its PING left,
 	// for the peer to answer (any frame counts) before closing with 1001.
-	// Default 20 s.
+	// Default 20 s; negative: pings are sent but never time out.
 	PongTimeout time.Duration
 
 	// IdleTimeout closes the connection with 1001 when the peer has sent no
@@ -58,7 +61,8 @@ type Config struct {
 	WriteTimeout time.Duration
 
 	// CloseTimeout is how long the closing handshake waits for the peer's
-	// CLOSE frame before closing the TCP connection. Default 5 s.
+	// CLOSE frame before closing the TCP connection, from the moment
+	// colibri's CLOSE went out. Default 5 s (also for negative values).
 	CloseTimeout time.Duration
 
 	// SkipUTF8Check turns off UTF-8 validation of text messages and close
@@ -73,8 +77,15 @@ type Config struct {
 	Compression Compression
 
 	// Logger receives the connection's log lines; colibri adds the
-	// connection id and remote address. Default slog.Default().
+	// connection's route pattern, id, remote address, subprotocol and
+	// compression. Default slog.Default().
 	Logger *slog.Logger
+
+	// Observer watches every connection served with this Config: its
+	// messages, keep-alive round trips, protocol errors and close (see
+	// Observer; the observe package feeds them to OpenTelemetry). Default
+	// nil: nothing is observed, for one nil check per event.
+	Observer Observer
 
 	// Clock drives keep-alive and timeouts. Default: the real clock. Tests
 	// inject a fake one (see wstest) to make time-based behaviour instant.
@@ -94,6 +105,7 @@ type settings struct {
 	checkUTF8    bool
 	compression  Compression
 	logger       *slog.Logger
+	observer     Observer
 	clock        Clock
 }
 
@@ -114,13 +126,14 @@ func (c *Config) resolve() settings {
 		checkUTF8:    !cfg.SkipUTF8Check,
 		compression:  cfg.Compression,
 		logger:       cfg.Logger,
+		observer:     cfg.Observer,
 		clock:        cfg.Clock,
 	}
 	if s.maxMessage <= 0 {
 		s.maxMessage = DefaultMaxMessageSize
 	}
-	if s.maxFrame <= 0 {
-		s.maxFrame = s.maxMessage
+	if s.maxFrame < 0 {
+		s.maxFrame = 0
 	}
 	if s.fragment <= 0 {
 		s.fragment = DefaultFragmentSize

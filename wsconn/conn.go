@@ -59,6 +59,9 @@ type Upgraded struct {
 	// Client is true on the dialing side: its frames are masked and the
 	// peer's must not be (RFC 6455 §5.1).
 	Client bool
+	// Route is the pattern of the ws route that accepted the connection,
+	// for Conn.Route and the connection's log lines; the router sets it.
+	Route string
 }
 
 var connIDs atomic.Uint64
@@ -96,10 +99,11 @@ type Conn struct {
 	rerr      error         // why, for Inbound.Err; nil for a clean close
 	rdone     chan struct{} // closed when rended is set
 	bgRunning bool
-	bgWaiting bool // the background reader waits for bytes at a frame boundary
-	handover  bool // a loop waits for the background reader to step aside
-	closing   bool // the handler returned or the context ended: hand out no more data
-	draining  bool // the closing handshake set its deadline
+	bgWaiting bool      // the background reader waits for bytes at a frame boundary
+	handover  bool      // a loop waits for the background reader to step aside
+	readBound time.Time // read deadline set once our CLOSE went out; zero: none
+	closing   bool      // the handler returned or the context ended: hand out no more data
+	draining  bool      // the closing handshake set its deadline
 
 	// Frame state, touched only by the token holder.
 	hdr       frames.Header
@@ -133,6 +137,7 @@ type Conn struct {
 
 	keepAlive keepAlive
 	stats     Stats
+	watch     watch // for Config.Observer and the close log line
 
 	// permessage-deflate, when negotiated.
 	deflate    *deflateState
@@ -165,6 +170,7 @@ func newConn(u Upgraded, cfg *Config) *Conn {
 		rdone:   make(chan struct{}),
 		msgLock: make(chan struct{}, 1),
 		wdone:   make(chan struct{}),
+		watch:   watch{route: u.Route},
 	}
 	c.in.c, c.out.c = c, c
 	c.start = c.set.clock.Now()
@@ -214,9 +220,10 @@ func (c *Conn) run(parent context.Context, handler func(context.Context) error) 
 			c.stop(context.Cause(parent))
 		})
 	}
+	c.opened()
 	c.keepAlive.start(c)
 	if c.set.logger.Enabled(context.Background(), slog.LevelDebug) {
-		c.logger().Debug("connection open", slog.String("subprotocol", c.proto))
+		c.logger().Debug("connection open")
 	}
 	c.startBackground()
 
@@ -273,15 +280,15 @@ func (c *Conn) Go(f func(ctx context.Context) error) {
 // (set by middleware) are also in the handler's context.
 func (c *Conn) Request() *http.Request { return c.req }
 
-// Logger returns the connection's logger, which carries its id and remote
-// address.
+// Logger returns the connection's logger, which carries its route pattern
+// (with a router), id, remote address, subprotocol and compression.
 func (c *Conn) Logger() *slog.Logger { return c.logger() }
 
 // logger builds the connection's logger on first use: most connections
 // never log, and a logger with attributes costs memory for their lifetime.
 func (c *Conn) logger() *slog.Logger {
 	c.logOnce.Do(func() {
-		c.log = c.set.logger.With(slog.Uint64("conn", c.id), slog.Any("remote", c.nc.RemoteAddr()))
+		c.log = c.set.logger.With(c.logAttrs()...)
 	})
 	return c.log
 }
@@ -424,6 +431,7 @@ func ours(err error) bool {
 // waits for the connection's tasks and closes the transport.
 func (c *Conn) finish(herr error) error {
 	code, reason := c.closeFor(herr)
+	by, peerCode, peerReason := c.closeStarter()
 
 	c.rmu.Lock()
 	c.closing, c.draining = true, true
@@ -436,13 +444,10 @@ func (c *Conn) finish(herr error) error {
 	gerr := c.group.Wait()
 	c.teardown()
 
-	if c.set.logger.Enabled(context.Background(), slog.LevelDebug) {
-		c.logger().Debug("connection closed",
-			slog.Int("code", int(code)), slog.String("reason", reason),
-			slog.Duration("duration", c.set.clock.Now().Sub(c.start)),
-			slog.Int64("messages_in", c.stats.MessagesIn.Load()),
-			slog.Int64("messages_out", c.stats.MessagesOut.Load()))
+	if by == SidePeer {
+		code, reason = peerCode, peerReason
 	}
+	c.reportClose(by, code, reason)
 	if herr != nil {
 		return herr
 	}

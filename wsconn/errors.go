@@ -10,7 +10,8 @@ import (
 // Sentinel errors, for errors.Is.
 var (
 	// ErrClosed is returned by writes after the connection started
-	// closing, and by reads after the inbound side has ended.
+	// closing or the peer went away (a write error matches it too), and by
+	// a message reader used after its loop body returned.
 	ErrClosed = errors.New("wsconn: connection closed")
 
 	// ErrShutdown is the cause of a connection's context when its Group

@@ -8,7 +8,8 @@ import (
 )
 
 // Group owns the connections of a server: it runs each in its own
-// goroutine, counts them, and shuts them all down gracefully. The zero
+// goroutine (Go) or in the goroutine of the handler that accepted it (Run),
+// counts them, and shuts them all down gracefully. The zero
 // value is ready to use. The router and the application each hand their
 // connections to a Group, so that no connection outlives its server.
 type Group struct {
@@ -44,30 +45,38 @@ func GroupFrom(ctx context.Context) *Group {
 // returns ErrShutdown once g has begun shutting down, and ErrGroupFull at
 // its Limit.
 func (g *Group) Go(ctx context.Context, f func(ctx context.Context)) error {
+	if err := g.admit(); err != nil {
+		return err
+	}
+	gctx := WithGroup(context.WithoutCancel(ctx), g)
+	go func() {
+		defer g.leave()
+		f(gctx)
+	}()
+	return nil
+}
+
+// admit counts one more running f, or refuses it (Go and Run).
+func (g *Group) admit() error {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.closed {
-		g.mu.Unlock()
 		return ErrShutdown
 	}
 	if g.Limit > 0 && g.running >= g.Limit {
-		g.mu.Unlock()
 		return ErrGroupFull
 	}
 	g.wg.Add(1)
 	g.running++
-	g.mu.Unlock()
-
-	gctx := WithGroup(context.WithoutCancel(ctx), g)
-	go func() {
-		defer g.wg.Done()
-		defer func() {
-			g.mu.Lock()
-			g.running--
-			g.mu.Unlock()
-		}()
-		f(gctx)
-	}()
 	return nil
+}
+
+// leave undoes admit once f has returned.
+func (g *Group) leave() {
+	g.mu.Lock()
+	g.running--
+	g.mu.Unlock()
+	g.wg.Done()
 }
 
 // add registers a connection; false means g is shutting down and the

@@ -44,9 +44,12 @@ func refuse(status int, format string, args ...any) *HandshakeError {
 
 // IsUpgradeRequest reports whether r asks to be upgraded to a WebSocket:
 // its Connection header has the token "upgrade" and its Upgrade header the
-// token "websocket". It does not check the rest of the handshake.
+// token "websocket", or, over HTTP/2, it is an extended CONNECT for
+// websocket (see IsExtendedConnect). It does not check the rest of the
+// handshake.
 func IsUpgradeRequest(r *http.Request) bool {
-	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+	return IsExtendedConnect(r) ||
+		headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
 }
 
 // CheckRequest validates r as a WebSocket opening handshake (RFC 6455
@@ -54,7 +57,14 @@ func IsUpgradeRequest(r *http.Request) bool {
 // than GET, 400 for HTTP/1.0 or a missing or malformed header, 426 with
 // "Sec-WebSocket-Version: 13" for a request that is not an upgrade or asks
 // for another protocol version.
+//
+// An HTTP/2 request is checked as an extended CONNECT (RFC 8441 §4, §5)
+// instead: 405 for another method, 400 when :protocol is not websocket,
+// 426 for another version; there is no Sec-WebSocket-Key over HTTP/2.
 func CheckRequest(r *http.Request) *HandshakeError {
+	if r.ProtoMajor == 2 {
+		return checkExtendedConnect(r)
+	}
 	if r.Method != http.MethodGet {
 		e := refuse(http.StatusMethodNotAllowed, "WebSocket handshake must use GET, not %s", r.Method)
 		e.Header = http.Header{"Allow": {http.MethodGet}}
@@ -99,19 +109,35 @@ func CheckOrigin(r *http.Request, patterns []string) *HandshakeError {
 		return nil
 	}
 	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return refuse(http.StatusForbidden, "malformed Origin header %q", origin)
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	host := withoutDefaultPort(strings.ToLower(u.Host), u.Scheme)
+	reqScheme := "http"
+	if r.TLS != nil {
+		reqScheme = "https"
+	}
+	if host == withoutDefaultPort(strings.ToLower(r.Host), u.Scheme) || host == withoutDefaultPort(strings.ToLower(r.Host), reqScheme) {
 		return nil
 	}
-	host := strings.ToLower(u.Host)
 	for _, p := range patterns {
 		if ok, _ := path.Match(strings.ToLower(p), host); ok {
 			return nil
 		}
 	}
 	return refuse(http.StatusForbidden, "origin %q is not allowed to open a WebSocket here", origin)
+}
+
+// withoutDefaultPort drops ":80" or ":443" when it is the scheme's default,
+// so that "https://example.com" and "example.com:443" name one origin.
+func withoutDefaultPort(hostport, scheme string) string {
+	switch {
+	case scheme == "https" && strings.HasSuffix(hostport, ":443"):
+		return strings.TrimSuffix(hostport, ":443")
+	case scheme == "http" && strings.HasSuffix(hostport, ":80"):
+		return strings.TrimSuffix(hostport, ":80")
+	}
+	return hostport
 }
 
 // SelectSubprotocol returns the first subprotocol in the client's
@@ -150,9 +176,10 @@ type AcceptOptions struct {
 	// SkipOriginCheck accepts any Origin. Only for endpoints that use no
 	// ambient credentials (cookies, client certificates, HTTP auth).
 	SkipOriginCheck bool
-	// Header holds extra response headers for the 101 response.
+	// Header holds extra response headers for the 101 response (200
+	// over HTTP/2).
 	Header http.Header
-	// Timeout bounds writing the 101 response. Default 10 s.
+	// Timeout bounds writing the 101 (or 200) response. Default 10 s.
 	Timeout time.Duration
 	// Compression accepts a permessage-deflate offer when enabled.
 	Compression Compression
@@ -162,6 +189,13 @@ type AcceptOptions struct {
 // checks its origin, picks a subprotocol, hijacks the connection and writes
 // the 101 response. On a refusal it writes the HTTP error itself and
 // returns a *HandshakeError. The result is served with Serve.
+//
+// Over HTTP/2 (an extended CONNECT, RFC 8441) nothing is hijacked: Accept
+// answers 200 with the negotiated subprotocol and extensions, and the
+// WebSocket runs over the request's stream, which net/http ends when
+// ServeHTTP returns. Serve the result before returning, in the same
+// goroutine: Group.Run around Accept and Serve does that and still counts
+// the connection.
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgraded, error) {
 	var o AcceptOptions
 	if opts != nil {
@@ -180,6 +214,9 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgrad
 	proto := SelectSubprotocol(r, o.Subprotocols)
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
+	}
+	if IsExtendedConnect(r) {
+		return acceptStream(w, r, &o, proto)
 	}
 	up := ws.HTTPUpgrader{
 		Timeout: o.Timeout,

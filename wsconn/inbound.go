@@ -7,6 +7,7 @@ import (
 	"iter"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -32,9 +33,10 @@ import (
 // them, which pushes back on a peer that sends faster than the handler
 // reads.
 type Inbound struct {
-	c   *Conn
-	err error
-	mr  messageReader
+	c     *Conn
+	errMu sync.Mutex
+	err   error
+	mr    messageReader
 }
 
 // Err returns why the last loop ended: nil after a clean close by the peer
@@ -43,7 +45,17 @@ type Inbound struct {
 // colibri (1002, 1007, 1009; its Err is a *frames.Violation); the cause of
 // the handler's context (ErrShutdown, for example) when the connection is
 // closing; ErrBusyReading for a second concurrent loop.
-func (in *Inbound) Err() error { return in.err }
+func (in *Inbound) Err() error {
+	in.errMu.Lock()
+	defer in.errMu.Unlock()
+	return in.err
+}
+
+func (in *Inbound) setErr(err error) {
+	in.errMu.Lock()
+	in.err = err
+	in.errMu.Unlock()
+}
 
 // Frames yields data frames as they arrive: text, binary and continuation
 // frames, each with its FIN bit. Fragment sequencing and UTF-8 in text are
@@ -52,8 +64,9 @@ func (in *Inbound) Err() error { return in.err }
 func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 	return func(yield func(frames.Frame) bool) {
 		c := in.c
-		var ok bool
-		if ok, in.err = c.acquire(); !ok {
+		ok, err := c.acquire()
+		in.setErr(err)
+		if !ok {
 			return
 		}
 		defer c.release()
@@ -61,11 +74,15 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 		for {
 			h, err := c.nextData()
 			if err != nil {
-				in.err = c.loopErr(err)
+				in.setErr(c.loopErr(err))
+				return
+			}
+			if h.Length > c.frameLimit() {
+				in.setErr(c.violation(messages.ErrTooLarge))
 				return
 			}
 			if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
-				in.err = c.violation(err)
+				in.setErr(c.violation(err))
 				return
 			}
 			var buf *[]byte
@@ -83,13 +100,14 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 			}
 			if err != nil {
 				bufpool.Put(buf)
-				in.err = c.loopErr(err)
+				in.setErr(c.loopErr(err))
 				return
 			}
 			var p []byte
 			if buf != nil {
 				p = *buf
 			}
+			c.receivedFrame(h.Op, len(p), h.Fin)
 			if h.Fin {
 				c.stats.MessagesIn.Add(1)
 			}
@@ -111,8 +129,9 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 	return func(yield func(messages.Message) bool) {
 		c := in.c
-		var ok bool
-		if ok, in.err = c.acquire(); !ok {
+		ok, err := c.acquire()
+		in.setErr(err)
+		if !ok {
 			return
 		}
 		defer c.release()
@@ -125,11 +144,11 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 		for {
 			h, err := c.nextData()
 			if err != nil {
-				in.err = c.loopErr(err)
+				in.setErr(c.loopErr(err))
 				return
 			}
 			if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
-				in.err = c.violation(err)
+				in.setErr(c.violation(err))
 				return
 			}
 			var kind messages.Kind
@@ -137,19 +156,19 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 				kind = messages.Kind(h.Op)
 				buf, err = c.readCompressed(buf, h, maxSize)
 				if err != nil {
-					in.err = c.loopErr(err)
+					in.setErr(c.loopErr(err))
 					return
 				}
 			} else {
 				buf, err = c.readMessagePayload(buf, h.Length)
 				if err != nil {
-					in.err = c.loopErr(err)
+					in.setErr(c.loopErr(err))
 					return
 				}
 				var done bool
 				kind, done, err = c.asm.End()
 				if err = c.checkAssembly(err); err != nil {
-					in.err = c.loopErr(err)
+					in.setErr(c.loopErr(err))
 					return
 				}
 				if !done {
@@ -161,6 +180,7 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 			if buf != nil {
 				p = *buf
 			}
+			c.received(kind, int64(len(p)))
 			more := yield(messages.Message{Kind: kind, Payload: p})
 			// Give the buffer back before waiting for the next message, so
 			// that an idle connection holds none.
@@ -181,8 +201,9 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 	return func(yield func(messages.Kind, io.Reader) bool) {
 		c := in.c
-		var ok bool
-		if ok, in.err = c.acquire(); !ok {
+		ok, err := c.acquire()
+		in.setErr(err)
+		if !ok {
 			return
 		}
 		defer c.release()
@@ -191,11 +212,11 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 		for {
 			h, err := c.nextData()
 			if err != nil {
-				in.err = c.loopErr(err)
+				in.setErr(c.loopErr(err))
 				return
 			}
 			if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
-				in.err = c.violation(err)
+				in.setErr(c.violation(err))
 				return
 			}
 			kind := messages.Kind(h.Op)
@@ -218,10 +239,11 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 			}
 			r.live = false
 			if err != nil {
-				in.err = c.loopErr(err)
+				in.setErr(c.loopErr(err))
 				return
 			}
 			c.stats.MessagesIn.Add(1)
+			c.received(kind, c.asm.Size())
 			if !more {
 				return
 			}
@@ -452,7 +474,7 @@ func (c *Conn) peekData(bg bool) (frames.Header, error) {
 		c.hdrLen = len(hb)
 		c.keepAlive.heard(c)
 		if !h.Op.IsControl() {
-			if h.Length > c.set.maxFrame {
+			if c.set.maxFrame > 0 && h.Length > c.set.maxFrame {
 				return h, c.violation(messages.ErrTooLarge)
 			}
 			c.keepAlive.heardData(c)
@@ -571,6 +593,7 @@ func (c *Conn) control(h frames.Header) error {
 		}
 		c.rmu.Lock()
 		c.peerClosed, c.peerCode, c.peerReason = true, code, reason
+		c.watch.peerFirst = !c.closeSent.Load()
 		c.rmu.Unlock()
 		var rerr error
 		switch code {
@@ -598,6 +621,7 @@ func (c *Conn) violation(err error) error {
 	}
 	ce := &CloseError{Code: v.Code, Reason: v.Reason, Err: v, byColibri: true}
 	c.logger().Debug("protocol violation", slog.Int("code", int(v.Code)), slog.String("reason", v.Reason))
+	c.protocolError(v)
 	c.fail(ce)
 	return ce
 }
@@ -652,9 +676,29 @@ func (c *Conn) bgWait(on bool) bool {
 		return true
 	}
 	if !on && !c.closing {
-		_ = c.nc.SetReadDeadline(time.Time{})
+		_ = c.nc.SetReadDeadline(c.readBound)
 	}
 	return false
+}
+
+// frameLimit is the largest frame a Frames loop accepts.
+func (c *Conn) frameLimit() int64 {
+	if c.set.maxFrame > 0 {
+		return c.set.maxFrame
+	}
+	return c.set.maxMessage
+}
+
+// boundReads gives reads CloseTimeout to end once our CLOSE is out: the
+// peer's answer ends inbound loops, and silence must not block them.
+func (c *Conn) boundReads() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.closing || c.draining || !c.readBound.IsZero() {
+		return
+	}
+	c.readBound = time.Now().Add(c.set.closeTimeout)
+	_ = c.nc.SetReadDeadline(c.readBound)
 }
 
 // errBadDeflate is a compressed message that does not inflate.

@@ -2,12 +2,12 @@ package wsconn
 
 import (
 	"bytes"
-
 	"encoding/binary"
-	"github.com/colibri-ws/colibri/frames"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/colibri-ws/colibri/frames"
 )
 
 // keepAlive sends PINGs when the peer has been quiet, closes the connection
@@ -94,7 +94,9 @@ func (k *keepAlive) pong(c *Conn, p []byte) {
 	}
 	k.mu.Unlock()
 	if ours {
-		k.rtt.Store(c.set.clock.Now().UnixNano() - sent)
+		rtt := c.set.clock.Now().UnixNano() - sent
+		k.rtt.Store(rtt)
+		c.measuredRTT(time.Duration(rtt))
 	}
 }
 
@@ -119,7 +121,7 @@ func (k *keepAlive) tick(c *Conn) {
 				// Any frame after our PING shows the peer is alive.
 				k.pingSentAt.Store(0)
 				k.pingQueued = false
-			} else if wait := k.waitSince.Load(); wait != 0 && now-max(sent, wait) >= int64(set.pongTimeout) {
+			} else if wait := k.waitSince.Load(); set.pongTimeout >= 0 && wait != 0 && now-max(sent, wait) >= int64(set.pongTimeout) {
 				k.stopped = true
 				c.failTimeout(ErrPingTimeout, "ping timeout")
 				return
@@ -139,9 +141,9 @@ func (k *keepAlive) next(c *Conn, now int64) time.Duration {
 	set := &c.set
 	due := int64(1<<63 - 1)
 	if set.pingInterval >= 0 {
-		if sent := k.pingSentAt.Load(); sent != 0 || k.pingQueued {
+		if sent := k.pingSentAt.Load(); (sent != 0 || k.pingQueued) && set.pongTimeout >= 0 {
 			due = min(due, max(sent, now)+int64(set.pongTimeout))
-		} else {
+		} else if sent == 0 && !k.pingQueued {
 			due = min(due, k.lastHeard.Load()+int64(set.pingInterval))
 		}
 	}

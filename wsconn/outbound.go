@@ -97,6 +97,7 @@ func (o *Outbound) WriteFrame(ctx context.Context, f frames.Frame) error {
 	if err != nil {
 		c.fragOpen = false
 	}
+	c.sentFrame(f.Op, len(f.Payload), !c.fragOpen)
 	if !c.fragOpen {
 		c.stats.MessagesOut.Add(1)
 		c.unlockMsg()
@@ -115,7 +116,7 @@ func (o *Outbound) Writer(ctx context.Context, kind messages.Kind, opts ...Write
 	if err := c.lockMsg(ctx); err != nil {
 		return nil, err
 	}
-	w := &messageWriter{c: c, op: kind.Opcode(), buf: bufpool.Get(0)}
+	w := &messageWriter{c: c, op: kind.Opcode(), kind: kind, buf: bufpool.Get(0)}
 	if d := c.deflate; d != nil && !uncompressed(opts) {
 		w.d, w.rsv = d, frames.Rsv1
 		d.out.reset()
@@ -127,6 +128,8 @@ func (o *Outbound) Writer(ctx context.Context, kind messages.Kind, opts ...Write
 type messageWriter struct {
 	c      *Conn
 	op     frames.Opcode
+	kind   messages.Kind
+	size   int64 // payload bytes written, before compression
 	rsv    byte
 	buf    *[]byte
 	d      *deflateState // compressing into d.out, when set
@@ -142,6 +145,7 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
+	w.size += int64(len(p))
 	if w.d != nil {
 		return w.writeCompressed(p)
 	}
@@ -210,6 +214,7 @@ func (w *messageWriter) Close() error {
 			err = w.flush(*w.buf, true)
 		}
 		w.c.stats.MessagesOut.Add(1)
+		w.c.sent(w.kind, w.size)
 	}
 	if w.d != nil {
 		if w.d.params.ownNoTakeover {
@@ -288,6 +293,7 @@ func (c *Conn) writeMessage(ctx context.Context, op frames.Opcode, p []byte, pla
 		return err
 	}
 	defer c.unlockMsg()
+	msgKind, msgLen := messages.Kind(op), int64(len(p))
 	var rsv byte
 	if d := c.deflate; d != nil && !plain && len(p) >= d.threshold {
 		p, rsv = d.compress(p), frames.Rsv1
@@ -302,6 +308,7 @@ func (c *Conn) writeMessage(ctx context.Context, op frames.Opcode, p []byte, pla
 		}
 		if fin {
 			c.stats.MessagesOut.Add(1)
+			c.sent(msgKind, msgLen)
 			return nil
 		}
 		p, op, rsv = p[n:], frames.OpContinuation, 0
@@ -392,7 +399,9 @@ func (c *Conn) writeFailed(err error) error {
 		cause = ErrWriteTimeout
 	}
 	c.stop(&CloseError{Code: frames.CloseAbnormal, Reason: "write failed", Err: cause, byColibri: true})
-	return fmt.Errorf("wsconn: write: %w", cause)
+	// Matches ErrClosed, so that a handler returning it is not taken for
+	// a failure of its own: the peer went away.
+	return fmt.Errorf("%w: write: %w", ErrClosed, cause)
 }
 
 // closeWrites wakes writers waiting for the message lock: nothing more
@@ -483,6 +492,7 @@ func (c *Conn) queueClose(code frames.CloseCode, reason string) {
 		p, _ = frames.AppendClose(body[:0], frames.CloseInternalError, "")
 	}
 	c.queueControl(ctrlClose, p)
+	c.boundReads()
 }
 
 // sendClose sends the CLOSE frame that ends the connection after the

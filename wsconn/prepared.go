@@ -72,6 +72,7 @@ func (o *Outbound) WritePrepared(ctx context.Context, p *Prepared) error {
 	}
 	c.stats.MessagesOut.Add(1)
 	c.stats.BytesOut.Add(int64(len(p.msg.Payload)))
+	c.sent(p.msg.Kind, int64(len(p.msg.Payload)))
 	return nil
 }
 

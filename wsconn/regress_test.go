@@ -1,0 +1,140 @@
+package wsconn_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/wsconn"
+)
+
+func TestLoopEndsAfterCloseWhenPeerIsSilent(t *testing.T) {
+	ended := make(chan time.Duration, 1)
+	cfg := &wsconn.Config{CloseTimeout: 150 * time.Millisecond}
+	url, _ := testServer(t, cfg, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		start := time.Now()
+		if err := out.Close(4000, "done"); err != nil {
+			return err
+		}
+		for range in.Messages(0) {
+		}
+		ended <- time.Since(start)
+		return nil
+	})
+	c := dialRaw(t, url) // reads the CLOSE, never answers it
+	c.expectClose(4000)
+	select {
+	case d := <-ended:
+		if d > 2*time.Second {
+			t.Fatalf("loop ended after %v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("inbound loop still blocked after Close with a silent peer")
+	}
+}
+
+func TestNegativePongTimeoutNeverCloses(t *testing.T) {
+	cfg := &wsconn.Config{PingInterval: 20 * time.Millisecond, PongTimeout: -1}
+	url, _ := testServer(t, cfg, echo)
+	c := dialRaw(t, url)
+	time.Sleep(200 * time.Millisecond) // several pings, none answered
+	c.frame(frames.OpText, true, []byte("still here"))
+	for {
+		h, p := c.read()
+		if h.Op == frames.OpPing {
+			continue
+		}
+		if h.Op != frames.OpText || string(p) != "still here" {
+			t.Fatalf("got %v %q", h.Op, p)
+		}
+		return
+	}
+}
+
+func TestSecondConcurrentLoopGetsErrBusyReading(t *testing.T) {
+	busy := make(chan error, 1)
+	url, _ := testServer(t, nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		started := make(chan struct{})
+		s.Go(func(ctx context.Context) error {
+			<-started
+			for range in.Frames() {
+				t.Error("a second loop got a frame")
+			}
+			busy <- in.Err()
+			return nil
+		})
+		for m := range in.Messages(0) {
+			close(started)
+			if err := out.WriteMessage(ctx, m); err != nil {
+				return err
+			}
+			<-busy
+			busy <- nil
+			break
+		}
+		return nil
+	})
+	c := dialRaw(t, url)
+	c.frame(frames.OpText, true, []byte("one"))
+	c.expectClose(frames.CloseNormal)
+}
+
+func TestWriteToVanishedPeerMatchesErrClosed(t *testing.T) {
+	werr := make(chan error, 1)
+	url, _ := testServer(t, nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		<-ctx.Done() // the peer vanished
+		var err error
+		for range 50 {
+			if err = out.WriteText(ctx, strings.Repeat("x", 64<<10)); err != nil {
+				break
+			}
+		}
+		werr <- err
+		return err
+	})
+	c := dialRaw(t, url)
+	c.nc.Close()
+	if err := <-werr; !errors.Is(err, wsconn.ErrClosed) {
+		t.Fatalf("write after the peer vanished: %v", err)
+	}
+}
+
+func TestMessagesLimitAboveDefaultsAcceptsOneLargeFrame(t *testing.T) {
+	got := make(chan int, 1)
+	url, _ := testServer(t, nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		for m := range in.Messages(4 << 20) {
+			got <- len(m.Payload)
+		}
+		return in.Err()
+	})
+	c := dialRaw(t, url)
+	c.frame(frames.OpBinary, true, make([]byte, 2<<20)) // one frame, as browsers send
+	if n := <-got; n != 2<<20 {
+		t.Fatalf("got %d bytes", n)
+	}
+}
+
+func TestCheckOriginNormalisesDefaultPorts(t *testing.T) {
+	for _, tc := range []struct {
+		origin, host string
+		ok           bool
+	}{
+		{"https://example.com", "example.com:443", true},
+		{"http://example.com:80", "example.com", true},
+		{"https://example.com:8443", "example.com", false},
+		{"null", "example.com", false},
+		{"https://EXAMPLE.com", "example.com", true},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "http://"+tc.host+"/", nil)
+		r.Host = tc.host
+		r.Header.Set("Origin", tc.origin)
+		if err := wsconn.CheckOrigin(r, nil); (err == nil) != tc.ok {
+			t.Errorf("origin %q host %q: %v, want ok=%v", tc.origin, tc.host, err, tc.ok)
+		}
+	}
+}
