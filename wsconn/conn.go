@@ -91,19 +91,23 @@ type Conn struct {
 
 	// Read side. The token is held by whoever reads the socket: an
 	// iterator, the background reader, or the closing handshake.
-	rd        netReader
-	readTok   chan struct{}
-	ranging   atomic.Bool
-	rmu       sync.Mutex
-	rended    bool          // the inbound side is over
-	rerr      error         // why, for Inbound.Err; nil for a clean close
-	rdone     chan struct{} // closed when rended is set
-	bgRunning bool
-	bgWaiting bool      // the background reader waits for bytes at a frame boundary
-	handover  bool      // a loop waits for the background reader to step aside
-	readBound time.Time // read deadline set once our CLOSE went out; zero: none
-	closing   bool      // the handler returned or the context ended: hand out no more data
-	draining  bool      // the closing handshake set its deadline
+	rd      netReader
+	readTok chan struct{}
+	ranging atomic.Bool
+	rmu     sync.Mutex
+	rended  bool // the inbound side is over
+	// Mirrors of rended and closing for the per-frame path, which reads
+	// them without the lock; they only ever go from false to true.
+	rendedFlag  atomic.Bool
+	closingFlag atomic.Bool
+	rerr        error         // why, for Inbound.Err; nil for a clean close
+	rdone       chan struct{} // closed when rended is set
+	bgRunning   bool
+	bgWaiting   bool      // the background reader waits for bytes at a frame boundary
+	handover    bool      // a loop waits for the background reader to step aside
+	readBound   time.Time // read deadline set once our CLOSE went out; zero: none
+	closing     bool      // the handler returned or the context ended: hand out no more data
+	draining    bool      // the closing handshake set its deadline
 
 	// Frame state, touched only by the token holder.
 	hdr       frames.Header
@@ -131,6 +135,7 @@ type Conn struct {
 	closeSent   atomic.Bool // our CLOSE is queued or out: no more data frames
 	closeOut    bool        // our CLOSE reached the socket (under sockMu)
 	wbroken     bool        // a write failed; the stream is unusable (under sockMu)
+	wdeadline   time.Time   // the write deadline last set (under sockMu)
 	whdr        [frames.MaxHeaderSize]byte
 	wv          [2][]byte
 	wbufs       net.Buffers
@@ -348,6 +353,7 @@ func (c *Conn) endRead(err error) {
 		return
 	}
 	c.rended, c.rerr = true, err
+	c.rendedFlag.Store(true)
 	close(c.rdone)
 }
 
@@ -363,6 +369,7 @@ func (c *Conn) interruptReads() {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	c.closing = true
+	c.closingFlag.Store(true)
 	if !c.draining {
 		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
 	}
@@ -435,6 +442,7 @@ func (c *Conn) finish(herr error) error {
 
 	c.rmu.Lock()
 	c.closing, c.draining = true, true
+	c.closingFlag.Store(true)
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.set.closeTimeout))
 	c.rmu.Unlock()
 	c.stop(&CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true})

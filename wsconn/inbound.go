@@ -424,6 +424,9 @@ func (c *Conn) nextData() (frames.Header, error) {
 }
 
 func (c *Conn) closingNow() bool {
+	if !c.closingFlag.Load() {
+		return false
+	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	return c.closing && !c.draining
@@ -440,7 +443,7 @@ func (c *Conn) peekData(bg bool) (frames.Header, error) {
 				return frames.Header{}, err
 			}
 		}
-		if ended, _ := c.readEnded(); ended {
+		if c.rendedFlag.Load() {
 			return frames.Header{}, errReadEnded
 		}
 		waiting := c.rd.buffered() < frames.MaxHeaderSize
@@ -538,7 +541,7 @@ func (c *Conn) readMessagePayload(buf *[]byte, n int64) (*[]byte, error) {
 	for n > 0 {
 		b := *buf
 		if len(b) == cap(b) {
-			buf = bufpool.Grow(buf, len(b)+int(min(n, int64(max(len(b), 4096)))))
+			buf = bufpool.Grow(buf, len(b)+int(min(n, int64(max(len(b), 16<<10)))))
 			b = *buf
 		}
 		space := b[len(b):cap(b)]

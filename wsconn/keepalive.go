@@ -53,6 +53,9 @@ func (k *keepAlive) stop() {
 
 // heard records a frame from the peer.
 func (k *keepAlive) heard(c *Conn) {
+	if c.set.pingInterval < 0 && c.set.idleTimeout <= 0 {
+		return // nobody looks at it
+	}
 	k.lastHeard.Store(c.set.clock.Now().UnixNano())
 }
 
