@@ -162,7 +162,8 @@ func pick(d, def time.Duration) time.Duration {
 // Clock is the time source of a connection's timers.
 type Clock interface {
 	Now() time.Time
-	// AfterFunc calls f in its own goroutine after d, like time.AfterFunc.
+	// AfterFunc calls f after d, like time.AfterFunc; f may run on any
+	// goroutine (a fake clock runs it in the one that advances time).
 	AfterFunc(d time.Duration, f func()) Timer
 }
 

@@ -85,6 +85,7 @@ type Conn struct {
 	out     Outbound
 
 	ctx    context.Context // the handler's context
+	parent context.Context // the context Serve was given
 	cancel context.CancelCauseFunc
 	group  errgroup.Group
 	tasks  sync.WaitGroup // colibri's own callbacks (context watcher)
@@ -199,6 +200,10 @@ func newConn(u Upgraded, cfg *Config) *Conn {
 //
 // Serve returns the handler's error, or the reason the connection failed.
 func Serve[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], cfg *Config) error {
+	if _, err := deflateFrom(u.Extensions, u.Client); err != nil {
+		_ = u.Conn.Close()
+		return err
+	}
 	c := newConn(u, cfg)
 	s := &Session[T]{Conn: c, Value: value}
 	return c.run(ctx, func(ctx context.Context) error {
@@ -207,6 +212,7 @@ func Serve[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], 
 }
 
 func (c *Conn) run(parent context.Context, handler func(context.Context) error) error {
+	c.parent = parent
 	c.ctx, c.cancel = context.WithCancelCause(parent)
 	defer c.cancel(ErrClosed)
 	if g := GroupFrom(parent); g != nil {
@@ -408,6 +414,9 @@ func (c *Conn) closeFor(herr error) (frames.CloseCode, string) {
 		}
 	case peerClosed:
 		code, reason = peerCode, peerReason
+	case c.parent.Err() != nil:
+		// Serve's context ended: the server side is going away.
+		code, reason = frames.CloseGoingAway, "going away"
 	default:
 		code = frames.CloseNormal
 	}

@@ -370,6 +370,9 @@ func (c *Conn) startBackground() {
 		return
 	}
 	c.bgRunning = true
+	// The reader counts as waiting from now on, before its goroutine runs,
+	// so that a pong timeout cannot slip through its start-up.
+	c.keepAlive.waiting(c, true)
 	c.group.Go(c.background)
 }
 

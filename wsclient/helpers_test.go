@@ -1,0 +1,282 @@
+package wsclient_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	coder "github.com/coder/websocket"
+	gorilla "github.com/gorilla/websocket"
+
+	"github.com/colibri-ws/colibri/wsclient"
+	"github.com/colibri-ws/colibri/wsconn"
+)
+
+// The servers in this file were written by nobody here: gorilla/websocket
+// and coder/websocket, driven by a small command language so that one test
+// runs against both. A text message is echoed, except:
+//
+//	ping:P            the server sends a PING and answers "pong:P" once the PONG is back
+//	close:CODE:REASON the server starts the closing handshake with CODE and REASON
+//	frag:N            the server sends N KiB of "x" as one message in several frames
+//
+// Binary messages are always echoed. When the client closes, the server
+// reports the code and reason it received on closes.
+
+// closeInfo is a close a server received.
+type closeInfo struct {
+	code   int
+	reason string
+}
+
+// peer is a third-party echo server under test.
+type peer struct {
+	name   string
+	url    string
+	closes chan closeInfo
+	srv    *httptest.Server
+}
+
+// peers starts one gorilla and one coder server on 127.0.0.1.
+func peers(t *testing.T) []*peer {
+	return []*peer{gorillaPeer(t, false), coderPeer(t)}
+}
+
+// each runs f as a subtest for every peer.
+func each(t *testing.T, f func(t *testing.T, p *peer)) {
+	for _, p := range peers(t) {
+		t.Run(p.name, func(t *testing.T) { f(t, p) })
+	}
+}
+
+// startPeer serves h with httptest and, at cleanup, closes the upgraded
+// connections httptest no longer tracks and waits for their handlers.
+func startPeer(t *testing.T, name string, tls bool, h func(w http.ResponseWriter, r *http.Request, p *peer)) *peer {
+	p := &peer{name: name, closes: make(chan closeInfo, 4)}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wg.Add(1)
+		defer wg.Done()
+		h(w, r, p)
+	}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+		}
+	}
+	if tls {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	p.srv = srv
+	p.url = "ws" + strings.TrimPrefix(srv.URL, "http")
+	return p
+}
+
+func gorillaPeer(t *testing.T, tls bool) *peer {
+	return startPeer(t, "gorilla", tls, func(w http.ResponseWriter, r *http.Request, p *peer) {
+		// A small write buffer makes gorilla flush a frame per KiB.
+		// Compression is taken when the client offers it.
+		up := gorilla.Upgrader{WriteBufferSize: 1024, EnableCompression: true}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetReadLimit(17 << 20)
+		c.SetPongHandler(func(data string) error {
+			return c.WriteMessage(gorilla.TextMessage, []byte("pong:"+data))
+		})
+		for {
+			typ, msg, err := c.ReadMessage()
+			if err != nil {
+				var ce *gorilla.CloseError
+				if errors.As(err, &ce) {
+					p.closes <- closeInfo{ce.Code, ce.Text}
+				}
+				return
+			}
+			cmd, arg, _ := strings.Cut(string(msg), ":")
+			switch {
+			case typ == gorilla.TextMessage && cmd == "ping":
+				err = c.WriteControl(gorilla.PingMessage, []byte(arg), time.Now().Add(5*time.Second))
+			case typ == gorilla.TextMessage && cmd == "close":
+				code, reason := parseClose(arg)
+				err = c.WriteMessage(gorilla.CloseMessage, gorilla.FormatCloseMessage(code, reason))
+			case typ == gorilla.TextMessage && cmd == "frag":
+				err = writeFragments(arg, func() (io.WriteCloser, error) { return c.NextWriter(gorilla.TextMessage) })
+			default:
+				err = c.WriteMessage(typ, msg)
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+}
+
+func coderPeer(t *testing.T) *peer {
+	return startPeer(t, "coder", false, func(w http.ResponseWriter, r *http.Request, p *peer) {
+		c, err := coder.Accept(w, r, &coder.AcceptOptions{CompressionMode: coder.CompressionContextTakeover})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(17 << 20)
+		ctx := r.Context()
+		// coder's Ping waits for a PONG that only a concurrent Read sees,
+		// so pings run beside the read loop.
+		var pings sync.WaitGroup
+		defer pings.Wait()
+		for {
+			typ, msg, err := c.Read(ctx)
+			if err != nil {
+				var ce coder.CloseError
+				if errors.As(err, &ce) {
+					p.closes <- closeInfo{int(ce.Code), ce.Reason}
+				}
+				return
+			}
+			cmd, arg, _ := strings.Cut(string(msg), ":")
+			switch {
+			case typ == coder.MessageText && cmd == "ping":
+				pings.Go(func() {
+					if c.Ping(ctx) == nil {
+						_ = c.Write(ctx, coder.MessageText, []byte("pong:"+arg))
+					}
+				})
+			case typ == coder.MessageText && cmd == "close":
+				code, reason := parseClose(arg)
+				_ = c.Close(coder.StatusCode(code), reason)
+				return
+			case typ == coder.MessageText && cmd == "frag":
+				err = writeFragments(arg, func() (io.WriteCloser, error) { return c.Writer(ctx, coder.MessageText) })
+			default:
+				err = c.Write(ctx, typ, msg)
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+}
+
+func parseClose(arg string) (int, string) {
+	codeText, reason, _ := strings.Cut(arg, ":")
+	code, _ := strconv.Atoi(codeText)
+	return code, reason
+}
+
+// writeFragments writes n KiB of "x" through a message writer, one KiB per
+// Write, which both libraries turn into separate frames.
+func writeFragments(arg string, open func() (io.WriteCloser, error)) error {
+	n, _ := strconv.Atoi(arg)
+	w, err := open()
+	if err != nil {
+		return err
+	}
+	chunk := strings.Repeat("x", 1024)
+	for range n {
+		if _, err := io.WriteString(w, chunk); err != nil {
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// certPool trusts the certificate of an httptest TLS server.
+func certPool(srv *httptest.Server) *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	return pool
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// options returns the options most tests use: no proxy, whatever the
+// environment says, and a connection that logs nothing.
+func options() *wsclient.Options {
+	return &wsclient.Options{
+		Proxy:  func(*http.Request) (*url.URL, error) { return nil, nil },
+		Config: &wsconn.Config{Logger: quiet},
+	}
+}
+
+// ---- a raw server for handshake tests ----
+
+// rawServer accepts TCP connections on 127.0.0.1 and hands each to f with
+// the handshake request already read, so a test can answer with any bytes.
+func rawServer(t *testing.T, f func(conn net.Conn, br *bufio.Reader, req *http.Request)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Go(func() {
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(conn)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				f(conn, br, req)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// testCtx returns a context that ends with the test or after ten seconds.
+func testCtx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
