@@ -1,0 +1,557 @@
+package topics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/messages"
+	"github.com/colibri-ws/colibri/wsconn"
+)
+
+// ErrLeft is returned by the methods of a Member whose connection has
+// ended: its subscriptions are gone and its queue was discarded.
+var ErrLeft = errors.New("topics: member has left")
+
+// MemberOptions configure one member; zero fields take the hub's values.
+type MemberOptions struct {
+	// Policy applies to this member's subscriptions that set none.
+	// Default: the hub's Options.Policy.
+	Policy Policy
+	// Limits bound this member's queue. Default: the hub's Options.Limits.
+	Limits Limits
+}
+
+// Member is one connection's place in a hub: its subscriptions, and one
+// bounded queue of messages on their way to the peer, which a sender task
+// in the connection's group writes with Outbound.WritePrepared. A slow
+// peer fills only its own queue; what happens then is its Policy.
+//
+// Its methods are safe for concurrent use. A Member lives as long as its
+// connection: when the connection ends, the sender task removes every
+// subscription, discards what is still queued (reported with DropLeft)
+// and later calls to Subscribe and Drain fail with ErrLeft.
+//
+// Control frames (PING, PONG, CLOSE) never wait behind the queue: wsconn
+// sends them on their own path, between messages.
+type Member struct {
+	hub      *Hub
+	conn     *wsconn.Conn
+	out      *wsconn.Outbound
+	policy   Policy
+	maxBytes int
+	maxMsgs  int
+	wake     chan struct{} // the sender waits here while the queue is empty
+
+	subs map[string]*subscription // guarded by hub.mu
+
+	mu        sync.Mutex
+	q         queue
+	inflight  *wsconn.Prepared // the message the sender is writing
+	flightTop string           // and its topic
+	bytes     int              // queued and in flight
+	count     int              // queued and in flight
+	keys      map[string]uint64
+	idle      bool             // the sender waits on wake
+	left      bool             // the connection ended
+	closeCode frames.CloseCode // set by Disconnect: the sender closes with it
+	space     chan struct{}    // closed when the sender frees room, for Block
+	drain     *drainWait
+
+	dropped atomic.Int64
+	warned  atomic.Bool
+}
+
+type drainWait struct {
+	done chan struct{}
+	err  error
+}
+
+// Join makes c a member of h and starts its sender task with c.Go, so it
+// must be called where c.Go may be: from c's handler or one of its tasks.
+// opts may be nil. Call Join once per connection; each call makes a new
+// member with its own queue and sender.
+func (h *Hub) Join(c *wsconn.Conn, opts *MemberOptions) *Member {
+	var o MemberOptions
+	if opts != nil {
+		o = *opts
+	}
+	lim := o.Limits.or(h.limits)
+	m := &Member{
+		hub:      h,
+		conn:     c,
+		out:      c.Outbound(),
+		policy:   o.Policy.or(h.policy),
+		maxBytes: lim.MaxBytes,
+		maxMsgs:  lim.MaxMessages,
+		wake:     make(chan struct{}, 1),
+	}
+	h.members.Add(1)
+	h.joined.Store(m, struct{}{})
+	c.Go(m.run)
+	return m
+}
+
+// Conn returns the member's connection.
+func (m *Member) Conn() *wsconn.Conn { return m.conn }
+
+// Subscribe subscribes the member to filter, under the member's policy.
+// Subscribing again to the same filter changes nothing but the policy.
+// When a member has several subscriptions matching a topic, a publish
+// reaches it once, under the policy of the most specific one: filters
+// are compared level by level from the left, and a literal level is more
+// specific than '+', which is more specific than '#'.
+func (m *Member) Subscribe(filter string) error {
+	return m.SubscribeWith(filter, Policy{})
+}
+
+// SubscribeWith is Subscribe with a policy for this subscription only;
+// the zero Policy means the member's.
+func (m *Member) SubscribeWith(filter string, p Policy) error {
+	if err := checkFilter(filter); err != nil {
+		return err
+	}
+	h := m.hub
+	if h.closed.Load() {
+		return ErrClosed
+	}
+	s := &subscription{m: m, filter: filter, policy: p.or(m.policy)}
+	h.mu.Lock()
+	if m.hasLeft() {
+		h.mu.Unlock()
+		return ErrLeft
+	}
+	if old := m.subs[filter]; old != nil {
+		old.policy = s.policy
+		h.mu.Unlock()
+		return nil
+	}
+	h.mu.Unlock()
+
+	// The broker hears of the filter before anybody is subscribed to it
+	// locally, so that remote publishes flow as soon as Subscribe returns.
+	if err := h.gainInterest(filter); err != nil {
+		return fmt.Errorf("topics: subscribe %q: %w", filter, err)
+	}
+	h.mu.Lock()
+	if left := m.hasLeft(); left || m.subs[filter] != nil {
+		// The member left, or a concurrent call subscribed it first.
+		if !left {
+			m.subs[filter].policy = s.policy
+		}
+		h.mu.Unlock()
+		h.loseInterest(filter)
+		if left {
+			return ErrLeft
+		}
+		return nil
+	}
+	if m.subs == nil {
+		m.subs = make(map[string]*subscription)
+	}
+	m.subs[filter] = s
+	h.trie.add(s)
+	h.mu.Unlock()
+	return nil
+}
+
+// Unsubscribe ends the member's subscription to filter, if it has one;
+// messages already queued are still sent.
+func (m *Member) Unsubscribe(filter string) error {
+	if err := checkFilter(filter); err != nil {
+		return err
+	}
+	h := m.hub
+	h.mu.Lock()
+	if m.subs[filter] == nil {
+		h.mu.Unlock()
+		return nil
+	}
+	delete(m.subs, filter)
+	h.trie.remove(filter, m)
+	h.mu.Unlock()
+	h.loseInterest(filter)
+	return nil
+}
+
+// Subscriptions returns the member's filters, sorted.
+func (m *Member) Subscriptions() []string {
+	m.hub.mu.RLock()
+	defer m.hub.mu.RUnlock()
+	fs := make([]string, 0, len(m.subs))
+	for f := range m.subs {
+		fs = append(fs, f)
+	}
+	slices.Sort(fs)
+	return fs
+}
+
+// Publish is Hub.Publish from this member: the member itself does not
+// receive the message unless opts include ToSelf.
+func (m *Member) Publish(ctx context.Context, topic string, msg messages.Message, opts ...PublishOption) error {
+	return m.hub.publish(ctx, m, topic, msg, opts)
+}
+
+// Buffered returns what the member holds: the bytes (on the wire) and the
+// number of messages queued or being written.
+func (m *Member) Buffered() (bytes, msgs int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.bytes, m.count
+}
+
+// Dropped returns the number of messages the member did not get.
+func (m *Member) Dropped() int64 { return m.dropped.Load() }
+
+// Drain waits until the member's queue is empty and its last message has
+// been written to the connection, the way a Bun handler awaits its drain
+// event; it returns at once when there is nothing to wait for. It returns
+// ctx's cause when ctx ends first, and ErrLeft when the connection ends
+// first (the queue is then discarded, not drained).
+func (m *Member) Drain(ctx context.Context) error {
+	m.mu.Lock()
+	if m.left {
+		m.mu.Unlock()
+		return ErrLeft
+	}
+	if m.count == 0 {
+		m.mu.Unlock()
+		return nil
+	}
+	if m.drain == nil {
+		m.drain = &drainWait{done: make(chan struct{})}
+	}
+	w := m.drain
+	m.mu.Unlock()
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (m *Member) hasLeft() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.left
+}
+
+// ---- the queue ----
+
+type offerResult uint8
+
+const (
+	offerSkipped offerResult = iota // the member has left
+	offerQueued
+	offerDropped
+	offerWait // Block: the publisher should wait for room
+)
+
+// offer queues pub for m under policy p, or applies p when it does not
+// fit. Drops are appended to drops.
+func (m *Member) offer(pub *Publication, p Policy, drops *[]Drop) offerResult {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.offerLocked(pub, p, drops)
+}
+
+func (m *Member) offerLocked(pub *Publication, p Policy, drops *[]Drop) offerResult {
+	if m.left {
+		return offerSkipped
+	}
+	size := pub.Message.Len()
+	switch {
+	case m.closeCode != 0:
+		m.record(drops, pub.Topic, size, DropDisconnected)
+		return offerDropped
+	case size > m.maxBytes:
+		m.record(drops, pub.Topic, size, DropTooLarge)
+		return offerDropped
+	}
+	var key string
+	if p.mode == modeKeepLatest {
+		key = pub.Key
+		if key == "" {
+			key = pub.Topic
+		}
+		if pos, ok := m.keys[key]; ok {
+			e := m.q.at(pos)
+			old := e.p.Len()
+			m.record(drops, e.topic, old, DropReplaced)
+			e.p, e.topic = pub.Message, pub.Topic
+			m.bytes += size - old
+			for m.bytes > m.maxBytes && m.q.n > 0 {
+				m.evict(drops)
+			}
+			return offerQueued
+		}
+	}
+	if !m.fits(size) {
+		switch p.mode {
+		case modeDropOldest, modeKeepLatest:
+			for !m.fits(size) && m.q.n > 0 {
+				m.evict(drops)
+			}
+			if !m.fits(size) {
+				// Only the message being written is left, and it takes the room.
+				m.record(drops, pub.Topic, size, DropRefused)
+				return offerDropped
+			}
+		case modeDropNewest:
+			m.record(drops, pub.Topic, size, DropRefused)
+			return offerDropped
+		case modeBlock:
+			return offerWait
+		case modeDisconnect:
+			m.closeCode = p.code
+			m.record(drops, pub.Topic, size, DropDisconnected)
+			m.wakeSender()
+			return offerDropped
+		}
+	}
+	pos := m.q.push(entry{p: pub.Message, topic: pub.Topic, key: key}, m.maxMsgs)
+	if key != "" {
+		if m.keys == nil {
+			m.keys = make(map[string]uint64)
+		}
+		m.keys[key] = pos
+	}
+	m.bytes += size
+	m.count++
+	m.wakeSender()
+	return offerQueued
+}
+
+func (m *Member) fits(size int) bool {
+	return m.count < m.maxMsgs && m.bytes+size <= m.maxBytes
+}
+
+// wakeSender wakes the sender if it waits for work.
+func (m *Member) wakeSender() {
+	if m.idle {
+		m.idle = false
+		select {
+		case m.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// evict drops the oldest queued message.
+func (m *Member) evict(drops *[]Drop) {
+	e := m.pop()
+	size := e.p.Len()
+	m.bytes -= size
+	m.count--
+	m.record(drops, e.topic, size, DropEvicted)
+}
+
+// pop takes the oldest message off the queue and forgets its key.
+func (m *Member) pop() entry {
+	e, pos := m.q.pop()
+	if e.key != "" && m.keys[e.key] == pos {
+		delete(m.keys, e.key)
+	}
+	return e
+}
+
+// record counts one drop and keeps it for the report.
+func (m *Member) record(drops *[]Drop, topic string, size int, r DropReason) {
+	m.dropped.Add(1)
+	m.hub.dropped.Add(1)
+	*drops = append(*drops, Drop{Member: m, Topic: topic, Bytes: size, Reason: r})
+}
+
+// await waits until pub fits in m's queue under Block, until deadline or
+// until ctx ends. It reports whether pub was queued.
+func (m *Member) await(ctx context.Context, deadline time.Time, pub *Publication, drops *[]Drop) bool {
+	var timer *time.Timer
+	for {
+		m.mu.Lock()
+		switch m.offerLocked(pub, Policy{mode: modeBlock}, drops) {
+		case offerQueued:
+			m.mu.Unlock()
+			return true
+		case offerSkipped, offerDropped:
+			m.mu.Unlock()
+			return false
+		}
+		if m.space == nil {
+			m.space = make(chan struct{})
+		}
+		space := m.space
+		m.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(time.Until(deadline))
+			defer timer.Stop()
+		}
+		select {
+		case <-space:
+		case <-timer.C:
+			m.record(drops, pub.Topic, pub.Message.Len(), DropTimedOut)
+			return false
+		case <-ctx.Done():
+			m.record(drops, pub.Topic, pub.Message.Len(), DropTimedOut)
+			return false
+		}
+	}
+}
+
+// ---- the sender ----
+
+// run is the member's sender task: it writes queued messages in order
+// until the connection ends, then leaves the hub.
+func (m *Member) run(ctx context.Context) error {
+	defer m.leave()
+	for {
+		m.mu.Lock()
+		if m.inflight != nil {
+			m.bytes -= m.inflight.Len()
+			m.count--
+			m.inflight, m.flightTop = nil, ""
+			if m.space != nil {
+				close(m.space)
+				m.space = nil
+			}
+		}
+		if ctx.Err() != nil {
+			m.mu.Unlock()
+			return nil
+		}
+		if code := m.closeCode; code != 0 {
+			m.mu.Unlock()
+			return &wsconn.CloseError{Code: code, Reason: "slow consumer"}
+		}
+		if m.q.n == 0 {
+			if m.drain != nil {
+				close(m.drain.done)
+				m.drain = nil
+			}
+			m.idle = true
+			m.mu.Unlock()
+			select {
+			case <-m.wake:
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		e := m.pop()
+		m.inflight, m.flightTop = e.p, e.topic
+		m.mu.Unlock()
+		if err := m.out.WritePrepared(ctx, e.p); err != nil {
+			// The connection is ending and reports why itself.
+			return nil
+		}
+	}
+}
+
+// leave removes the member from the hub when its connection ends.
+func (m *Member) leave() {
+	var drops []Drop
+	m.mu.Lock()
+	m.left = true
+	reason := DropLeft
+	if m.closeCode != 0 {
+		reason = DropDisconnected
+	}
+	if m.inflight != nil {
+		m.record(&drops, m.flightTop, m.inflight.Len(), reason)
+		m.inflight, m.flightTop = nil, ""
+	}
+	for m.q.n > 0 {
+		e := m.pop()
+		m.record(&drops, e.topic, e.p.Len(), reason)
+	}
+	m.q, m.keys = queue{}, nil
+	m.bytes, m.count = 0, 0
+	if m.space != nil {
+		close(m.space)
+		m.space = nil
+	}
+	if m.drain != nil {
+		m.drain.err = ErrLeft
+		close(m.drain.done)
+		m.drain = nil
+	}
+	m.mu.Unlock()
+
+	h := m.hub
+	h.mu.Lock()
+	filters := make([]string, 0, len(m.subs))
+	for f := range m.subs {
+		h.trie.remove(f, m)
+		filters = append(filters, f)
+	}
+	m.subs = nil
+	h.mu.Unlock()
+	for _, f := range filters {
+		h.loseInterest(f)
+	}
+	h.joined.Delete(m)
+	h.members.Add(-1)
+	if len(drops) > 0 {
+		h.report(drops)
+	}
+	if n := m.dropped.Load(); n > 0 && h.onDrop == nil {
+		h.log.Info("topics: member left after dropping messages",
+			slog.Uint64("conn", m.conn.ID()), slog.Int64("dropped", n))
+	}
+}
+
+// entry is one queued message.
+type entry struct {
+	p     *wsconn.Prepared
+	topic string
+	key   string // set under KeepLatest: the key it is indexed by
+}
+
+// queue is a ring of entries that grows as needed up to a limit and lets
+// its memory go when it empties. Positions are absolute, so that an
+// entry keeps its position while older ones leave.
+type queue struct {
+	buf  []entry
+	head int
+	n    int
+	base uint64 // position of buf[head]
+}
+
+// push appends e and returns its position; limit caps the ring's size.
+func (q *queue) push(e entry, limit int) uint64 {
+	if q.n == len(q.buf) {
+		size := min(max(4, 2*len(q.buf)), max(limit, q.n+1))
+		buf := make([]entry, size)
+		for i := range q.n {
+			buf[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = buf, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = e
+	q.n++
+	return q.base + uint64(q.n-1)
+}
+
+// pop removes the oldest entry, releasing the queue's reference to it.
+func (q *queue) pop() (entry, uint64) {
+	e, pos := q.buf[q.head], q.base
+	q.buf[q.head] = entry{}
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	q.base++
+	if q.n == 0 && len(q.buf) > 16 {
+		q.buf, q.head = nil, 0
+	}
+	return e, pos
+}
+
+// at returns the entry at position pos, which must be queued.
+func (q *queue) at(pos uint64) *entry {
+	return &q.buf[(q.head+int(pos-q.base))%len(q.buf)]
+}
