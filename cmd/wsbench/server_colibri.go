@@ -5,17 +5,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
+	"time"
 
 	"github.com/colibri-ws/colibri/app"
 	"github.com/colibri-ws/colibri/router"
+	"github.com/colibri-ws/colibri/topics"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
 // colibri, the way its docs show: a router with ws routes, served by an
 // app. Echo ranges over whole messages and writes each back; broadcast
-// prepares each message once and writes the same bytes to every
-// connection.
+// publishes on a topics hub.
 
 func init() { register(colibriServer{}) }
 
@@ -28,7 +28,16 @@ func (colibriServer) serve(ctx context.Context, ln net.Listener, dbg http.Handle
 	r := router.New(router.WithConfig(wsconn.Config{Logger: quiet, PingInterval: -1}))
 	r.Handle("/debug/", dbg)
 	router.WS(r, "/echo", nil, colibriEcho)
-	room := &colibriRoom{conns: map[*wsconn.Outbound]struct{}{}}
+	hub, err := topics.NewHub(&topics.Options{
+		Logger: quiet,
+		Policy: topics.Block(10 * time.Second),
+		Limits: topics.Limits{MaxMessages: 4096, MaxBytes: 16 << 20},
+	})
+	if err != nil {
+		return err
+	}
+	defer hub.Close()
+	room := &colibriRoom{hub: hub}
 	router.WS(r, "/broadcast", nil, room.serve)
 	a := app.New(r, app.Config{Logger: quiet, NoSignals: true})
 	return a.Serve(ctx, ln)
@@ -43,27 +52,23 @@ func colibriEcho(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, 
 	return in.Err()
 }
 
+// colibriRoom is the broadcast endpoint on a topics hub: every connection
+// subscribes to one topic; a message is prepared once and queued for each
+// member, whose sender writes it. Block keeps every delivery, as the other
+// servers do, where colibri's default would disconnect a lagging member.
 type colibriRoom struct {
-	mu    sync.RWMutex
-	conns map[*wsconn.Outbound]struct{}
+	hub *topics.Hub
 }
 
-func (room *colibriRoom) serve(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
-	room.mu.Lock()
-	room.conns[out] = struct{}{}
-	room.mu.Unlock()
-	defer func() {
-		room.mu.Lock()
-		delete(room.conns, out)
-		room.mu.Unlock()
-	}()
-	for m := range in.Messages(0) {
-		p := wsconn.Prepare(m)
-		room.mu.RLock()
-		for o := range room.conns {
-			_ = o.WritePrepared(ctx, p)
+func (room *colibriRoom) serve(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+	m := room.hub.Join(s.Conn, nil)
+	if err := m.Subscribe("room"); err != nil {
+		return err
+	}
+	for msg := range in.Messages(0) {
+		if err := m.Publish(ctx, "room", msg, topics.ToSelf()); err != nil {
+			return err
 		}
-		room.mu.RUnlock()
 	}
 	return in.Err()
 }
