@@ -58,6 +58,16 @@ type Config struct {
 	TLSConfig         *tls.Config
 	CertFile, KeyFile string
 
+	// HTTP2 offers HTTP/2 to TLS clients (ALPN "h2") besides HTTP/1.1, so
+	// that a browser's page, its requests and its WebSockets share one
+	// connection (RFC 8441). The WebSockets ride on it only when net/http
+	// offers extended CONNECT, which Go 1.26 does only when the process
+	// starts with GODEBUG=http2xconnect=1 (or imports the xconnect
+	// package); Serve logs which it is. Without TLS it does nothing:
+	// browsers speak HTTP/2 over TLS only. Default false: TLS clients get
+	// HTTP/1.1, as before. docs/http2.md has the trade-offs.
+	HTTP2 bool
+
 	// ReadHeaderTimeout bounds reading a request's headers, which stops
 	// clients that send them a byte at a time; it covers the upgrade
 	// request too. (Writing the 101 response is bounded per ws route by
@@ -98,6 +108,13 @@ type Config struct {
 	// every upgrade request, made with router.Everywhere. Requests it
 	// declines, and requests that are not upgrades, go to the handler.
 	WebSocket func(*router.Router)
+
+	// Observer is told about the upgrade requests the application refuses
+	// itself (503 at MaxConnections, reported with no route and no
+	// duration), and watches the closure form's upgrades and connections.
+	// A router you make takes its own with router.WithObserver; the
+	// observe package makes one. Default nil.
+	Observer router.Observer
 }
 
 // UpgradeHook sees an upgrade request before routing. It returns the
@@ -105,6 +122,7 @@ type Config struct {
 // context for later stages), or nil when it dealt with the request itself:
 // by writing a refusal, or by hijacking the connection to serve it some
 // other way (another WebSocket library on the same port, for instance).
+// An HTTP/2 upgrade (an extended CONNECT) has no connection to hijack.
 type UpgradeHook func(w http.ResponseWriter, r *http.Request) *http.Request
 
 // App is a colibri application. Create it with New; it is an http.Handler
@@ -135,7 +153,11 @@ func New(handler http.Handler, cfg Config) *App {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.WebSocket != nil {
-		r := router.New()
+		var opts []router.Option
+		if cfg.Observer != nil {
+			opts = append(opts, router.WithObserver(cfg.Observer))
+		}
+		r := router.New(opts...)
 		cfg.WebSocket(r)
 		r.Handle("/", handler)
 		handler = r
@@ -174,6 +196,9 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(int((a.cfg.RetryAfter+time.Second-1)/time.Second)))
 		http.Error(w, "too many WebSocket connections; try again later", http.StatusServiceUnavailable)
 		a.log.Warn("upgrade refused: connection limit reached", slog.Int("max", max))
+		if o := a.cfg.Observer; o != nil {
+			o.Upgraded(r, router.UpgradeResult{Status: http.StatusServiceUnavailable})
+		}
 		return
 	}
 	r = r.WithContext(wsconn.WithGroup(r.Context(), &a.sessions))
@@ -234,6 +259,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       a.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 	}
+	a.configureHTTP2(srv)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	a.log.Info("listening", slog.String("addr", ln.Addr().String()))
@@ -294,5 +320,5 @@ func (a *App) withTLS(ln net.Listener) (net.Listener, error) {
 	if tlsCfg == nil {
 		return ln, nil
 	}
-	return tls.NewListener(ln, tlsCfg), nil
+	return tls.NewListener(ln, a.offerHTTP2(tlsCfg)), nil
 }

@@ -105,7 +105,9 @@ func (r *Router) Sessions() *wsconn.Group { return &r.root.sessions }
 // middleware chain and the ws route's decision as an ordinary request;
 // when the route decided to upgrade and nothing was written, it performs
 // the handshake on the original ResponseWriter and hands the connection to
-// its Group before returning.
+// its Group before returning. A WebSocket over HTTP/2 (RFC 8441) lives in
+// the request's stream, so ServeHTTP serves it, counted in the Group, and
+// returns when it closes.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rt := r.root
 	h := rt.chain()
@@ -113,23 +115,32 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		h.ServeHTTP(w, req)
 		return
 	}
+	began := r.upgradeBegins()
 	p := &pending{}
 	req = req.WithContext(context.WithValue(req.Context(), pendingKey{}, p))
 	rec := &recorder{ResponseWriter: w}
 	h.ServeHTTP(rec, req)
 	if p.start == nil {
+		r.upgradeEnded(req, began, rec.statusSent(), nil)
 		return
 	}
 	if rec.wrote {
 		p.logger.Warn("ws route decided to upgrade but middleware wrote a response; not upgrading",
 			slog.String("path", req.URL.Path))
+		r.upgradeEnded(req, began, rec.statusSent(), nil)
 		return
 	}
 	g := wsconn.GroupFrom(req.Context())
 	if g == nil {
 		g = &rt.sessions
 	}
-	p.start(w, g)
+	status, err := p.start(w, g)
+	if p.serve != nil {
+		// An HTTP/2 stream is served here, once reported: net/http ends
+		// the stream when ServeHTTP returns.
+		defer p.serve()
+	}
+	r.upgradeEnded(req, began, status, err)
 }
 
 func (rt *root) chain() http.Handler {
@@ -150,7 +161,9 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 			if !p.declined {
 				return
 			}
-			if _, pattern := rt.mux.Handler(req); pattern == "" {
+			// A 2xx answer to an extended CONNECT would open the stream
+			// as a WebSocket, so HTTP routes never answer one.
+			if _, pattern := rt.mux.Handler(req); pattern == "" || wsconn.IsExtendedConnect(req) {
 				http.Error(w, "this WebSocket endpoint declined the upgrade", http.StatusForbidden)
 				return
 			}
@@ -180,7 +193,8 @@ func chain(mws []func(http.Handler) http.Handler, h http.Handler) http.Handler {
 // pending carries a ws route's decision from inside the middleware chain
 // out to Router.ServeHTTP.
 type pending struct {
-	start    func(w http.ResponseWriter, g *wsconn.Group)
+	start    func(w http.ResponseWriter, g *wsconn.Group) (status int, err error)
+	serve    func() // set by start for an HTTP/2 stream (see startStream)
 	declined bool
 	logger   *slog.Logger
 }
@@ -191,11 +205,15 @@ type pendingKey struct{}
 // upgrade. It unwraps for http.ResponseController.
 type recorder struct {
 	http.ResponseWriter
-	wrote bool
+	wrote  bool
+	status int // the final status written, 0 before
 }
 
 func (r *recorder) WriteHeader(code int) {
 	r.wrote = true
+	if r.status < 200 {
+		r.status = code
+	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
@@ -215,8 +233,9 @@ func (r *recorder) Flush() {
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // wsPath turns a ws route pattern into a method-less ServeMux pattern: the
-// handshake is always GET, and other methods get a clear 405 from the
-// handshake check rather than from the mux.
+// handshake is GET over HTTP/1.1 and CONNECT over HTTP/2 (RFC 8441), and
+// other methods get a clear 405 from the handshake check rather than from
+// the mux.
 func wsPath(pattern string) string {
 	method, rest, ok := strings.Cut(pattern, " ")
 	if !ok {

@@ -33,7 +33,8 @@ func Upgrade(header http.Header) Decision { return Decision{kind: upgrade, heade
 
 // DontUpgrade declines the upgrade: the request goes on as an ordinary HTTP
 // request, answered by an HTTP route on the same path if there is one, and
-// otherwise by 403 Forbidden.
+// otherwise by 403 Forbidden. An HTTP/2 extended CONNECT is not an ordinary
+// request (a 2xx answer would open the WebSocket), so it always gets 403.
 func DontUpgrade() Decision { return Decision{kind: dontUpgrade} }
 
 // Reject refuses the request with an HTTP status (401, 403, 429, ...) and a
@@ -54,6 +55,11 @@ type ShouldUpgrade[T any] func(r *http.Request) (T, Decision)
 // handshake completes and handler serves the connection. A nil
 // shouldUpgrade always upgrades with T's zero value.
 //
+// The upgrade may come as an HTTP/1.1 Upgrade or, on a server that offers
+// extended CONNECT, as an HTTP/2 stream (RFC 8441): the same middleware,
+// origin check, decision and handler serve both, and Conn.HTTP2 tells them
+// apart.
+//
 // WS is a function rather than a method because methods cannot have type
 // parameters; T is inferred from shouldUpgrade and handler.
 func WS[T any](r *Router, pattern string, shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T], opts ...Option) {
@@ -65,12 +71,17 @@ func WS[T any](r *Router, pattern string, shouldUpgrade ShouldUpgrade[T], handle
 	if logger == nil {
 		logger = slog.Default()
 	}
+	path := wsPath(pattern)
 	cfg := o.config
-	cfg.Logger = logger.With(slog.String("route", pattern))
-	route := &wsRoute[T]{should: shouldUpgrade, handler: handler, opts: o, cfg: cfg}
+	cfg.Logger = logger // the connection adds the route to its lines
+	if o.observer != nil {
+		cfg.Observer = o.observer
+	}
+	route := &wsRoute[T]{should: shouldUpgrade, handler: handler, opts: o, cfg: cfg,
+		route: path, log: logger.With(slog.String("route", path))}
 	r.routed = true
 	r.root.hasWS = true
-	r.root.ws.Handle(wsPath(pattern), chain(r.mws, route))
+	r.root.ws.Handle(path, chain(r.mws, route))
 }
 
 type wsRoute[T any] struct {
@@ -78,6 +89,8 @@ type wsRoute[T any] struct {
 	handler wsconn.Handler[T]
 	opts    wsOptions
 	cfg     wsconn.Config
+	route   string       // the pattern as ServeMux has it, for Conn.Route
+	log     *slog.Logger // carries the route
 }
 
 // ServeHTTP runs inside the middleware chain: it validates the handshake,
@@ -124,20 +137,28 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h[k] = append(h[k], v...)
 	}
 	// Visible to middleware such as a request logger: the upgrade was
-	// accepted. The handshake writes its own headers.
-	h.Set("Upgrade", "websocket")
-	h.Set("Connection", "Upgrade")
-	p.logger = rt.cfg.Logger
-	p.start = func(w http.ResponseWriter, g *wsconn.Group) {
-		rt.start(w, r, g, value)
+	// accepted. The handshake writes its own headers. HTTP/2 has no
+	// Upgrade or Connection headers (RFC 9113 §8.2.2).
+	if !wsconn.IsExtendedConnect(r) {
+		h.Set("Upgrade", "websocket")
+		h.Set("Connection", "Upgrade")
+	}
+	p.logger = rt.log
+	p.start = func(w http.ResponseWriter, g *wsconn.Group) (int, error) {
+		return rt.start(w, r, g, value)
 	}
 }
 
 // start claims a place in g, performs the handshake and hands the
 // connection over. The place is claimed first so that the connection counts
 // from the moment the client sees the 101, and so that a full or stopping
-// server can still answer with an HTTP status.
-func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Group, value T) {
+// server can still answer with an HTTP status. It returns the status the
+// client received (101 when the connection was handed over), and the
+// handshake's error when it failed after the decision.
+func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Group, value T) (int, error) {
+	if wsconn.IsExtendedConnect(r) {
+		return rt.startStream(w, r, g, value)
+	}
 	accepted := make(chan wsconn.Upgraded, 1)
 	err := g.Go(r.Context(), func(ctx context.Context) {
 		if u, ok := <-accepted; ok {
@@ -151,7 +172,7 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Gr
 			msg = "too many WebSocket connections; try again later"
 		}
 		http.Error(w, msg, http.StatusServiceUnavailable)
-		return
+		return http.StatusServiceUnavailable, nil
 	}
 	u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{
 		Subprotocols:    rt.opts.subprotocols,
@@ -162,10 +183,15 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Gr
 	})
 	if err != nil {
 		close(accepted)
-		rt.cfg.Logger.Debug("handshake failed", slog.Any("err", err))
-		return
+		rt.log.Debug("handshake failed", slog.Any("err", err))
+		if he, ok := errors.AsType[*wsconn.HandshakeError](err); ok {
+			return he.Status, nil
+		}
+		return http.StatusInternalServerError, err
 	}
+	u.Route = rt.route
 	accepted <- u
+	return http.StatusSwitchingProtocols, nil
 }
 
 // Option configures ws routes: passed to New it sets the defaults of all
@@ -178,6 +204,7 @@ type wsOptions struct {
 	anyOrigin        bool
 	config           wsconn.Config
 	handshakeTimeout time.Duration
+	observer         Observer
 }
 
 // WithSubprotocols lists the subprotocols the route speaks; the client's

@@ -457,7 +457,16 @@ func (c *Conn) finish(herr error) error {
 	c.stop(&CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true})
 
 	c.sendClose(code, reason)
-	c.awaitPeerClose()
+	if c.writeBroken() {
+		// Our CLOSE could not be sent (a write failed or timed out), so
+		// no answer will come: stop reading rather than wait CloseTimeout
+		// for it, so that a peer that stopped reading goes at once.
+		c.rmu.Lock()
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		c.rmu.Unlock()
+	} else {
+		c.awaitPeerClose()
+	}
 	gerr := c.group.Wait()
 	c.teardown()
 
@@ -476,6 +485,18 @@ func (c *Conn) finish(herr error) error {
 		return rerr
 	}
 	return nil
+}
+
+// writeBroken reports whether a write failed, leaving the stream unusable.
+// While another goroutine holds the socket it reports false: that write
+// ends by WriteTimeout.
+func (c *Conn) writeBroken() bool {
+	if !c.sockMu.TryLock() {
+		return false
+	}
+	broken := c.wbroken
+	c.unlockSock()
+	return broken
 }
 
 // awaitPeerClose reads, discarding data, until the peer's CLOSE arrives,

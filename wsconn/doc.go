@@ -54,4 +54,10 @@
 // Accept validates a handshake and hijacks the connection; Serve runs a
 // handler on the result; Group owns many connections and shuts them down.
 // Most applications use the router package, which does all three.
+//
+// Accept also completes a WebSocket handshake made over HTTP/2 (an
+// extended CONNECT, RFC 8441): it answers 200 and the connection runs over
+// the request's stream, which ends when the handler that accepted it
+// returns, so it is served in that handler's goroutine (Group.Run).
+// Conn.HTTP2 tells the two kinds apart; nothing else differs.
 package wsconn

@@ -56,9 +56,9 @@ func checkExtendedConnect(r *http.Request) *HandshakeError {
 	return nil
 }
 
-// connectionHeaders may not appear in an HTTP/2 response (RFC 9113
-// §8.2.2); browsers treat a response carrying one as malformed. The
-// handshake headers of HTTP/1.1 go too.
+// connectionHeaders may not appear in an HTTP/2 response: RFC 9113
+// §8.2.2 makes a response carrying one malformed, and net/http removes
+// only Connection. The HTTP/1.1 handshake's own headers go too.
 var connectionHeaders = []string{
 	"Upgrade", "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding",
 	"Content-Length", "Sec-Websocket-Accept",
@@ -163,9 +163,9 @@ type streamConn struct {
 	ask      chan int
 	ready    chan struct{}
 	pumpDone chan struct{}
-	asked    bool    // the pump works for Read (under rmu)
-	chunk    []byte  // the pump's last result; chunk[off:] is unread
-	off      int     //
+	asked    bool   // the pump works for Read (under rmu)
+	chunk    []byte // the pump's last result; chunk[off:] is unread
+	off      int
 	pooled   *[]byte // chunk's pooled buffer, nil when chunk is in small
 	rerr     error   // the body's error, reported once chunk is drained
 	small    [idleReadSize]byte

@@ -429,3 +429,28 @@ func TestHTTP2GroupLimit(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Between writes no write deadline may end the stream, and keep-alive
+// PINGs flow over it. net/http's own stream deadline would reset the stream
+// once WriteTimeout passed after a write, here before the second PING.
+func TestHTTP2KeepAliveOutlivesWriteTimeout(t *testing.T) {
+	cfg := wsconn.Config{WriteTimeout: 80 * time.Millisecond, PingInterval: 150 * time.Millisecond, PongTimeout: 100 * time.Millisecond}
+	base, client, _, _ := h2Server(t, cfg, nil, echo)
+	s := dialH2(t, client, base+"/ws", nil)
+	for pings := 0; pings < 4; pings++ {
+		f, err := s.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d pings: %v", pings, err)
+		}
+		if f.Header.OpCode != ws.OpPing {
+			t.Fatalf("got %v, want PING", f.Header.OpCode)
+		}
+		if err := s.WriteFrame(ws.NewPongFrame(f.Payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.WriteText("after the pings"); err != nil {
+		t.Fatal(err)
+	}
+	expectMessage(t, s, ws.OpText, []byte("after the pings"))
+}

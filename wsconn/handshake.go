@@ -54,9 +54,9 @@ func IsUpgradeRequest(r *http.Request) bool {
 
 // CheckRequest validates r as a WebSocket opening handshake (RFC 6455
 // §4.2.1) and returns nil or the refusal that fits: 405 for a method other
-// than GET, 400 for HTTP/1.0 or a missing or malformed header, 426 with
-// "Sec-WebSocket-Version: 13" for a request that is not an upgrade or asks
-// for another protocol version.
+// than GET, 400 for HTTP/1.0, an empty Host or a missing or malformed
+// header, 426 with "Sec-WebSocket-Version: 13" for a request that is not
+// an upgrade or asks for another protocol version.
 //
 // An HTTP/2 request is checked as an extended CONNECT (RFC 8441 §4, §5)
 // instead: 405 for another method, 400 when :protocol is not websocket,
@@ -72,6 +72,11 @@ func CheckRequest(r *http.Request) *HandshakeError {
 	}
 	if !r.ProtoAtLeast(1, 1) {
 		return refuse(http.StatusBadRequest, "WebSocket handshake needs HTTP/1.1 or later, got %s", r.Proto)
+	}
+	if r.Host == "" {
+		// RFC 6455 §4.2.1 item 2. net/http lets an empty Host through
+		// (for "GET *"), and gobwas/ws would refuse it after hijacking.
+		return refuse(http.StatusBadRequest, "WebSocket handshake needs a Host header")
 	}
 	if !headerHasToken(r.Header, "Upgrade", "websocket") {
 		e := refuse(http.StatusUpgradeRequired, "this endpoint speaks WebSocket only: send Upgrade: websocket")
@@ -218,6 +223,17 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgrad
 	if IsExtendedConnect(r) {
 		return acceptStream(w, r, &o, proto)
 	}
+	var deflate httphead.Option
+	agreed := false
+	if o.Compression.Enabled {
+		offers, ok := extensionOffers(r)
+		if !ok {
+			e := refuse(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions header")
+			e.Write(w)
+			return Upgraded{}, e
+		}
+		deflate, agreed = o.Compression.NegotiateCompression(offers)
+	}
 	up := ws.HTTPUpgrader{
 		Timeout: o.Timeout,
 		Header:  responseHeader(o.Header),
@@ -225,18 +241,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgrad
 	if proto != "" {
 		up.Protocol = func(p string) bool { return p == proto }
 	}
-	if o.Compression.Enabled {
-		accepted := false
-		up.Negotiate = func(offer httphead.Option) (httphead.Option, error) {
-			if accepted {
-				return httphead.Option{}, nil
-			}
-			resp, ok := o.Compression.NegotiateCompression([]httphead.Option{offer})
-			accepted = ok
-			return resp, nil
-		}
+	if agreed {
+		up.Negotiate = func(httphead.Option) (httphead.Option, error) { return deflate, nil }
 	}
-	nc, rw, hs, err := up.Upgrade(r, w)
+	nc, rw, hs, err := up.Upgrade(checkedRequest(r, proto, agreed), w)
 	if err != nil {
 		if nc != nil {
 			_ = nc.Close()
@@ -249,6 +257,43 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgrad
 		u.Buffered = append([]byte(nil), b...)
 	}
 	return u, nil
+}
+
+// checkedRequest is r as gobwas/ws gets it to write the 101. gobwas
+// checks the handshake again after hijacking, when a refusal can only be
+// its own 400, and reads only the first line of each header, compared
+// whole; r passed CheckRequest, which reads them as the lists RFC 9110
+// §5.6.1 allows (Upgrade: h2c, websocket) and trims the values. So gobwas
+// sees only the handshake headers, with the values CheckRequest accepted,
+// the subprotocol chosen and, when permessage-deflate was agreed, the one
+// offer it answers.
+func checkedRequest(r *http.Request, proto string, deflate bool) *http.Request {
+	h := http.Header{
+		"Upgrade":               {"websocket"},
+		"Connection":            {"Upgrade"},
+		"Sec-Websocket-Version": {"13"},
+		"Sec-Websocket-Key":     {strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key"))},
+	}
+	if proto != "" {
+		h["Sec-Websocket-Protocol"] = []string{proto}
+	}
+	if deflate {
+		h["Sec-Websocket-Extensions"] = []string{deflateName}
+	}
+	v := r.WithContext(r.Context())
+	v.Header = h
+	return v
+}
+
+// extensionOffers parses every Sec-WebSocket-Extensions header of r; ok is
+// false when one is malformed.
+func extensionOffers(r *http.Request) (offers []httphead.Option, ok bool) {
+	for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
+		if offers, ok = httphead.ParseOptions([]byte(v), offers); !ok {
+			return nil, false
+		}
+	}
+	return offers, true
 }
 
 // responseHeader drops the headers the handshake itself writes.

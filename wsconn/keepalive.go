@@ -94,6 +94,11 @@ func (k *keepAlive) pong(c *Conn, p []byte) {
 	if ours {
 		k.pingQueued = false
 		k.pingSentAt.Store(0)
+		if k.timer != nil && !k.stopped {
+			// The timer waits for the pong deadline; the next PING is
+			// due earlier when the interval is shorter.
+			k.timer.Reset(k.next(c, c.set.clock.Now().UnixNano()))
+		}
 	}
 	k.mu.Unlock()
 	if ours {

@@ -112,11 +112,11 @@ type CloseInfo struct {
 type watch struct {
 	obs       ConnObserver
 	route     string
-	peerFirst bool          // under rmu: the peer's CLOSE came before ours
-	fragKind  messages.Kind // the message WriteFrame has open: its kind
-	fragSize  int64         // and its payload bytes so far
-	inKind    messages.Kind // the message a Frames loop is reading: its kind
-	inSize    int64         // and its payload bytes so far
+	fragSize  int64         // the message WriteFrame has open: its payload bytes so far
+	inSize    int64         // the message a Frames loop is reading: its payload bytes so far
+	fragKind  messages.Kind // and the kinds of those two messages
+	inKind    messages.Kind
+	peerFirst bool // under rmu: the peer's CLOSE came before ours
 }
 
 // Route returns the pattern of the router's ws route that accepted the

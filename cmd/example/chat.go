@@ -19,8 +19,8 @@ type rooms struct {
 	nc  *nats.Conn
 }
 
-func newRooms(natsURL string, logger *slog.Logger) (*rooms, error) {
-	opts := &topics.Options{Logger: logger}
+func newRooms(natsURL string, logger *slog.Logger, onDrop func(topics.Drop)) (*rooms, error) {
+	opts := &topics.Options{Logger: logger, OnDrop: onDrop}
 	rm := &rooms{}
 	if natsURL != "" {
 		nc, err := natsbroker.Connect(natsURL)

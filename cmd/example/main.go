@@ -1,6 +1,6 @@
 // Command example is a runnable colibri server: a multi-room chat with a
-// web page, an echo endpoint, token-protected routes and a health check,
-// built only from colibri's public API.
+// web page, an echo endpoint, token-protected routes, a health check and
+// Prometheus metrics at /metrics, built only from colibri's public API.
 //
 //	go run ./cmd/example            # then open the URL it prints
 //	go run ./cmd/example -addr :9000 -token s3cret
@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string) error {
 		Logger: logger,
 		OnListen: func(a net.Addr) {
 			fmt.Printf("colibri example listening: open http://%s/\n", browsable(a))
+			fmt.Printf("Prometheus metrics: http://%s/metrics\n", browsable(a))
 		},
 	})
 	return a.Run(ctx)

@@ -35,18 +35,30 @@ type server struct {
 	rooms  *rooms
 	online atomic.Int64 // chat members connected to this instance
 	log    *slog.Logger
+	stats  *metrics // served at /metrics
 }
 
 func newServer(o options) (*server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	rm, err := newRooms(o.NATS, o.Logger)
+	stats, err := newMetrics()
 	if err != nil {
 		return nil, err
 	}
-	s := &server{rooms: rm, log: o.Logger}
-	r := router.New(router.WithConfig(wsconn.Config{Logger: o.Logger, MaxMessageSize: 4 << 20}))
+	rm, err := newRooms(o.NATS, o.Logger, stats.obs.Dropped)
+	if err != nil {
+		_ = stats.close()
+		return nil, err
+	}
+	if err := stats.watchRooms(rm.hub); err != nil {
+		rm.close()
+		_ = stats.close()
+		return nil, err
+	}
+	s := &server{rooms: rm, log: o.Logger, stats: stats}
+	r := router.New(router.WithConfig(wsconn.Config{Logger: o.Logger, MaxMessageSize: 4 << 20}),
+		router.WithObserver(stats.obs))
 	r.Use(middleware.RequestID, middleware.Recover(o.Logger), middleware.Log(o.Logger))
 
 	files, _ := fs.Sub(static, "static")
@@ -54,6 +66,7 @@ func newServer(o options) (*server, error) {
 	r.HandleFunc("GET /{$}", func(w http.ResponseWriter, req *http.Request) {
 		http.ServeFileFS(w, req, files, "index.html")
 	})
+	r.Handle("GET /metrics", stats.handler)
 	r.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -79,8 +92,11 @@ func newServer(o options) (*server, error) {
 	return s, nil
 }
 
-// Close releases the rooms' broker connection.
-func (s *server) Close() { s.rooms.close() }
+// Close releases the rooms' broker connection and stops the metrics.
+func (s *server) Close() {
+	s.rooms.close()
+	_ = s.stats.close()
+}
 
 func tokenVerifier(token string) func(ctx context.Context, t string) (string, error) {
 	return func(_ context.Context, t string) (string, error) {

@@ -1,0 +1,64 @@
+package app
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+)
+
+// extendedConnect says whether net/http's HTTP/2 server offers extended
+// CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441 §3). Go 1.26 decides
+// once, while net/http initializes, from GODEBUG containing
+// "http2xconnect=1"; this package initializes after net/http, so the same
+// test on the same variable gives the same answer.
+var extendedConnect = strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1")
+
+// enableHint tells the operator how to turn extended CONNECT on.
+const enableHint = `start the process with GODEBUG=http2xconnect=1, or import _ "github.com/colibri-ws/colibri/xconnect" in package main`
+
+// tlsConfigured reports whether Serve wraps its listener in TLS.
+func (a *App) tlsConfigured() bool {
+	return a.cfg.TLSConfig != nil || a.cfg.CertFile != "" || a.cfg.KeyFile != ""
+}
+
+// offerHTTP2 returns the TLS configuration to listen with: with
+// Config.HTTP2, a copy whose ALPN list offers "h2" first and keeps
+// "http/1.1" for the clients that want it.
+func (a *App) offerHTTP2(c *tls.Config) *tls.Config {
+	if !a.cfg.HTTP2 || slices.Contains(c.NextProtos, "h2") {
+		return c
+	}
+	c = c.Clone()
+	protos := append([]string{"h2"}, c.NextProtos...)
+	if !slices.Contains(protos, "http/1.1") {
+		protos = append(protos, "http/1.1")
+	}
+	c.NextProtos = protos
+	return c
+}
+
+// configureHTTP2 turns HTTP/2 on in srv when Config.HTTP2 asks for it, and
+// says what browsers will get: WebSockets on the HTTP/2 connection, or on
+// HTTP/1.1 connections of their own.
+func (a *App) configureHTTP2(srv *http.Server) {
+	if !a.cfg.HTTP2 {
+		return
+	}
+	if !a.tlsConfigured() {
+		a.log.Warn("HTTP2 needs TLS (browsers speak HTTP/2 over TLS only); serving HTTP/1.1")
+		return
+	}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	srv.Protocols = &p
+	if extendedConnect {
+		a.log.Info("HTTP/2 on, with WebSockets over HTTP/2 (RFC 8441)")
+		return
+	}
+	a.log.Warn("HTTP/2 on, but net/http does not offer extended CONNECT: browsers open their WebSockets on HTTP/1.1 connections of their own",
+		slog.String("to enable", enableHint))
+}
