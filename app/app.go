@@ -43,6 +43,7 @@ const (
 	DefaultAddr              = ":8080"
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
+	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
 )
 
@@ -73,6 +74,12 @@ type Config struct {
 	// request too. (Writing the 101 response is bounded per ws route by
 	// router.WithHandshakeTimeout.) Default 10 s.
 	ReadHeaderTimeout time.Duration
+
+	// HandshakeTimeout bounds writing the response that completes a
+	// WebSocket handshake (101, or 200 over HTTP/2), for ws routes that set
+	// no router.WithHandshakeTimeout. Reading the request is bounded by
+	// ReadHeaderTimeout. Default 10 s.
+	HandshakeTimeout time.Duration
 
 	// IdleTimeout is how long an HTTP keep-alive connection may wait for
 	// its next request. Default 120 s.
@@ -147,6 +154,7 @@ func New(handler http.Handler, cfg Config) *App {
 	}
 	cfg.ReadHeaderTimeout = orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.HandshakeTimeout = orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
 	cfg.ShutdownTimeout = orDefault(cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	cfg.RetryAfter = orDefault(cfg.RetryAfter, time.Second)
 	if cfg.Logger == nil {
@@ -164,6 +172,7 @@ func New(handler http.Handler, cfg Config) *App {
 	}
 	a := &App{cfg: cfg, handler: handler, log: cfg.Logger}
 	a.sessions.Limit = cfg.MaxConnections
+	a.sessions.HandshakeTimeout = cfg.HandshakeTimeout
 	return a
 }
 

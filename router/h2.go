@@ -26,13 +26,7 @@ func (rt *wsRoute[T]) startStream(w http.ResponseWriter, r *http.Request, g *wsc
 		refuseBusy(w, err)
 		return http.StatusServiceUnavailable, nil
 	}
-	u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{
-		Subprotocols:    rt.opts.subprotocols,
-		SkipOriginCheck: true, // checked in ServeHTTP, where the answer can be an HTTP error
-		Header:          w.Header(),
-		Timeout:         rt.opts.handshakeTimeout,
-		Compression:     rt.cfg.Compression,
-	})
+	u, err := wsconn.Accept(w, r, rt.acceptOptions(w, g))
 	if err != nil {
 		leave()
 		rt.log.Debug("handshake failed", slog.Any("err", err))

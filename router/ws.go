@@ -174,13 +174,7 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Gr
 		http.Error(w, msg, http.StatusServiceUnavailable)
 		return http.StatusServiceUnavailable, nil
 	}
-	u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{
-		Subprotocols:    rt.opts.subprotocols,
-		SkipOriginCheck: true, // checked in ServeHTTP, where the answer can be an HTTP error
-		Header:          w.Header(),
-		Timeout:         rt.opts.handshakeTimeout,
-		Compression:     rt.cfg.Compression,
-	})
+	u, err := wsconn.Accept(w, r, rt.acceptOptions(w, g))
 	if err != nil {
 		close(accepted)
 		rt.log.Debug("handshake failed", slog.Any("err", err))
@@ -245,4 +239,20 @@ func WithHandshakeTimeout(d time.Duration) Option {
 // are declined or not upgrades go to the application's handler.
 func Everywhere[T any](shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T], opts ...Option) func(*Router) {
 	return func(r *Router) { WS(r, "/", shouldUpgrade, handler, opts...) }
+}
+
+// acceptOptions are the handshake options of the route; the 101 (or 200)
+// is bounded by the route's handshake timeout, else the group's.
+func (rt *wsRoute[T]) acceptOptions(w http.ResponseWriter, g *wsconn.Group) *wsconn.AcceptOptions {
+	timeout := rt.opts.handshakeTimeout
+	if timeout <= 0 {
+		timeout = g.HandshakeTimeout
+	}
+	return &wsconn.AcceptOptions{
+		Subprotocols:    rt.opts.subprotocols,
+		SkipOriginCheck: true, // checked in ServeHTTP, where the answer can be an HTTP error
+		Header:          w.Header(),
+		Timeout:         timeout,
+		Compression:     rt.cfg.Compression,
+	}
 }

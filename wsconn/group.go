@@ -17,6 +17,11 @@ type Group struct {
 	// with ErrGroupFull. Zero means no cap. Set it before use.
 	Limit int
 
+	// HandshakeTimeout bounds writing the handshake response for
+	// connections accepted into the Group by a router whose ws route sets
+	// no timeout of its own. Zero means AcceptOptions' default (10 s).
+	HandshakeTimeout time.Duration
+
 	mu      sync.Mutex
 	conns   map[*Conn]struct{}
 	running int // goroutines started by Go that have not returned
