@@ -53,6 +53,10 @@ const (
 	// the words of topics.DropReason.String: "evicted", "refused",
 	// "replaced", "timed out", "disconnected", "too large", "left".
 	AttrDropReason = attribute.Key("colibri.drop.reason")
+	// AttrDropPolicy names the topics policy under which a message was
+	// dropped, as topics.Policy.Name gives it: "drop-oldest",
+	// "drop-newest", "keep-latest", "block", "disconnect".
+	AttrDropPolicy = attribute.Key("colibri.drop.policy")
 	// AttrHub names a topics hub, as given to WatchHub.
 	AttrHub = attribute.Key("colibri.hub")
 )
@@ -281,14 +285,21 @@ func (o *Observer) observeMessages(_ context.Context, obs metric.Observer) error
 	return nil
 }
 
-// dropOpts returns the attributes of a drop for reason r.
-func (ra *routeAttrs) dropOpts(r topics.DropReason) []metric.AddOption {
-	if opts, ok := ra.dropSets.Load(r); ok {
+// dropOpts returns the attributes of a drop for reason r under policy p.
+func (ra *routeAttrs) dropOpts(r topics.DropReason, p topics.Policy) []metric.AddOption {
+	key := dropKey{r, p.Name()}
+	if opts, ok := ra.dropSets.Load(key); ok {
 		return opts.([]metric.AddOption)
 	}
-	opts := []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(ra.route, AttrDropReason.String(r.String())))}
-	actual, _ := ra.dropSets.LoadOrStore(r, opts)
+	opts := []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(ra.route,
+		AttrDropReason.String(r.String()), AttrDropPolicy.String(key.policy)))}
+	actual, _ := ra.dropSets.LoadOrStore(key, opts)
 	return actual.([]metric.AddOption)
+}
+
+type dropKey struct {
+	reason topics.DropReason
+	policy string
 }
 
 // background is the context of measurements: colibri's metrics carry no

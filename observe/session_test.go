@@ -183,7 +183,9 @@ func TestScriptedSession(t *testing.T) {
 	m.want(t, int64(4*frameLen), "colibri.topics.queue.bytes", attrHub("chat"))
 	m.want(t, 4, "colibri.topics.queue.longest", attrHub("chat"))
 	m.want(t, 2, "colibri.topics.members", attrHub("chat"))
-	refused, _ := m.int64Point(t, "colibri.topics.drops", slow, attrDropReason("refused"))
+	// The hub's policy is DropNewest: every drop is labelled with it.
+	newest := observe.AttrDropPolicy.String("drop-newest")
+	refused, _ := m.int64Point(t, "colibri.topics.drops", slow, attrDropReason("refused"), newest)
 	if refused < 1 {
 		t.Errorf("drops refused on %s = %d, want at least 1", slowRoute, refused)
 	}
@@ -251,9 +253,9 @@ func TestScriptedSession(t *testing.T) {
 	}
 	m.want(t, 1, "colibri.protocol_errors", room, attrCloseCode(1007))
 
-	m.want(t, 1, "colibri.topics.drops", room, attrDropReason("too large"))
-	m.want(t, refused, "colibri.topics.drops", slow, attrDropReason("refused"))
-	m.want(t, 4, "colibri.topics.drops", slow, attrDropReason("left"))
+	m.want(t, 1, "colibri.topics.drops", room, attrDropReason("too large"), newest)
+	m.want(t, refused, "colibri.topics.drops", slow, attrDropReason("refused"), newest)
+	m.want(t, 4, "colibri.topics.drops", slow, attrDropReason("left"), newest)
 
 	peer, local := attrClosedBy("peer"), attrClosedBy("local")
 	m.want(t, 1, "colibri.closes", room, attrCloseCode(4000), peer)

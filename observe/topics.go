@@ -18,7 +18,7 @@ func (o *Observer) Dropped(d topics.Drop) {
 	if d.Member != nil {
 		route = d.Member.Conn().Route()
 	}
-	o.drops.Add(background, 1, o.routeAttrs(route).dropOpts(d.Reason)...)
+	o.drops.Add(background, 1, o.routeAttrs(route).dropOpts(d.Reason, d.Policy)...)
 }
 
 // WatchHub reports the queues of hub's members, labelled with name, each

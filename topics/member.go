@@ -269,10 +269,10 @@ func (m *Member) offerLocked(pub *Publication, p Policy, drops *[]Drop) offerRes
 	size := pub.Message.Len()
 	switch {
 	case m.closeCode != 0:
-		m.record(drops, pub.Topic, size, DropDisconnected)
+		m.record(drops, pub.Topic, size, DropDisconnected, p)
 		return offerDropped
 	case size > m.maxBytes:
-		m.record(drops, pub.Topic, size, DropTooLarge)
+		m.record(drops, pub.Topic, size, DropTooLarge, p)
 		return offerDropped
 	}
 	var key string
@@ -284,11 +284,11 @@ func (m *Member) offerLocked(pub *Publication, p Policy, drops *[]Drop) offerRes
 		if pos, ok := m.keys[key]; ok {
 			e := m.q.at(pos)
 			old := e.p.Len()
-			m.record(drops, e.topic, old, DropReplaced)
+			m.record(drops, e.topic, old, DropReplaced, p)
 			e.p, e.topic = pub.Message, pub.Topic
 			m.bytes += size - old
 			for m.bytes > m.maxBytes && m.q.n > 0 {
-				m.evict(drops)
+				m.evict(drops, p)
 			}
 			return offerQueued
 		}
@@ -297,21 +297,21 @@ func (m *Member) offerLocked(pub *Publication, p Policy, drops *[]Drop) offerRes
 		switch p.mode {
 		case modeDropOldest, modeKeepLatest:
 			for !m.fits(size) && m.q.n > 0 {
-				m.evict(drops)
+				m.evict(drops, p)
 			}
 			if !m.fits(size) {
 				// Only the message being written is left, and it takes the room.
-				m.record(drops, pub.Topic, size, DropRefused)
+				m.record(drops, pub.Topic, size, DropRefused, p)
 				return offerDropped
 			}
 		case modeDropNewest:
-			m.record(drops, pub.Topic, size, DropRefused)
+			m.record(drops, pub.Topic, size, DropRefused, p)
 			return offerDropped
 		case modeBlock:
 			return offerWait
 		case modeDisconnect:
 			m.closeCode = p.code
-			m.record(drops, pub.Topic, size, DropDisconnected)
+			m.record(drops, pub.Topic, size, DropDisconnected, p)
 			m.wakeSender()
 			return offerDropped
 		}
@@ -345,12 +345,12 @@ func (m *Member) wakeSender() {
 }
 
 // evict drops the oldest queued message.
-func (m *Member) evict(drops *[]Drop) {
+func (m *Member) evict(drops *[]Drop, p Policy) {
 	e := m.pop()
 	size := e.p.Len()
 	m.bytes -= size
 	m.count--
-	m.record(drops, e.topic, size, DropEvicted)
+	m.record(drops, e.topic, size, DropEvicted, p)
 }
 
 // pop takes the oldest message off the queue and forgets its key.
@@ -363,10 +363,10 @@ func (m *Member) pop() entry {
 }
 
 // record counts one drop and keeps it for the report.
-func (m *Member) record(drops *[]Drop, topic string, size int, r DropReason) {
+func (m *Member) record(drops *[]Drop, topic string, size int, r DropReason, p Policy) {
 	m.dropped.Add(1)
 	m.hub.dropped.Add(1)
-	*drops = append(*drops, Drop{Member: m, Topic: topic, Bytes: size, Reason: r})
+	*drops = append(*drops, Drop{Member: m, Topic: topic, Bytes: size, Reason: r, Policy: p})
 }
 
 // await waits until pub fits in m's queue under Block, until deadline or
@@ -395,10 +395,10 @@ func (m *Member) await(ctx context.Context, deadline time.Time, pub *Publication
 		select {
 		case <-space:
 		case <-timer.C:
-			m.record(drops, pub.Topic, pub.Message.Len(), DropTimedOut)
+			m.record(drops, pub.Topic, pub.Message.Len(), DropTimedOut, Policy{mode: modeBlock})
 			return false
 		case <-ctx.Done():
-			m.record(drops, pub.Topic, pub.Message.Len(), DropTimedOut)
+			m.record(drops, pub.Topic, pub.Message.Len(), DropTimedOut, Policy{mode: modeBlock})
 			return false
 		}
 	}
@@ -463,12 +463,12 @@ func (m *Member) leave() {
 		reason = DropDisconnected
 	}
 	if m.inflight != nil {
-		m.record(&drops, m.flightTop, m.inflight.Len(), reason)
+		m.record(&drops, m.flightTop, m.inflight.Len(), reason, m.policy)
 		m.inflight, m.flightTop = nil, ""
 	}
 	for m.q.n > 0 {
 		e := m.pop()
-		m.record(&drops, e.topic, e.p.Len(), reason)
+		m.record(&drops, e.topic, e.p.Len(), reason, m.policy)
 	}
 	m.q, m.keys = queue{}, nil
 	m.bytes, m.count = 0, 0

@@ -117,6 +117,18 @@ func (p Policy) String() string {
 	return "unset"
 }
 
+// Name is p's kind without its parameters ("drop-oldest", "block",
+// "disconnect"): a label for metrics, with few values.
+func (p Policy) Name() string {
+	switch p.mode {
+	case modeBlock:
+		return "block"
+	case modeDisconnect:
+		return "disconnect"
+	}
+	return p.String()
+}
+
 // or returns p, or q when p is not set.
 func (p Policy) or(q Policy) Policy {
 	if p.mode == modeUnset {
@@ -184,4 +196,8 @@ type Drop struct {
 	Bytes int
 	// Reason says why.
 	Reason DropReason
+	// Policy is the policy that applied: the subscription's when a publish
+	// did not fit, the member's when its connection ended with messages
+	// queued.
+	Policy Policy
 }

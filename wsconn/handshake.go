@@ -147,24 +147,22 @@ func withoutDefaultPort(hostport, scheme string) string {
 
 // SelectSubprotocol returns the first subprotocol in the client's
 // Sec-WebSocket-Protocol list (its order of preference) that is one of
-// supported, or "" when none is.
+// supported, or "" when none is. Only whole elements of the
+// comma-separated list count: "0 chat" offers no "chat", and a client
+// must fail a connection whose subprotocol it did not offer (RFC 6455
+// §4.1).
 func SelectSubprotocol(r *http.Request, supported []string) string {
 	if len(supported) == 0 {
 		return ""
 	}
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		chosen := ""
-		httphead.ScanTokens([]byte(v), func(tok []byte) bool {
+		for p := range strings.SplitSeq(v, ",") {
+			p = strings.Trim(p, " \t")
 			for _, s := range supported {
-				if s == string(tok) {
-					chosen = s
-					return false
+				if s == p {
+					return s
 				}
 			}
-			return true
-		})
-		if chosen != "" {
-			return chosen
 		}
 	}
 	return ""
