@@ -72,17 +72,9 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 		defer c.release()
 		c.asm.Limit = 0
 		for {
-			h, err := c.nextData()
+			h, err := c.nextFrame(c.frameLimit())
 			if err != nil {
-				in.setErr(c.loopErr(err))
-				return
-			}
-			if h.Length > c.frameLimit() {
-				in.setErr(c.violation(messages.ErrTooLarge))
-				return
-			}
-			if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
-				in.setErr(c.violation(err))
+				in.setErr(err)
 				return
 			}
 			var buf *[]byte
@@ -142,13 +134,9 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 		var buf *[]byte
 		defer func() { bufpool.Put(buf) }()
 		for {
-			h, err := c.nextData()
+			h, err := c.nextFrame(0)
 			if err != nil {
-				in.setErr(c.loopErr(err))
-				return
-			}
-			if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
-				in.setErr(c.violation(err))
+				in.setErr(err)
 				return
 			}
 			var kind messages.Kind
@@ -210,13 +198,9 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 		c.asm.Limit = 0
 		r := &in.mr
 		for {
-			h, err := c.nextData()
+			h, err := c.nextFrame(0)
 			if err != nil {
-				in.setErr(c.loopErr(err))
-				return
-			}
-			if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
-				in.setErr(c.violation(err))
+				in.setErr(err)
 				return
 			}
 			kind := messages.Kind(h.Op)
@@ -280,13 +264,9 @@ func (r *messageReader) Read(p []byte) (int, error) {
 			r.done = true
 			return 0, io.EOF
 		}
-		h, err := c.nextData()
+		h, err := c.nextFrame(0)
 		if err != nil {
-			r.err = c.loopErr(err)
-			return 0, r.err
-		}
-		if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
-			r.err = c.violation(err)
+			r.err = err
 			return 0, r.err
 		}
 		r.fin = h.Fin
@@ -411,6 +391,23 @@ var (
 	errReadEnded   = errors.New("wsconn: inbound ended")
 	errInterrupted = errors.New("wsconn: read interrupted")
 )
+
+// nextFrame returns the header of the next data frame for a loop, checked
+// against limit (0: none) and the fragment sequence; its error is the one
+// the loop reports.
+func (c *Conn) nextFrame(limit int64) (frames.Header, error) {
+	h, err := c.nextData()
+	if err != nil {
+		return h, c.loopErr(err)
+	}
+	if limit > 0 && h.Length > limit {
+		return h, c.violation(messages.ErrTooLarge)
+	}
+	if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
+		return h, c.violation(err)
+	}
+	return h, nil
+}
 
 // nextData returns the header of the next data frame, consumed, after
 // servicing the control frames before it.
