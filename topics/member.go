@@ -53,8 +53,7 @@ type Member struct {
 
 	mu        sync.Mutex
 	q         queue
-	inflight  *wsconn.Prepared // the message the sender is writing
-	flightTop string           // and its topic
+	inflight []entry // the messages the sender is writing
 	bytes     int              // queued and in flight
 	count     int              // queued and in flight
 	keys      map[string]uint64
@@ -410,12 +409,19 @@ func (m *Member) await(ctx context.Context, deadline time.Time, pub *Publication
 // until the connection ends, then leaves the hub.
 func (m *Member) run(ctx context.Context) error {
 	defer m.leave()
+	// A sender with a backlog writes up to sendBatch messages with one
+	// system call.
+	var flight [sendBatch]entry
+	var batch [sendBatch]*wsconn.Prepared
 	for {
 		m.mu.Lock()
-		if m.inflight != nil {
-			m.bytes -= m.inflight.Len()
-			m.count--
-			m.inflight, m.flightTop = nil, ""
+		if len(m.inflight) > 0 {
+			for _, e := range m.inflight {
+				m.bytes -= e.p.Len()
+				m.count--
+			}
+			clear(m.inflight)
+			m.inflight = nil
 			if m.space != nil {
 				close(m.space)
 				m.space = nil
@@ -443,15 +449,25 @@ func (m *Member) run(ctx context.Context) error {
 				return nil
 			}
 		}
-		e := m.pop()
-		m.inflight, m.flightTop = e.p, e.topic
+		n := 0
+		for n < sendBatch && m.q.n > 0 {
+			flight[n] = m.pop()
+			batch[n] = flight[n].p
+			n++
+		}
+		m.inflight = flight[:n]
 		m.mu.Unlock()
-		if err := m.out.WritePrepared(ctx, e.p); err != nil {
+		err := m.out.WritePreparedBatch(ctx, batch[:n])
+		clear(batch[:n])
+		if err != nil {
 			// The connection is ending and reports why itself.
 			return nil
 		}
 	}
 }
+
+// sendBatch is how many queued messages the sender writes at once.
+const sendBatch = 16
 
 // leave removes the member from the hub when its connection ends.
 func (m *Member) leave() {
@@ -462,10 +478,10 @@ func (m *Member) leave() {
 	if m.closeCode != 0 {
 		reason = DropDisconnected
 	}
-	if m.inflight != nil {
-		m.record(&drops, m.flightTop, m.inflight.Len(), reason, m.policy)
-		m.inflight, m.flightTop = nil, ""
+	for _, e := range m.inflight {
+		m.record(&drops, e.topic, e.p.Len(), reason, m.policy)
 	}
+	m.inflight = nil
 	for m.q.n > 0 {
 		e := m.pop()
 		m.record(&drops, e.topic, e.p.Len(), reason, m.policy)

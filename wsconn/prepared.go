@@ -3,6 +3,7 @@ package wsconn
 import (
 	"bytes"
 	"context"
+	"sync"
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/messages"
@@ -96,4 +97,92 @@ func (p *Prepared) compressed(level int) []byte {
 		return nil
 	}
 	return p.deflated.frame
+}
+
+// maxBatch bounds how many prepared frames one WritePreparedBatch call puts
+// in a single writev.
+const maxBatch = 64
+
+// WritePreparedBatch sends several prepared messages in order, with as few
+// system calls as possible: on the server side, without per-connection
+// compression, their shared frames go out in one writev per maxBatch
+// messages. Otherwise it writes them one by one, as WritePrepared does.
+// Control frames queued meanwhile go out before the batch.
+func (o *Outbound) WritePreparedBatch(ctx context.Context, ps []*Prepared) error {
+	c := o.c
+	for len(ps) > 0 {
+		n := min(len(ps), maxBatch)
+		if err := c.writeBatch(ctx, ps[:n]); err != nil {
+			return err
+		}
+		ps = ps[n:]
+	}
+	return nil
+}
+
+// batchBufs holds the frame slices of one batch; pooled, because the
+// writev keeps a reference that would move them to the heap.
+var batchBufs = sync.Pool{New: func() any { return new([maxBatch][]byte) }}
+
+func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) error {
+	bufs := batchBufs.Get().(*[maxBatch][]byte)
+	defer func() {
+		clear(bufs[:])
+		batchBufs.Put(bufs)
+	}()
+	for i, p := range ps {
+		bufs[i] = c.sharedFrame(p)
+		if bufs[i] == nil {
+			// This connection encodes for itself: no shared bytes.
+			for _, p := range ps {
+				if err := c.out.WritePrepared(ctx, p); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	if err := c.lockMsg(ctx); err != nil {
+		return err
+	}
+	defer c.unlockMsg()
+	if c.closeSent.Load() {
+		return ErrClosed
+	}
+	c.sockMu.Lock()
+	defer c.unlockSock()
+	if c.ctrlPending.Load() != 0 {
+		c.flushControl()
+	}
+	if c.closeSent.Load() || c.wbroken {
+		return ErrClosed
+	}
+	c.setWriteDeadline()
+	c.wbufs = bufs[:len(ps):len(ps)]
+	_, err := c.wbufs.WriteTo(c.nc)
+	c.wbufs = nil
+	if err != nil {
+		return c.writeFailed(err)
+	}
+	for _, p := range ps {
+		c.stats.MessagesOut.Add(1)
+		c.stats.BytesOut.Add(int64(len(p.msg.Payload)))
+		c.sent(p.msg.Kind, int64(len(p.msg.Payload)))
+	}
+	return nil
+}
+
+// sharedFrame returns the bytes every server connection can send for p as
+// they are, or nil when this connection must encode p itself.
+func (c *Conn) sharedFrame(p *Prepared) []byte {
+	if c.client {
+		return nil
+	}
+	if d := c.deflate; d != nil && len(p.msg.Payload) >= d.threshold {
+		if !d.params.ownNoTakeover {
+			return nil
+		}
+		return p.compressed(d.level)
+	}
+	return p.frame
 }
