@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	gorilla "github.com/gorilla/websocket"
+
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -136,5 +138,33 @@ func TestCheckOriginNormalisesDefaultPorts(t *testing.T) {
 		if err := wsconn.CheckOrigin(r, nil); (err == nil) != tc.ok {
 			t.Errorf("origin %q host %q: %v, want ok=%v", tc.origin, tc.host, err, tc.ok)
 		}
+	}
+}
+
+func TestWritePreparedBatchInOrder(t *testing.T) {
+	for _, comp := range []bool{false, true} {
+		cfg := &wsconn.Config{Compression: wsconn.Compression{Enabled: comp, Threshold: 10}}
+		var want []string
+		var ps []*wsconn.Prepared
+		for i := range 100 { // more than one writev's worth
+			s := strings.Repeat(string(rune('a'+i%26)), 5+i)
+			want = append(want, s)
+			ps = append(ps, wsconn.Prepare(textMessage(s)))
+		}
+		url, _ := testServerAccept(t, cfg, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+			return out.WritePreparedBatch(ctx, ps)
+		})
+		d := gorilla.Dialer{EnableCompression: comp}
+		c, _, err := d.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range want {
+			_, p, err := c.ReadMessage()
+			if err != nil || string(p) != w {
+				t.Fatalf("compression %v, message %d: %q %v", comp, i, p, err)
+			}
+		}
+		c.Close()
 	}
 }
