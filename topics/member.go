@@ -53,9 +53,9 @@ type Member struct {
 
 	mu        sync.Mutex
 	q         queue
-	inflight []entry // the messages the sender is writing
-	bytes     int              // queued and in flight
-	count     int              // queued and in flight
+	inflight  []entry // the messages the sender is writing
+	bytes     int     // queued and in flight
+	count     int     // queued and in flight
 	keys      map[string]uint64
 	idle      bool             // the sender waits on wake
 	left      bool             // the connection ended
