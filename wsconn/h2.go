@@ -69,14 +69,11 @@ var connectionHeaders = []string{
 // answers 200 with the negotiated headers, flushes, and returns the stream
 // as the connection's transport.
 func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, proto string) (Upgraded, error) {
-	var offers []httphead.Option
-	for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
-		var ok bool
-		if offers, ok = httphead.ParseOptions([]byte(v), offers); !ok {
-			e := refuse(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions header")
-			e.Write(w)
-			return Upgraded{}, e
-		}
+	offers, ok := extensionOffers(r)
+	if !ok {
+		e := refuse(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions header")
+		e.Write(w)
+		return Upgraded{}, e
 	}
 	var exts []httphead.Option
 	if resp, ok := o.Compression.NegotiateCompression(offers); ok {

@@ -36,45 +36,10 @@ func (p *Prepared) Message() messages.Message { return p.msg }
 func (p *Prepared) Len() int { return len(p.frame) }
 
 // WritePrepared sends a prepared message as one frame. On the client side,
-// where every frame needs its own mask, it is encoded afresh.
+// where every frame needs its own mask, and where this side compresses with
+// its own context, it is encoded afresh.
 func (o *Outbound) WritePrepared(ctx context.Context, p *Prepared) error {
-	c := o.c
-	frame := p.frame
-	if d := c.deflate; d != nil && len(p.msg.Payload) >= d.threshold {
-		// Compressed once for every connection that resets its context
-		// after each message at the same level; others compress their own.
-		if !d.params.ownNoTakeover || c.client {
-			return c.writeMessage(ctx, p.msg.Kind.Opcode(), p.msg.Payload, false)
-		}
-		if frame = p.compressed(d.level); frame == nil {
-			return c.writeMessage(ctx, p.msg.Kind.Opcode(), p.msg.Payload, false)
-		}
-	} else if c.client {
-		return c.writeMessage(ctx, p.msg.Kind.Opcode(), p.msg.Payload, true)
-	}
-	if err := c.lockMsg(ctx); err != nil {
-		return err
-	}
-	defer c.unlockMsg()
-	if c.closeSent.Load() {
-		return ErrClosed
-	}
-	c.sockMu.Lock()
-	defer c.unlockSock()
-	if c.ctrlPending.Load() != 0 {
-		c.flushControl()
-	}
-	if c.closeSent.Load() || c.wbroken {
-		return ErrClosed
-	}
-	c.setWriteDeadline()
-	if _, err := c.nc.Write(frame); err != nil {
-		return c.writeFailed(err)
-	}
-	c.stats.MessagesOut.Add(1)
-	c.stats.BytesOut.Add(int64(len(p.msg.Payload)))
-	c.sent(p.msg.Kind, int64(len(p.msg.Payload)))
-	return nil
+	return o.c.writeBatch(ctx, []*Prepared{p})
 }
 
 // compressed returns the message as one compressed frame at level, made
@@ -135,7 +100,7 @@ func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) error {
 		if bufs[i] == nil {
 			// This connection encodes for itself: no shared bytes.
 			for _, p := range ps {
-				if err := c.out.WritePrepared(ctx, p); err != nil {
+				if err := c.writeMessage(ctx, p.msg.Kind.Opcode(), p.msg.Payload, false); err != nil {
 					return err
 				}
 			}
