@@ -75,7 +75,7 @@ func newChatServer(t *testing.T, h *harness) *chatServer {
 	s.hub = hub
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s.r = router.New(
-		router.WithConfig(wsconn.Config{Logger: logger, Clock: s.clock, PingInterval: 30 * time.Second}),
+		router.WithConfig(wsconn.Config{Logger: logger, Clock: s.clock, PingInterval: 30 * time.Second, KeepRequest: true}),
 		router.WithObserver(h.obs))
 	router.WS(s.r, roomRoute, needUser, s.room)
 	router.WS(s.r, slowRoute, nil, s.slowReader)

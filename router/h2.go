@@ -2,7 +2,6 @@ package router
 
 import (
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"github.com/colibri-ws/colibri/wsconn"
@@ -16,31 +15,11 @@ import (
 // ServeHTTP returns, so the connection is served in ServeHTTP's goroutine
 // instead of being handed to one of the Group's own.
 
-// startStream is start for an extended CONNECT: it claims a place in g,
-// answers 200 and leaves pending.serve to serve the stream, which
-// Router.ServeHTTP runs after it has reported the handshake.
-func (rt *wsRoute[T]) startStream(w http.ResponseWriter, r *http.Request, g *wsconn.Group, value T) (int, error) {
+// serveStream leaves serve, which serves an extended CONNECT's stream,
+// to Router.ServeHTTP, which runs it after it has reported the handshake.
+func serveStream(r *http.Request, serve func()) {
 	p, _ := r.Context().Value(pendingKey{}).(*pending)
-	ctx, leave, err := g.Enter(r.Context())
-	if err != nil {
-		refuseBusy(w, err)
-		return http.StatusServiceUnavailable, nil
-	}
-	u, err := wsconn.Accept(w, r, rt.acceptOptions(w, g))
-	if err != nil {
-		leave()
-		rt.log.Debug("handshake failed", slog.Any("err", err))
-		if he, ok := errors.AsType[*wsconn.HandshakeError](err); ok {
-			return he.Status, nil
-		}
-		return http.StatusInternalServerError, err
-	}
-	u.Route = rt.route
-	p.serve = func() {
-		defer leave()
-		_ = wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg)
-	}
-	return http.StatusOK, nil
+	p.serve = serve
 }
 
 // refuseBusy answers 503 to an upgrade that g cannot take.

@@ -101,7 +101,7 @@ func decideRoom(r *http.Request) (room, router.Decision) {
 // greetThenEcho says how the handler sees its connection, echoes, and
 // ends with 4000 on "bye".
 func greetThenEcho(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[room]) error {
-	user, _ := s.Request().Context().Value(userKey{}).(string)
+	user, _ := ctx.Value(userKey{}).(string)
 	greeting := fmt.Sprintf("%s http2=%v sub=%s user=%s", s.Value.Name, s.HTTP2(), s.Subprotocol(), user)
 	if err := out.WriteText(ctx, greeting); err != nil {
 		return err

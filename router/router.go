@@ -134,11 +134,17 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if g == nil {
 		g = &rt.sessions
 	}
-	status, err := p.start(w, g)
-	if p.serve != nil {
+	// The handler's context holds p (through the request's context):
+	// empty it, so that a connection does not keep what p.start captured,
+	// the request among it.
+	start := p.start
+	p.start, p.logger = nil, nil
+	status, err := start(w, g)
+	if serve := p.serve; serve != nil {
 		// An HTTP/2 stream is served here, once reported: net/http ends
 		// the stream when ServeHTTP returns.
-		defer p.serve()
+		p.serve = nil
+		defer serve()
 	}
 	r.upgradeEnded(req, began, status, err)
 }

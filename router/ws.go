@@ -1,7 +1,6 @@
 package router
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -153,30 +152,18 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // connection over. The place is claimed first so that the connection counts
 // from the moment the client sees the 101, and so that a full or stopping
 // server can still answer with an HTTP status. It returns the status the
-// client received (101 when the connection was handed over), and the
-// handshake's error when it failed after the decision.
+// client received (101, or 200 for an HTTP/2 stream, when the connection
+// was handed over), and the handshake's error when it failed after the
+// decision.
 func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Group, value T) (int, error) {
-	if wsconn.IsExtendedConnect(r) {
-		return rt.startStream(w, r, g, value)
-	}
-	accepted := make(chan wsconn.Upgraded, 1)
-	err := g.Go(r.Context(), func(ctx context.Context) {
-		if u, ok := <-accepted; ok {
-			_ = wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg)
-		}
-	})
+	ctx, leave, err := g.Enter(r.Context())
 	if err != nil {
-		w.Header().Set("Retry-After", "1")
-		msg := "server is shutting down"
-		if errors.Is(err, wsconn.ErrGroupFull) {
-			msg = "too many WebSocket connections; try again later"
-		}
-		http.Error(w, msg, http.StatusServiceUnavailable)
+		refuseBusy(w, err)
 		return http.StatusServiceUnavailable, nil
 	}
 	u, err := wsconn.Accept(w, r, rt.acceptOptions(w, g))
 	if err != nil {
-		close(accepted)
+		leave()
 		rt.log.Debug("handshake failed", slog.Any("err", err))
 		if he, ok := errors.AsType[*wsconn.HandshakeError](err); ok {
 			return he.Status, nil
@@ -184,7 +171,14 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Gr
 		return http.StatusInternalServerError, err
 	}
 	u.Route = rt.route
-	accepted <- u
+	if wsconn.IsExtendedConnect(r) {
+		serveStream(r, func() {
+			defer leave()
+			_ = wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg)
+		})
+		return http.StatusOK, nil
+	}
+	_ = wsconn.Start(ctx, u, value, rt.handler, &rt.cfg, leave)
 	return http.StatusSwitchingProtocols, nil
 }
 

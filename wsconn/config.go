@@ -2,6 +2,7 @@ package wsconn
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -70,6 +71,15 @@ type Config struct {
 	// and measured to need it. Default false.
 	SkipUTF8Check bool
 
+	// KeepRequest keeps the upgraded *http.Request, its headers included,
+	// for Conn.Request while the connection lives. Default false: the
+	// request is let go once the connection is set up (observers still see
+	// it in ConnOpened), which saves 1–3 KiB per connection. The request's
+	// context values are in the handler's context either way; read what
+	// else the handler needs in the upgrade decision and hand it over as
+	// the session's Value.
+	KeepRequest bool
+
 	// Compression configures permessage-deflate (RFC 7692). Default off.
 	// The server negotiates it during the handshake; a message that
 	// inflates past MaxMessageSize closes the connection with 1009 before
@@ -103,10 +113,55 @@ type settings struct {
 	writeTimeout time.Duration
 	closeTimeout time.Duration
 	checkUTF8    bool
+	keepRequest  bool
 	compression  Compression
 	logger       *slog.Logger
 	observer     Observer
 	clock        Clock
+}
+
+// maxShared bounds the Configs whose settings are kept for sharing.
+const maxShared = 64
+
+var (
+	sharedMu sync.Mutex
+	shared   = map[Config]*settings{}
+)
+
+// settingsFor returns c's settings. Connections served with equal Configs
+// share one settings value, so that each holds a pointer rather than a
+// copy. A Config that cannot be a map key (an Observer or Clock of a type
+// that is not comparable), or one beyond the first maxShared, gets
+// settings of its own.
+func settingsFor(c *Config) *settings {
+	var cfg Config
+	if c != nil {
+		cfg = *c
+	}
+	if s := sharedSettings(cfg); s != nil {
+		return s
+	}
+	s := cfg.resolve()
+	return &s
+}
+
+func sharedSettings(cfg Config) (s *settings) {
+	defer func() {
+		if recover() != nil {
+			s = nil // hashing cfg panicked: see settingsFor
+		}
+	}()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if s := shared[cfg]; s != nil {
+		return s
+	}
+	if len(shared) >= maxShared {
+		return nil
+	}
+	r := cfg.resolve()
+	shared[cfg] = &r
+	return &r
 }
 
 func (c *Config) resolve() settings {
@@ -124,6 +179,7 @@ func (c *Config) resolve() settings {
 		writeTimeout: pick(cfg.WriteTimeout, DefaultWriteTimeout),
 		closeTimeout: pick(cfg.CloseTimeout, DefaultCloseTimeout),
 		checkUTF8:    !cfg.SkipUTF8Check,
+		keepRequest:  cfg.KeepRequest,
 		compression:  cfg.Compression,
 		logger:       cfg.Logger,
 		observer:     cfg.Observer,

@@ -39,6 +39,8 @@ type Session[T any] struct {
 	*Conn
 	// Value is the value the upgrade decision produced for this connection.
 	Value T
+
+	handler Handler[T]
 }
 
 // Upgraded is a connection whose opening handshake is complete, ready to be
@@ -73,22 +75,27 @@ var connIDs atomic.Uint64
 type Conn struct {
 	nc      net.Conn
 	client  bool
-	set     settings
+	set     *settings // shared with the connections of equal Configs
 	req     *http.Request
 	proto   string
 	exts    []httphead.Option
 	id      uint64
 	log     *slog.Logger // built by logger() on first use
-	start   time.Time
+	start   int64        // unix ns, on the Config's clock
 	logOnce sync.Once
 	in      Inbound
 	out     Outbound
 
-	ctx    context.Context // the handler's context
-	parent context.Context // the context Serve was given
-	cancel context.CancelCauseFunc
-	group  errgroup.Group
-	tasks  sync.WaitGroup // colibri's own callbacks (context watcher)
+	ctx       context.Context // the handler's context
+	parent    context.Context // the context Serve was given
+	cancel    context.CancelCauseFunc
+	group     *errgroup.Group // the handler's tasks (Go); nil until the first
+	tasks     sync.WaitGroup  // colibri's own callbacks (context watcher)
+	bg        sync.WaitGroup  // the background reader
+	stopWatch func() bool     // stops watching parent; nil if it cannot end
+	grp       *Group          // the Group the connection counts in, if any
+	result    error           // the handler's, then Serve's
+	done      func()          // Start's
 
 	// Read side. The token is held by whoever reads the socket: an
 	// iterator, the background reader, or the closing handshake.
@@ -104,11 +111,11 @@ type Conn struct {
 	rerr        error         // why, for Inbound.Err; nil for a clean close
 	rdone       chan struct{} // closed when rended is set
 	bgRunning   bool
-	bgWaiting   bool      // the background reader waits for bytes at a frame boundary
-	handover    bool      // a loop waits for the background reader to step aside
-	readBound   time.Time // read deadline set once our CLOSE went out; zero: none
-	closing     bool      // the handler returned or the context ended: hand out no more data
-	draining    bool      // the closing handshake set its deadline
+	bgWaiting   bool  // the background reader waits for bytes at a frame boundary
+	handover    bool  // a loop waits for the background reader to step aside
+	readBound   int64 // read deadline (unix ns) set once our CLOSE went out; 0: none
+	closing     bool  // the handler returned or the context ended: hand out no more data
+	draining    bool  // the closing handshake set its deadline
 
 	// Frame state, touched only by the token holder.
 	hdr       frames.Header
@@ -124,19 +131,16 @@ type Conn struct {
 	// Write side.
 	msgLock     chan struct{} // held for a whole message
 	wdone       chan struct{} // closed once no more data can be sent
-	wdoneOnce   sync.Once
-	fragOpen    bool       // a WriteFrame message is open (msgLock held)
-	sockMu      sync.Mutex // held for each physical write
+	wdoneShut   atomic.Bool   // wdone is closed
+	fragOpen    bool          // a WriteFrame message is open (msgLock held)
+	sockMu      sync.Mutex    // held for each physical write
 	ctrlMu      sync.Mutex
 	ctrlPending atomic.Uint32
-	pongLen     int
-	pong        [frames.MaxControlPayload]byte
-	ping        [8]byte
-	closeBody   []byte
-	closeSent   atomic.Bool // our CLOSE is queued or out: no more data frames
-	closeOut    bool        // our CLOSE reached the socket (under sockMu)
-	wbroken     bool        // a write failed; the stream is unusable (under sockMu)
-	wdeadline   time.Time   // the write deadline last set (under sockMu)
+	ctrl        *controlFrames // the queued frames' payloads (under ctrlMu); nil when none
+	closeSent   atomic.Bool    // our CLOSE is queued or out: no more data frames
+	closeOut    bool           // our CLOSE reached the socket (under sockMu)
+	wbroken     bool           // a write failed; the stream is unusable (under sockMu)
+	wdeadline   int64          // the write deadline last set, unix ns (under sockMu)
 	whdr        [frames.MaxHeaderSize]byte
 	wv          [2][]byte
 	wbufs       net.Buffers
@@ -148,7 +152,6 @@ type Conn struct {
 	// permessage-deflate, when negotiated.
 	deflate    *deflateState
 	allowedRsv byte
-	rawReader  messageReader // compressed bytes of the message being inflated
 }
 
 // Stats counts a connection's traffic. Read it with Conn.Stats.
@@ -167,7 +170,7 @@ func newConn(u Upgraded, cfg *Config) *Conn {
 	c := &Conn{
 		nc:      u.Conn,
 		client:  u.Client,
-		set:     cfg.resolve(),
+		set:     settingsFor(cfg),
 		req:     u.Request,
 		proto:   u.Subprotocol,
 		exts:    u.Extensions,
@@ -179,7 +182,7 @@ func newConn(u Upgraded, cfg *Config) *Conn {
 		watch:   watch{route: u.Route},
 	}
 	c.in.c, c.out.c = c, c
-	c.start = c.set.clock.Now()
+	c.start = c.set.clock.Now().UnixNano()
 	if p, err := deflateFrom(u.Extensions, u.Client); err == nil && p != nil {
 		c.deflate = newDeflateState(p, c.set.compression)
 		c.allowedRsv = frames.Rsv1
@@ -200,53 +203,108 @@ func newConn(u Upgraded, cfg *Config) *Conn {
 //
 // Serve returns the handler's error, or the reason the connection failed.
 func Serve[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], cfg *Config) error {
-	if _, err := deflateFrom(u.Extensions, u.Client); err != nil {
-		_ = u.Conn.Close()
+	s, err := open(ctx, u, value, handler, cfg)
+	if err != nil {
 		return err
 	}
-	c := newConn(u, cfg)
-	s := &Session[T]{Conn: c, Value: value}
-	return c.run(ctx, func(ctx context.Context) error {
-		return handler(ctx, &c.in, &c.out, s)
-	})
+	s.serve()
+	return s.result
 }
 
-func (c *Conn) run(parent context.Context, handler func(context.Context) error) error {
+// Start is Serve in a goroutine of its own: it sets the connection up in
+// the caller's goroutine, starts the one goroutine that runs handler and
+// the closing handshake, and returns. done, if not nil, is called once the
+// connection is over (with Group.Enter, its leave). Start returns an error,
+// after closing u.Conn and calling done, only when u cannot be served.
+//
+// The connection's goroutine begins with the handler itself, so that its
+// stack holds little more than what the handler's own code needs: an idle
+// connection whose handler ranges over an iterator keeps the runtime's
+// smallest stack.
+func Start[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], cfg *Config, done func()) error {
+	s, err := open(ctx, u, value, handler, cfg)
+	if err != nil {
+		if done != nil {
+			done()
+		}
+		return err
+	}
+	s.done = done
+	go s.serve()
+	return nil
+}
+
+// open builds the connection and its session and starts everything but
+// the handler: the context, the group's count, the observer, keep-alive.
+func open[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], cfg *Config) (*Session[T], error) {
+	if _, err := deflateFrom(u.Extensions, u.Client); err != nil {
+		_ = u.Conn.Close()
+		return nil, err
+	}
+	c := newConn(u, cfg)
+	c.begin(ctx)
+	return &Session[T]{Conn: c, Value: value, handler: handler}, nil
+}
+
+// serve runs the handler and then ends the connection (end, deferred, also
+// turns a panic into an error). It is the first frame of the connection's
+// goroutine when Start runs it, so it stays small.
+func (s *Session[T]) serve() {
+	c := s.Conn
+	defer c.end()
+	c.result = s.handler(c.ctx, &c.in, &c.out, s)
+}
+
+// begin sets up everything the handler runs with.
+func (c *Conn) begin(parent context.Context) {
 	c.parent = parent
 	c.ctx, c.cancel = context.WithCancelCause(parent)
-	defer c.cancel(ErrClosed)
 	if g := GroupFrom(parent); g != nil {
+		c.grp = g
 		if !g.add(c) {
 			c.stop(ErrShutdown)
 		}
-		defer g.remove(c)
 	}
 	// A caller's context that can end is watched; the router's cannot (its
 	// Group stops connections directly), which saves a registration.
-	var stopWatch func() bool
 	if parent.Done() != nil {
 		c.tasks.Add(1)
-		stopWatch = context.AfterFunc(parent, func() {
+		c.stopWatch = context.AfterFunc(parent, func() {
 			defer c.tasks.Done()
 			c.stop(context.Cause(parent))
 		})
 	}
 	c.opened()
+	if !c.set.keepRequest {
+		c.req = nil
+	}
 	c.keepAlive.start(c)
 	if c.set.logger.Enabled(context.Background(), slog.LevelDebug) {
 		c.logger().Debug("connection open")
 	}
-	c.startBackground()
+	c.deferBackground()
+}
 
-	err := c.callHandler(handler)
-	err = c.finish(err)
-
+// end runs once the handler returned with c.result (or panicked): the
+// closing handshake, the wait for the connection's tasks, and the
+// bookkeeping. c.result becomes what Serve returns.
+func (c *Conn) end() {
+	if v := recover(); v != nil {
+		c.result = &panicError{value: v, stack: debug.Stack()}
+	}
+	c.result = c.finish(c.result)
 	c.keepAlive.stop()
-	if stopWatch != nil && stopWatch() {
+	if c.stopWatch != nil && c.stopWatch() {
 		c.tasks.Done()
 	}
 	c.tasks.Wait()
-	return err
+	c.cancel(ErrClosed)
+	if c.grp != nil {
+		c.grp.remove(c)
+	}
+	if c.done != nil {
+		c.done()
+	}
 }
 
 // stop cancels the handler's context with cause (the first cause wins) and
@@ -254,15 +312,6 @@ func (c *Conn) run(parent context.Context, handler func(context.Context) error) 
 func (c *Conn) stop(cause error) {
 	c.cancel(cause)
 	c.interruptReads()
-}
-
-func (c *Conn) callHandler(handler func(context.Context) error) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &panicError{value: v, stack: debug.Stack()}
-		}
-	}()
-	return handler(c.ctx)
 }
 
 type panicError struct {
@@ -278,7 +327,13 @@ func (p *panicError) Error() string { return fmt.Sprintf("wsconn: handler panick
 // closes the connection with 1011 (or the code of a *CloseError). Go may be
 // called from the handler and from other tasks of the connection.
 func (c *Conn) Go(f func(ctx context.Context) error) {
-	c.group.Go(func() error {
+	c.rmu.Lock()
+	if c.group == nil {
+		c.group = new(errgroup.Group)
+	}
+	g := c.group
+	c.rmu.Unlock()
+	g.Go(func() error {
 		err := f(c.ctx)
 		if err != nil {
 			c.stop(err)
@@ -287,8 +342,10 @@ func (c *Conn) Go(f func(ctx context.Context) error) {
 	})
 }
 
-// Request returns the HTTP request that was upgraded. Its context's values
-// (set by middleware) are also in the handler's context.
+// Request returns the HTTP request that was upgraded when the connection's
+// Config has KeepRequest, and nil otherwise, except to an Observer's
+// ConnOpened, which always sees it. Its context's values (set by
+// middleware) are in the handler's context either way.
 func (c *Conn) Request() *http.Request { return c.req }
 
 // Logger returns the connection's logger, which carries its route pattern
@@ -467,7 +524,14 @@ func (c *Conn) finish(herr error) error {
 	} else {
 		c.awaitPeerClose()
 	}
-	gerr := c.group.Wait()
+	c.rmu.Lock()
+	g := c.group
+	c.rmu.Unlock()
+	var gerr error
+	if g != nil {
+		gerr = g.Wait()
+	}
+	c.bg.Wait()
 	c.teardown()
 
 	if by == SidePeer {

@@ -147,7 +147,7 @@ func describe(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *
 }
 
 func TestHTTP2EchoOverStream(t *testing.T) {
-	base, client, _, logs := h2Server(t, wsconn.Config{}, &wsconn.AcceptOptions{Subprotocols: []string{"chat", "echo"}}, describe)
+	base, client, _, logs := h2Server(t, wsconn.Config{KeepRequest: true}, &wsconn.AcceptOptions{Subprotocols: []string{"chat", "echo"}}, describe)
 	s := dialH2(t, client, base+"/ws", http.Header{"Sec-Websocket-Protocol": {"v2.other, echo"}})
 
 	if got := s.Response.Header.Get("Sec-WebSocket-Protocol"); got != "echo" {

@@ -72,6 +72,7 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 		defer c.release()
 		c.asm.Limit = 0
 		for {
+			c.awaitFrame()
 			h, err := c.nextFrame(c.frameLimit())
 			if err != nil {
 				in.setErr(err)
@@ -134,6 +135,7 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 		var buf *[]byte
 		defer func() { bufpool.Put(buf) }()
 		for {
+			c.awaitFrame()
 			h, err := c.nextFrame(0)
 			if err != nil {
 				in.setErr(err)
@@ -198,6 +200,7 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 		c.asm.Limit = 0
 		r := &in.mr
 		for {
+			c.awaitFrame()
 			h, err := c.nextFrame(0)
 			if err != nil {
 				in.setErr(err)
@@ -338,6 +341,78 @@ func (c *Conn) release() {
 	c.startBackground()
 }
 
+// bgDelay is how long a new connection's handler has to start ranging
+// before the background reader takes the socket. Most handlers range at
+// once, and then no reader goroutine is started only to hand the socket
+// back; control frames that arrive meanwhile wait in the socket.
+const bgDelay = 20 * time.Millisecond
+
+// deferBackground starts the background reader after bgDelay unless a loop
+// is reading by then. The delays are all the same, so one queue in arrival
+// order serves every connection of the process, drained by one goroutine
+// while it is not empty: no timer, and no goroutine, per connection.
+func (c *Conn) deferBackground() {
+	bgStarts.add(c, time.Now().Add(bgDelay))
+}
+
+var bgStarts bgQueue
+
+type bgQueue struct {
+	mu      sync.Mutex
+	q       []bgStart
+	head    int
+	running bool
+}
+
+type bgStart struct {
+	c   *Conn
+	due time.Time
+}
+
+func (b *bgQueue) add(c *Conn, due time.Time) {
+	b.mu.Lock()
+	b.q = append(b.q, bgStart{c, due})
+	start := !b.running
+	b.running = true
+	b.mu.Unlock()
+	if start {
+		go b.drain()
+	}
+}
+
+// drain starts each queued connection's background reader when it is due,
+// and returns once the queue is empty.
+func (b *bgQueue) drain() {
+	for {
+		b.mu.Lock()
+		if b.head == len(b.q) {
+			b.q, b.head, b.running = b.q[:0], 0, false
+			if cap(b.q) > 1024 {
+				b.q = nil // a burst is over: let its array go
+			}
+			b.mu.Unlock()
+			return
+		}
+		next := b.q[b.head]
+		if wait := time.Until(next.due); wait > 0 {
+			b.mu.Unlock()
+			time.Sleep(wait)
+			continue
+		}
+		b.q[b.head] = bgStart{}
+		b.head++
+		if b.head >= 64 && 2*b.head >= len(b.q) {
+			// Under a steady stream of connections the queue never
+			// empties: move what is left to the front.
+			n := copy(b.q, b.q[b.head:])
+			clear(b.q[n:])
+			b.q, b.head = b.q[:n], 0
+		}
+		b.mu.Unlock()
+		next.c.startBackground()
+	}
+}
+
 func (c *Conn) startBackground() {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -353,33 +428,35 @@ func (c *Conn) startBackground() {
 	// The reader counts as waiting from now on, before its goroutine runs,
 	// so that a pong timeout cannot slip through its start-up.
 	c.keepAlive.waiting(c, true)
-	c.group.Go(c.background)
+	c.bg.Add(1)
+	go c.background()
 }
 
 // background reads while no loop does: it answers control frames and stops
 // at the first data frame, which waits for a loop. While the connection is
 // closing it discards data instead, looking for the peer's CLOSE.
-func (c *Conn) background() error {
+func (c *Conn) background() {
 	defer func() {
 		c.rmu.Lock()
 		c.bgRunning = false
 		c.rmu.Unlock()
 		c.readTok <- struct{}{}
+		c.bg.Done()
 	}()
 	for {
 		h, err := c.peekData(true)
 		if err != nil {
-			return nil
+			return
 		}
 		c.rmu.Lock()
 		closing := c.closing && !c.handover
 		c.rmu.Unlock()
 		if !closing || c.ranging.Load() {
-			return nil
+			return
 		}
 		c.consumeHeader(h)
 		if c.skipPayload(h.Length) != nil {
-			return nil
+			return
 		}
 	}
 }
@@ -391,6 +468,21 @@ var (
 	errReadEnded   = errors.New("wsconn: inbound ended")
 	errInterrupted = errors.New("wsconn: read interrupted")
 )
+
+// awaitFrame waits for the peer's next bytes when none are buffered at a
+// frame boundary. Loops call it before nextFrame so that a connection waits
+// for its peer from a shallow call: the goroutine of an idle connection
+// then fits in the runtime's smallest stack (2 KiB), which the deeper
+// frame-parsing calls would overflow. Whatever the wait meets (bytes, an
+// error, a deadline) is what nextFrame then finds.
+func (c *Conn) awaitFrame() {
+	if c.rd.buffered() > 0 || c.remaining > 0 || c.rendedFlag.Load() || c.closingFlag.Load() {
+		return
+	}
+	c.keepAlive.waiting(c, true)
+	c.rd.wait()
+	c.keepAlive.waiting(c, false)
+}
 
 // nextFrame returns the header of the next data frame for a loop, checked
 // against limit (0: none) and the fragment sequence; its error is the one
@@ -679,7 +771,11 @@ func (c *Conn) bgWait(on bool) bool {
 		return true
 	}
 	if !on && !c.closing {
-		_ = c.nc.SetReadDeadline(c.readBound)
+		var d time.Time // none, unless our CLOSE went out
+		if c.readBound != 0 {
+			d = time.Unix(0, c.readBound)
+		}
+		_ = c.nc.SetReadDeadline(d)
 	}
 	return false
 }
@@ -697,11 +793,12 @@ func (c *Conn) frameLimit() int64 {
 func (c *Conn) boundReads() {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	if c.closing || c.draining || !c.readBound.IsZero() {
+	if c.closing || c.draining || c.readBound != 0 {
 		return
 	}
-	c.readBound = time.Now().Add(c.set.closeTimeout)
-	_ = c.nc.SetReadDeadline(c.readBound)
+	d := time.Now().Add(c.set.closeTimeout)
+	c.readBound = d.UnixNano()
+	_ = c.nc.SetReadDeadline(d)
 }
 
 // errBadDeflate is a compressed message that does not inflate.
@@ -716,7 +813,7 @@ func (c *Conn) readCompressed(buf *[]byte, h frames.Header, limit int64) (*[]byt
 		buf = bufpool.Get(0)
 	}
 	start := len(*buf)
-	src := &c.rawReader
+	src := &c.deflate.raw
 	*src = messageReader{c: c, fin: h.Fin, live: true, raw: true}
 	buf, err := c.deflate.inflateTo(buf, src, limit)
 	switch {

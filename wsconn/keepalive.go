@@ -114,7 +114,7 @@ func (k *keepAlive) tick(c *Conn) {
 	if k.stopped {
 		return
 	}
-	set := &c.set
+	set := c.set
 	now := set.clock.Now().UnixNano()
 	heard := k.lastHeard.Load()
 
@@ -146,7 +146,7 @@ func (k *keepAlive) tick(c *Conn) {
 
 // next returns how long to sleep until something may be due.
 func (k *keepAlive) next(c *Conn, now int64) time.Duration {
-	set := &c.set
+	set := c.set
 	due := int64(1<<63 - 1)
 	if set.pingInterval >= 0 {
 		if sent := k.pingSentAt.Load(); (sent != 0 || k.pingQueued) && set.pongTimeout >= 0 {

@@ -235,7 +235,7 @@ func (c *Conn) reportClose(by Side, code frames.CloseCode, reason string) {
 		Code:        code,
 		Reason:      reason,
 		By:          by,
-		Duration:    c.set.clock.Now().Sub(c.start),
+		Duration:    time.Duration(c.set.clock.Now().UnixNano() - c.start),
 		MessagesIn:  c.stats.MessagesIn.Load(),
 		MessagesOut: c.stats.MessagesOut.Load(),
 		BytesIn:     c.stats.BytesIn.Load(),

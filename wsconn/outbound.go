@@ -8,6 +8,7 @@ import (
 	"github.com/klauspost/compress/flate"
 	"io"
 	"net"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -407,7 +408,9 @@ func (c *Conn) writeFailed(err error) error {
 // closeWrites wakes writers waiting for the message lock: nothing more
 // can be sent.
 func (c *Conn) closeWrites() {
-	c.wdoneOnce.Do(func() { close(c.wdone) })
+	if !c.wdoneShut.Swap(true) {
+		close(c.wdone)
+	}
 }
 
 // ---- control frames ----
@@ -417,13 +420,16 @@ func (c *Conn) closeWrites() {
 // go. A newer PONG replaces an unsent one (RFC 6455 §5.5.3).
 func (c *Conn) queueControl(kind uint32, p []byte) {
 	c.ctrlMu.Lock()
+	if c.ctrl == nil {
+		c.ctrl = controlPool.Get().(*controlFrames)
+	}
 	switch kind {
 	case ctrlPong:
-		c.pongLen = copy(c.pong[:], p)
+		c.ctrl.pongLen = copy(c.ctrl.pong[:], p)
 	case ctrlPing:
-		copy(c.ping[:], p)
+		copy(c.ctrl.ping[:], p)
 	case ctrlClose:
-		c.closeBody = append(c.closeBody[:0], p...)
+		c.ctrl.closeLen = copy(c.ctrl.close[:], p)
 	}
 	c.ctrlPending.Or(kind)
 	c.ctrlMu.Unlock()
@@ -467,17 +473,32 @@ func (c *Conn) flushControl() {
 			c.closeOut = true
 		}
 	}
-	if pending&ctrlPong != 0 {
-		send(frames.OpPong, c.pong[:c.pongLen])
-	}
-	if pending&ctrlPing != 0 {
-		send(frames.OpPing, c.ping[:])
-	}
-	if pending&ctrlClose != 0 {
-		send(frames.OpClose, c.closeBody)
+	if f := c.ctrl; f != nil {
+		if pending&ctrlPong != 0 {
+			send(frames.OpPong, f.pong[:f.pongLen])
+		}
+		if pending&ctrlPing != 0 {
+			send(frames.OpPing, f.ping[:])
+		}
+		if pending&ctrlClose != 0 {
+			send(frames.OpClose, f.close[:f.closeLen])
+		}
+		c.ctrl = nil
+		controlPool.Put(f)
 	}
 	c.ctrlMu.Unlock()
 }
+
+// controlFrames holds the payloads of queued control frames from the
+// moment they are queued until the socket's holder writes them; pooled,
+// so that a connection holds none in between.
+type controlFrames struct {
+	pongLen, closeLen int
+	pong, close       [frames.MaxControlPayload]byte
+	ping              [8]byte
+}
+
+var controlPool = sync.Pool{New: func() any { return new(controlFrames) }}
 
 // queueClose sends a CLOSE frame ahead of any queued data; later data
 // writes fail with ErrClosed.
@@ -562,9 +583,10 @@ func (c *Conn) setWriteDeadline() {
 		return
 	}
 	now := time.Now()
-	if c.wdeadline.Sub(now) > wt-wt/10 {
+	if c.wdeadline-now.UnixNano() > int64(wt-wt/10) {
 		return
 	}
-	c.wdeadline = now.Add(wt)
-	_ = c.nc.SetWriteDeadline(c.wdeadline)
+	d := now.Add(wt)
+	c.wdeadline = d.UnixNano()
+	_ = c.nc.SetWriteDeadline(d)
 }

@@ -11,7 +11,7 @@ const (
 	// idleReadSize is the per-connection array a connection reads into
 	// while it holds no pooled buffer: a frame header, a control frame or
 	// a small message fits, so an idle connection holds no read buffer.
-	idleReadSize = 160
+	idleReadSize = 64
 	// streamReadSize is the pooled buffer borrowed while bytes keep coming.
 	streamReadSize = 4096
 )
@@ -24,6 +24,7 @@ type netReader struct {
 	pool *[]byte // borrowed buffer, nil while idle
 	buf  []byte  // idle[:] or *pool
 	r, w int
+	err  error // from wait, for the next read
 	idle [idleReadSize]byte
 }
 
@@ -42,6 +43,10 @@ func (b *netReader) buffered() int { return b.w - b.r }
 // fill reads at least once more from src, making room for at least need
 // unread bytes (need <= streamReadSize).
 func (b *netReader) fill(need int) error {
+	if err := b.err; err != nil {
+		b.err = nil
+		return err
+	}
 	if b.r == b.w {
 		b.r, b.w = 0, 0
 		if b.pool != nil {
@@ -72,6 +77,15 @@ func (b *netReader) fill(need int) error {
 	return err
 }
 
+// wait blocks until src has bytes (or fails: the error is kept for the
+// next read). It is fill called from the top of a loop, where a
+// connection waits for its peer, rather than from deep in frame parsing.
+func (b *netReader) wait() {
+	if b.err == nil && b.r == b.w {
+		b.err = b.fill(1)
+	}
+}
+
 // peek returns the next n unread bytes without consuming them.
 func (b *netReader) peek(n int) ([]byte, error) {
 	for b.w-b.r < n {
@@ -98,6 +112,10 @@ func (b *netReader) read(p []byte) (int, error) {
 			b.pool, b.buf = nil, b.idle[:]
 		}
 		b.r, b.w = 0, 0
+		if err := b.err; err != nil {
+			b.err = nil
+			return 0, err
+		}
 		n, err := b.src.Read(p)
 		if n > 0 {
 			return n, nil

@@ -3,6 +3,8 @@ package wsconn_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -166,5 +168,94 @@ func TestWritePreparedBatchInOrder(t *testing.T) {
 			}
 		}
 		c.Close()
+	}
+}
+
+// TestLoopsTakeTurnsWithBackgroundReader breaks out of the loop after every
+// message and pauses before ranging again: in between, the background
+// reader holds the socket and answers PINGs, and each new loop takes the
+// socket back from it while it waits, without losing a byte.
+func TestLoopsTakeTurnsWithBackgroundReader(t *testing.T) {
+	url, _ := testServer(t, nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		for {
+			got := false
+			for m := range in.Messages(0) {
+				if err := out.WriteMessage(ctx, m); err != nil {
+					return err
+				}
+				got = true
+				break
+			}
+			if !got {
+				return in.Err()
+			}
+			time.Sleep(40 * time.Millisecond) // the background reader's turn
+		}
+	})
+	c := dialRaw(t, url)
+	for i := range 5 {
+		c.frame(frames.OpPing, true, []byte("p"))
+		if h, p := c.read(); h.Op != frames.OpPong || string(p) != "p" {
+			t.Fatalf("round %d: got %v %q, want the PONG", i, h.Op, p)
+		}
+		// The loop starts again while the background reader waits for
+		// bytes, and takes the socket from it.
+		time.Sleep(80 * time.Millisecond)
+		msg := strings.Repeat("m", 10+i*100)
+		c.frame(frames.OpText, true, []byte(msg))
+		if h, p := c.read(); h.Op != frames.OpText || string(p) != msg {
+			t.Fatalf("round %d: got %v %d bytes, want the echo", i, h.Op, len(p))
+		}
+	}
+}
+
+// TestRequestKeptOnlyWhenAsked: Conn.Request is the upgraded request with
+// Config.KeepRequest and nil without, while the request's context values
+// reach the handler's context either way.
+func TestRequestKeptOnlyWhenAsked(t *testing.T) {
+	type key struct{}
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprint("keep=", keep), func(t *testing.T) {
+			g := &wsconn.Group{}
+			cfg := &wsconn.Config{KeepRequest: keep, Logger: slog.New(slog.DiscardHandler)}
+			seen := make(chan string, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				r = r.WithContext(context.WithValue(r.Context(), key{}, "from middleware"))
+				u, err := wsconn.Accept(w, r, nil)
+				if err != nil {
+					return
+				}
+				ctx, leave, err := g.Enter(r.Context())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_ = wsconn.Start(ctx, u, struct{}{}, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+					v, _ := ctx.Value(key{}).(string)
+					path := "<nil>"
+					if req := s.Request(); req != nil {
+						path = req.URL.Path
+					}
+					seen <- v + " " + path
+					return nil
+				}, cfg, leave)
+			}))
+			t.Cleanup(srv.Close)
+			c := dialRaw(t, "ws"+strings.TrimPrefix(srv.URL, "http"))
+			want := "from middleware <nil>"
+			if keep {
+				want = "from middleware /"
+			}
+			if got := <-seen; got != want {
+				t.Fatalf("handler saw %q, want %q", got, want)
+			}
+			c.expectClose(frames.CloseNormal)
+			c.frame(frames.OpClose, true, closePayload(frames.CloseNormal, ""))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := g.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
