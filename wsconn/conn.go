@@ -279,7 +279,7 @@ func (c *Conn) begin(parent context.Context) {
 		c.req = nil
 	}
 	c.keepAlive.start(c)
-	if c.set.logger.Enabled(context.Background(), slog.LevelDebug) {
+	if c.debugOn() {
 		c.logger().Debug("connection open")
 	}
 	c.deferBackground()
@@ -351,6 +351,12 @@ func (c *Conn) Request() *http.Request { return c.req }
 // Logger returns the connection's logger, which carries its route pattern
 // (with a router), id, remote address, subprotocol and compression.
 func (c *Conn) Logger() *slog.Logger { return c.logger() }
+
+// debugOn reports whether debug lines would be logged; the connection's
+// logger is built only for lines that are.
+func (c *Conn) debugOn() bool {
+	return c.set.logger.Enabled(context.Background(), slog.LevelDebug)
+}
 
 // logger builds the connection's logger on first use: most connections
 // never log, and a logger with attributes costs memory for their lifetime.

@@ -81,8 +81,10 @@ func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, prot
 	}
 
 	h := w.Header()
-	for k, v := range responseHeader(o.Header) {
-		h[k] = v
+	for k, v := range o.Header {
+		if !handshakeField(k) {
+			h[k] = v
+		}
 	}
 	for _, k := range connectionHeaders {
 		delete(h, k)

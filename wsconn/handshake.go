@@ -1,6 +1,7 @@
 package wsconn
 
 import (
+	"crypto/sha1"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -10,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gobwas/httphead"
-	"github.com/gobwas/ws"
 )
 
 // HandshakeError is an opening handshake that colibri refused, with the
@@ -95,10 +95,20 @@ func CheckRequest(r *http.Request) *HandshakeError {
 	if len(keys) != 1 {
 		return refuse(http.StatusBadRequest, "WebSocket handshake needs exactly one Sec-WebSocket-Key header")
 	}
-	if key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(key) != 16 {
+	if !validKey(strings.TrimSpace(keys[0])) {
 		return refuse(http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64")
 	}
 	return nil
+}
+
+// validKey reports whether key is 16 bytes in base64 (RFC 6455 §4.1).
+func validKey(key string) bool {
+	var raw [18]byte
+	if len(key) != 24 {
+		return false
+	}
+	n, err := base64.StdEncoding.Decode(raw[:], []byte(key))
+	return err == nil && n == 16
 }
 
 // CheckOrigin guards against cross-site WebSocket hijacking: a browser
@@ -232,55 +242,120 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgrad
 		}
 		deflate, agreed = o.Compression.NegotiateCompression(offers)
 	}
-	up := ws.HTTPUpgrader{
-		Timeout: o.Timeout,
-		Header:  responseHeader(o.Header),
-	}
-	if proto != "" {
-		up.Protocol = func(p string) bool { return p == proto }
-	}
-	if agreed {
-		up.Negotiate = func(httphead.Option) (httphead.Option, error) { return deflate, nil }
-	}
-	nc, rw, hs, err := up.Upgrade(checkedRequest(r, proto, agreed), w)
+	return hijackAndSwitch(w, r, &o, proto, deflate, agreed)
+}
+
+// hijackAndSwitch takes the connection from net/http and writes the 101
+// response in one write, bounded by o.Timeout. CheckRequest has checked the
+// request; what is left is the response (RFC 6455 §4.2.2).
+func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, proto string, deflate httphead.Option, agreed bool) (Upgraded, error) {
+	nc, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		if nc != nil {
-			_ = nc.Close()
-		}
+		e := refuse(http.StatusInternalServerError, "this connection cannot be upgraded")
+		e.Write(w)
 		return Upgraded{}, fmt.Errorf("wsconn: upgrade: %w", err)
 	}
-	u := Upgraded{Conn: nc, Request: r, Subprotocol: hs.Protocol, Extensions: hs.Extensions}
+	var scratch [512]byte
+	b := append(scratch[:0], "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	b = appendAccept(b, strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key")))
+	b = append(b, "\r\n"...)
+	if proto != "" {
+		b = append(append(append(b, "Sec-WebSocket-Protocol: "...), proto...), "\r\n"...)
+	}
+	if agreed {
+		ext := appender{append(b, "Sec-WebSocket-Extensions: "...)}
+		_, _ = httphead.WriteOptions(&ext, []httphead.Option{deflate})
+		b = append(ext.b, "\r\n"...)
+	}
+	b = appendHeader(b, o.Header)
+	b = append(b, "\r\n"...)
+
+	if o.Timeout > 0 {
+		_ = nc.SetWriteDeadline(time.Now().Add(o.Timeout))
+	}
+	if _, err := nc.Write(b); err != nil {
+		_ = nc.Close()
+		return Upgraded{}, fmt.Errorf("wsconn: upgrade: writing the response: %w", err)
+	}
+	if o.Timeout > 0 {
+		_ = nc.SetWriteDeadline(time.Time{})
+	}
+	u := Upgraded{Conn: nc, Request: r, Subprotocol: proto}
+	if agreed {
+		u.Extensions = []httphead.Option{deflate}
+	}
 	if n := rw.Reader.Buffered(); n > 0 {
-		b, _ := rw.Reader.Peek(n)
-		u.Buffered = append([]byte(nil), b...)
+		p, _ := rw.Reader.Peek(n)
+		u.Buffered = append([]byte(nil), p...)
 	}
 	return u, nil
 }
 
-// checkedRequest is r as gobwas/ws gets it to write the 101. gobwas
-// checks the handshake again after hijacking, when a refusal can only be
-// its own 400, and reads only the first line of each header, compared
-// whole; r passed CheckRequest, which reads them as the lists RFC 9110
-// §5.6.1 allows (Upgrade: h2c, websocket) and trims the values. So gobwas
-// sees only the handshake headers, with the values CheckRequest accepted,
-// the subprotocol chosen and, when permessage-deflate was agreed, the one
-// offer it answers.
-func checkedRequest(r *http.Request, proto string, deflate bool) *http.Request {
-	h := http.Header{
-		"Upgrade":               {"websocket"},
-		"Connection":            {"Upgrade"},
-		"Sec-Websocket-Version": {"13"},
-		"Sec-Websocket-Key":     {strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key"))},
+// acceptGUID is the GUID that RFC 6455 §1.3 appends to the client's key.
+const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// appendAccept appends the Sec-WebSocket-Accept value for key, which
+// CheckRequest found to be 24 characters long.
+func appendAccept(b []byte, key string) []byte {
+	var in [64]byte
+	n := copy(in[:], key)
+	n += copy(in[n:], acceptGUID)
+	sum := sha1.Sum(in[:n])
+	return base64.StdEncoding.AppendEncode(b, sum[:])
+}
+
+// appendHeader appends the response headers of h but those the handshake
+// writes itself. As net/http does, it drops fields with invalid names and
+// turns line breaks in values into spaces, so that no value can add a
+// field or end the response.
+func appendHeader(b []byte, h http.Header) []byte {
+	for k, vs := range h {
+		if handshakeField(k) || !validFieldName(k) {
+			continue
+		}
+		for _, v := range vs {
+			b = append(append(b, k...), ": "...)
+			for i := 0; i < len(v); i++ {
+				c := v[i]
+				if c == '\r' || c == '\n' {
+					c = ' '
+				}
+				b = append(b, c)
+			}
+			b = append(b, "\r\n"...)
+		}
 	}
-	if proto != "" {
-		h["Sec-Websocket-Protocol"] = []string{proto}
+	return b
+}
+
+// handshakeField reports whether the handshake writes header k itself.
+func handshakeField(k string) bool {
+	switch http.CanonicalHeaderKey(k) {
+	case "Upgrade", "Connection", "Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions", "Content-Length", "Transfer-Encoding":
+		return true
 	}
-	if deflate {
-		h["Sec-Websocket-Extensions"] = []string{deflateName}
+	return false
+}
+
+// validFieldName reports whether k is a token (RFC 9110 §5.1).
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
 	}
-	v := r.WithContext(r.Context())
-	v.Header = h
-	return v
+	for i := 0; i < len(k); i++ {
+		if !httphead.OctetTypes[k[i]].IsToken() {
+			return false
+		}
+	}
+	return true
+}
+
+// appender is an io.Writer that appends to b.
+type appender struct{ b []byte }
+
+func (a *appender) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
 }
 
 // extensionOffers parses every Sec-WebSocket-Extensions header of r; ok is
@@ -294,33 +369,14 @@ func extensionOffers(r *http.Request) (offers []httphead.Option, ok bool) {
 	return offers, true
 }
 
-// responseHeader drops the headers the handshake itself writes.
-func responseHeader(h http.Header) http.Header {
-	if len(h) == 0 {
-		return nil
-	}
-	out := make(http.Header, len(h))
-	for k, v := range h {
-		switch http.CanonicalHeaderKey(k) {
-		case "Upgrade", "Connection", "Sec-Websocket-Accept", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions", "Content-Length", "Transfer-Encoding":
-			continue
-		}
-		out[k] = v
-	}
-	return out
-}
-
 // headerHasToken reports whether any of the comma-separated values of
 // header name holds token, compared case-insensitively.
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
-		found := false
-		httphead.ScanTokens([]byte(v), func(tok []byte) bool {
-			found = strings.EqualFold(string(tok), token)
-			return !found
-		})
-		if found {
-			return true
+		for elem := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.Trim(elem, " \t"), token) {
+				return true
+			}
 		}
 	}
 	return false

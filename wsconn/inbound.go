@@ -696,7 +696,9 @@ func (c *Conn) control(h frames.Header) error {
 		default:
 			rerr = &CloseError{Code: code, Reason: reason}
 		}
-		c.logger().Debug("peer closed", slog.Int("code", int(code)), slog.String("reason", reason))
+		if c.debugOn() {
+			c.logger().Debug("peer closed", slog.Int("code", int(code)), slog.String("reason", reason))
+		}
 		c.endRead(rerr)
 		c.stop(&CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true})
 		return errReadEnded
@@ -715,7 +717,9 @@ func (c *Conn) violation(err error) error {
 		return rerr
 	}
 	ce := &CloseError{Code: v.Code, Reason: v.Reason, Err: v, byColibri: true}
-	c.logger().Debug("protocol violation", slog.Int("code", int(v.Code)), slog.String("reason", v.Reason))
+	if c.debugOn() {
+		c.logger().Debug("protocol violation", slog.Int("code", int(v.Code)), slog.String("reason", v.Reason))
+	}
 	c.protocolError(v)
 	c.fail(ce)
 	return ce

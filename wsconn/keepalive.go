@@ -165,6 +165,8 @@ func (k *keepAlive) next(c *Conn, now int64) time.Duration {
 // out at once and nobody waits for an answer.
 func (c *Conn) failTimeout(cause error, reason string) {
 	ce := &CloseError{Code: frames.CloseGoingAway, Reason: reason, Err: cause, byColibri: true}
-	c.logger().Debug("keep-alive closing connection", "reason", reason)
+	if c.debugOn() {
+		c.logger().Debug("keep-alive closing connection", "reason", reason)
+	}
 	c.fail(ce)
 }

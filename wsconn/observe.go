@@ -241,7 +241,7 @@ func (c *Conn) reportClose(by Side, code frames.CloseCode, reason string) {
 		BytesIn:     c.stats.BytesIn.Load(),
 		BytesOut:    c.stats.BytesOut.Load(),
 	}
-	if c.set.logger.Enabled(context.Background(), slog.LevelDebug) {
+	if c.debugOn() {
 		c.logger().Debug("connection closed",
 			slog.Int("code", int(info.Code)), slog.String("reason", info.Reason),
 			slog.String("by", info.By.String()),
