@@ -347,6 +347,10 @@ func (c *Conn) release() {
 // back; control frames that arrive meanwhile wait in the socket.
 const bgDelay = 20 * time.Millisecond
 
+// bgSlack is how late a start may be, so that one wake-up of the queue's
+// goroutine serves every connection that came within it.
+const bgSlack = 10 * time.Millisecond
+
 // deferBackground starts the background reader after bgDelay unless a loop
 // is reading by then. The delays are all the same, so one queue in arrival
 // order serves every connection of the process, drained by one goroutine
@@ -396,7 +400,7 @@ func (b *bgQueue) drain() {
 		next := b.q[b.head]
 		if wait := time.Until(next.due); wait > 0 {
 			b.mu.Unlock()
-			time.Sleep(wait)
+			time.Sleep(wait + bgSlack)
 			continue
 		}
 		b.q[b.head] = bgStart{}

@@ -124,6 +124,33 @@ func (c *child) rssKiB() (int64, error) {
 	return 0, errors.New("no VmRSS line in /proc status")
 }
 
+// cpuTime is the CPU time the server's threads have used so far, from
+// /proc/PID/schedstat (nanoseconds, summed over its threads).
+func (c *child) cpuTime() (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", c.cmd.Process.Pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			continue
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		total += time.Duration(ns)
+	}
+	return total, nil
+}
+
 // goroutines asks the server how many goroutines it runs.
 func (c *child) goroutines(ctx context.Context) (int, error) {
 	b, err := c.request(ctx, http.MethodGet, "/debug/goroutines")

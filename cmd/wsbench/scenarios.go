@@ -441,6 +441,7 @@ func runHandshake(ctx context.Context, cfg *config, srv *child) (outcome, error)
 
 	conns := make([]*clientConn, 0, cfg.handshakes)
 	defer func() { closeAll(conns) }()
+	cpu0, cpuErr := srv.cpuTime()
 	start := time.Now()
 	for range cfg.handshakes {
 		c, err := dial(ctx, srv.addr, "/echo", 512)
@@ -450,8 +451,14 @@ func runHandshake(ctx context.Context, cfg *config, srv *child) (outcome, error)
 		conns = append(conns, c)
 	}
 	elapsed := time.Since(start)
+	detail := map[string]any{"handshakes": len(conns), "seconds": elapsed.Seconds()}
+	if cpu1, err := srv.cpuTime(); err == nil && cpuErr == nil {
+		// What each handshake cost the server in CPU, less sensitive to
+		// scheduling on a loaded machine than the wall time.
+		detail["server_cpu_us_per_handshake"] = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(len(conns))
+	}
 	return outcome{
 		Values: map[string]float64{"handshake_us": float64(elapsed) / float64(time.Microsecond) / float64(len(conns))},
-		Detail: map[string]any{"handshakes": len(conns), "seconds": elapsed.Seconds()},
+		Detail: detail,
 	}, nil
 }

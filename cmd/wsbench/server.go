@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -137,5 +138,8 @@ func debugHandler() http.Handler {
 		debug.FreeOSMemory()
 		w.WriteHeader(http.StatusNoContent)
 	})
+	// For profiling a server started with "wsbench serve".
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	return mux
 }
