@@ -73,18 +73,17 @@ var connIDs atomic.Uint64
 // handler and every task of its group have returned and the transport is
 // closed.
 type Conn struct {
-	nc      net.Conn
-	client  bool
-	set     *settings // shared with the connections of equal Configs
-	req     *http.Request
-	proto   string
-	exts    []httphead.Option
-	id      uint64
-	log     *slog.Logger // built by logger() on first use
-	start   int64        // unix ns, on the Config's clock
-	logOnce sync.Once
-	in      Inbound
-	out     Outbound
+	nc     net.Conn
+	set    *settings // shared with the connections of equal Configs
+	req    *http.Request
+	proto  string
+	exts   []httphead.Option
+	id     uint64
+	log    atomic.Pointer[slog.Logger] // built by logger() on first use
+	start  int64                       // unix ns, on the Config's clock
+	in     Inbound
+	out    Outbound
+	client bool
 
 	ctx       context.Context // the handler's context
 	parent    context.Context // the context Serve was given
@@ -99,23 +98,27 @@ type Conn struct {
 
 	// Read side. The token is held by whoever reads the socket: an
 	// iterator, the background reader, or the closing handshake.
-	rd      netReader
-	readTok chan struct{}
-	ranging atomic.Bool
-	rmu     sync.Mutex
-	rended  bool // the inbound side is over
+	rd        netReader
+	readTok   chan struct{}
+	rmu       sync.Mutex
+	rerr      error  // why, for Inbound.Err; nil for a clean close
+	rdone     signal // fired when rended is set
+	readBound int64  // read deadline (unix ns) set once our CLOSE went out; 0: none
+	ranging   atomic.Bool
 	// Mirrors of rended and closing for the per-frame path, which reads
 	// them without the lock; they only ever go from false to true.
 	rendedFlag  atomic.Bool
 	closingFlag atomic.Bool
-	rerr        error         // why, for Inbound.Err; nil for a clean close
-	rdone       chan struct{} // closed when rended is set
-	bgRunning   bool
-	bgWaiting   bool  // the background reader waits for bytes at a frame boundary
-	handover    bool  // a loop waits for the background reader to step aside
-	readBound   int64 // read deadline (unix ns) set once our CLOSE went out; 0: none
-	closing     bool  // the handler returned or the context ended: hand out no more data
-	draining    bool  // the closing handshake set its deadline
+	// Under rmu:
+	rended     bool // the inbound side is over
+	bgRunning  bool
+	bgWaiting  bool // the background reader waits for bytes at a frame boundary
+	handover   bool // a loop waits for the background reader to step aside
+	closing    bool // the handler returned or the context ended: hand out no more data
+	draining   bool // the closing handshake set its deadline
+	peerClosed bool
+	peerCode   frames.CloseCode
+	peerReason string
 
 	// Frame state, touched only by the token holder.
 	hdr       frames.Header
@@ -124,34 +127,25 @@ type Conn struct {
 	maskPos   int
 	asm       messages.Assembler
 
-	peerClosed bool // under rmu
-	peerCode   frames.CloseCode
-	peerReason string
-
 	// Write side.
 	msgLock     chan struct{} // held for a whole message
-	wdone       chan struct{} // closed once no more data can be sent
-	wdoneShut   atomic.Bool   // wdone is closed
-	fragOpen    bool          // a WriteFrame message is open (msgLock held)
+	wdone       signal        // fired once no more data can be sent
 	sockMu      sync.Mutex    // held for each physical write
 	ctrlMu      sync.Mutex
-	ctrlPending atomic.Uint32
 	ctrl        *controlFrames // the queued frames' payloads (under ctrlMu); nil when none
-	closeSent   atomic.Bool    // our CLOSE is queued or out: no more data frames
-	closeOut    bool           // our CLOSE reached the socket (under sockMu)
-	wbroken     bool           // a write failed; the stream is unusable (under sockMu)
 	wdeadline   int64          // the write deadline last set, unix ns (under sockMu)
+	ctrlPending atomic.Uint32
+	closeSent   atomic.Bool // our CLOSE is queued or out: no more data frames
 	whdr        [frames.MaxHeaderSize]byte
-	wv          [2][]byte
-	wbufs       net.Buffers
+	fragOpen    bool // a WriteFrame message is open (msgLock held)
+	closeOut    bool // our CLOSE reached the socket (under sockMu)
+	wbroken     bool // a write failed; the stream is unusable (under sockMu)
+	allowedRsv  byte // RSV bits the peer may set: RSV1 with permessage-deflate
 
 	keepAlive keepAlive
 	stats     Stats
-	watch     watch // for Config.Observer and the close log line
-
-	// permessage-deflate, when negotiated.
-	deflate    *deflateState
-	allowedRsv byte
+	watch     watch         // for Config.Observer and the close log line
+	deflate   *deflateState // permessage-deflate, when negotiated
 }
 
 // Stats counts a connection's traffic. Read it with Conn.Stats.
@@ -176,9 +170,7 @@ func newConn(u Upgraded, cfg *Config) *Conn {
 		exts:    u.Extensions,
 		id:      connIDs.Add(1),
 		readTok: make(chan struct{}, 1),
-		rdone:   make(chan struct{}),
 		msgLock: make(chan struct{}, 1),
-		wdone:   make(chan struct{}),
 		watch:   watch{route: u.Route},
 	}
 	c.in.c, c.out.c = c, c
@@ -361,10 +353,14 @@ func (c *Conn) debugOn() bool {
 // logger builds the connection's logger on first use: most connections
 // never log, and a logger with attributes costs memory for their lifetime.
 func (c *Conn) logger() *slog.Logger {
-	c.logOnce.Do(func() {
-		c.log = c.set.logger.With(c.logAttrs()...)
-	})
-	return c.log
+	if l := c.log.Load(); l != nil {
+		return l
+	}
+	l := c.set.logger.With(c.logAttrs()...)
+	if !c.log.CompareAndSwap(nil, l) {
+		l = c.log.Load() // built by another goroutine meanwhile
+	}
+	return l
 }
 
 // ID returns a number that identifies the connection within the process.
@@ -423,7 +419,7 @@ func (c *Conn) endRead(err error) {
 	}
 	c.rended, c.rerr = true, err
 	c.rendedFlag.Store(true)
-	close(c.rdone)
+	c.rdone.fire()
 }
 
 func (c *Conn) readEnded() (bool, error) {
@@ -589,7 +585,7 @@ func (c *Conn) awaitPeerClose() {
 			}
 		}
 		c.readTok <- struct{}{}
-	case <-c.rdone:
+	case <-c.rdone.wait():
 	case <-timer.C:
 	}
 }

@@ -3,7 +3,9 @@ package wsconn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,6 +39,36 @@ func WithGroup(ctx context.Context, g *Group) context.Context {
 	return context.WithValue(ctx, groupKey{}, g)
 }
 
+// groupCtx is the context of a connection that counts in g: it has its
+// parent's values but not its cancellation or deadline, and names g
+// (context.WithoutCancel and WithGroup in one allocation). It also
+// remembers whether the connection's place in g was given back.
+type groupCtx struct {
+	parent context.Context
+	g      *Group
+	left   atomic.Bool
+}
+
+func (c *groupCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *groupCtx) Done() <-chan struct{}       { return nil }
+func (c *groupCtx) Err() error                  { return nil }
+
+func (c *groupCtx) Value(key any) any {
+	if key == (groupKey{}) {
+		return c.g
+	}
+	return c.parent.Value(key)
+}
+
+func (c *groupCtx) String() string { return fmt.Sprint(c.parent) + ".WithGroup" }
+
+// leave gives the place back, once.
+func (c *groupCtx) leave() {
+	if !c.left.Swap(true) {
+		c.g.leave()
+	}
+}
+
 // GroupFrom returns the Group named by ctx, or nil.
 func GroupFrom(ctx context.Context) *Group {
 	g, _ := ctx.Value(groupKey{}).(*Group)
@@ -53,7 +85,7 @@ func (g *Group) Go(ctx context.Context, f func(ctx context.Context)) error {
 	if err := g.admit(); err != nil {
 		return err
 	}
-	gctx := WithGroup(context.WithoutCancel(ctx), g)
+	gctx := &groupCtx{parent: ctx, g: g}
 	go func() {
 		defer g.leave()
 		f(gctx)

@@ -517,6 +517,6 @@ func (g *Group) Enter(ctx context.Context) (context.Context, func(), error) {
 	if err := g.admit(); err != nil {
 		return nil, nil, err
 	}
-	var once sync.Once
-	return WithGroup(context.WithoutCancel(ctx), g), func() { once.Do(g.leave) }, nil
+	gctx := &groupCtx{parent: ctx, g: g}
+	return gctx, gctx.leave, nil
 }

@@ -39,3 +39,29 @@ func TestAppendHeaderCannotSplitTheResponse(t *testing.T) {
 		}
 	}
 }
+
+func TestSignal(t *testing.T) {
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	var waitFirst signal
+	ch := waitFirst.wait()
+	if closed(ch) || waitFirst.wait() != ch {
+		t.Fatal("a signal not fired yet must give one open channel")
+	}
+	waitFirst.fire()
+	waitFirst.fire()
+	if !closed(ch) {
+		t.Fatal("fire did not close the channel a waiter had")
+	}
+	var fireFirst signal
+	fireFirst.fire()
+	if !closed(fireFirst.wait()) {
+		t.Fatal("waiting after fire must not block")
+	}
+}

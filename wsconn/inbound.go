@@ -326,7 +326,7 @@ func (c *Conn) acquire() (ok bool, err error) {
 	select {
 	case <-c.readTok:
 		return true, nil
-	case <-c.rdone:
+	case <-c.rdone.wait():
 		c.ranging.Store(false)
 		_, err := c.readEnded()
 		return false, err

@@ -268,7 +268,7 @@ func (c *Conn) lockMsg(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return context.Cause(ctx)
-	case <-c.wdone:
+	case <-c.wdone.wait():
 		return ErrClosed
 	}
 }
@@ -354,10 +354,10 @@ func (c *Conn) writeLocked(h frames.Header, p []byte) error {
 		_, err = c.nc.Write(*b)
 		bufpool.Put(b)
 	default:
-		c.wv[0], c.wv[1] = c.whdr[:hn], p
-		c.wbufs = c.wv[:]
-		_, err = c.wbufs.WriteTo(c.nc)
-		c.wv[1] = nil
+		iv := iovecPool.Get().(*iovecs)
+		iv.v[0], iv.v[1] = c.whdr[:hn], p
+		err = iv.write(c.nc, 2)
+		iovecPool.Put(iv)
 	}
 	if err != nil {
 		return c.writeFailed(err)
@@ -408,9 +408,7 @@ func (c *Conn) writeFailed(err error) error {
 // closeWrites wakes writers waiting for the message lock: nothing more
 // can be sent.
 func (c *Conn) closeWrites() {
-	if !c.wdoneShut.Swap(true) {
-		close(c.wdone)
-	}
+	c.wdone.fire()
 }
 
 // ---- control frames ----

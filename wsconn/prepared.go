@@ -3,6 +3,8 @@ package wsconn
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
 	"sync"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -85,16 +87,33 @@ func (o *Outbound) WritePreparedBatch(ctx context.Context, ps []*Prepared) error
 	return nil
 }
 
-// batchBufs holds the frame slices of one batch; pooled, because the
-// writev keeps a reference that would move them to the heap.
-var batchBufs = sync.Pool{New: func() any { return new([maxBatch][]byte) }}
+// iovecs is the scratch of one writev: the slices to write and the
+// net.Buffers that walks them; pooled, because the write keeps a reference
+// that would move them to the heap.
+type iovecs struct {
+	v    [maxBatch][]byte
+	bufs net.Buffers
+}
+
+var iovecPool = sync.Pool{New: func() any { return new(iovecs) }}
+
+// write writes v[:n] to w with one writev where w supports it, and
+// forgets the slices.
+func (iv *iovecs) write(w io.Writer, n int) error {
+	iv.bufs = iv.v[:n:n]
+	_, err := iv.bufs.WriteTo(w)
+	iv.bufs = nil
+	clear(iv.v[:n])
+	return err
+}
 
 func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) error {
-	bufs := batchBufs.Get().(*[maxBatch][]byte)
+	iv := iovecPool.Get().(*iovecs)
 	defer func() {
-		clear(bufs[:])
-		batchBufs.Put(bufs)
+		clear(iv.v[:])
+		iovecPool.Put(iv)
 	}()
+	bufs := &iv.v
 	for i, p := range ps {
 		bufs[i] = c.sharedFrame(p)
 		if bufs[i] == nil {
@@ -123,10 +142,7 @@ func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) error {
 		return ErrClosed
 	}
 	c.setWriteDeadline()
-	c.wbufs = bufs[:len(ps):len(ps)]
-	_, err := c.wbufs.WriteTo(c.nc)
-	c.wbufs = nil
-	if err != nil {
+	if err := iv.write(c.nc, len(ps)); err != nil {
 		return c.writeFailed(err)
 	}
 	for _, p := range ps {
