@@ -210,7 +210,11 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	r = r.WithContext(wsconn.WithGroup(r.Context(), &a.sessions))
+	if wsconn.GroupFrom(r.Context()) != &a.sessions {
+		// Served by an http.Server other than Serve's, whose base
+		// context names the group already.
+		r = r.WithContext(wsconn.WithGroup(r.Context(), &a.sessions))
+	}
 	for _, hook := range a.cfg.UpgradeHooks {
 		if r = hook(w, r); r == nil {
 			return
@@ -262,8 +266,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.OnListen != nil {
 		a.cfg.OnListen(ln.Addr())
 	}
+	base := wsconn.WithGroup(context.Background(), &a.sessions)
 	srv := &http.Server{
 		Handler:           a,
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ReadHeaderTimeout: a.cfg.ReadHeaderTimeout,
 		IdleTimeout:       a.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
