@@ -139,3 +139,27 @@ func TestBaselineIgnoresColibri(t *testing.T) {
 		t.Errorf("colibri alone: baseline %v %v, want 100", got, ok)
 	}
 }
+
+func TestMedianOfRounds(t *testing.T) {
+	s := scenario{key: "x", metrics: []metric{{key: "a"}, {key: "b"}}}
+	outs := []*outcome{
+		{Values: map[string]float64{"a": 3, "b": 10}, Seconds: 1},
+		{Error: "refused", Seconds: 1},
+		{Values: map[string]float64{"a": 1, "b": 30}, Seconds: 1},
+		{Values: map[string]float64{"a": 2, "b": 20}, Seconds: 1},
+	}
+	got := medianOf(s, outs)
+	if got.Error != "" || got.Values["a"] != 2 || got.Values["b"] != 20 || got.Seconds != 4 {
+		t.Fatalf("median of rounds: %+v", got)
+	}
+	even := medianOf(s, outs[:3])
+	if even.Values["a"] != 2 || even.Values["b"] != 20 {
+		t.Fatalf("median of two rounds: %+v", even.Values)
+	}
+	if failed := medianOf(s, outs[1:2]); failed.Error != "refused" {
+		t.Fatalf("a single failed round: %+v", failed)
+	}
+	if allFailed := medianOf(s, []*outcome{{Error: "e1"}, {Error: "e2"}}); allFailed.Error == "" {
+		t.Fatal("every round failed, yet the outcome has no error")
+	}
+}

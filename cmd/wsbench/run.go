@@ -28,6 +28,7 @@ type config struct {
 	fanoutBatch  int
 	idleConns    int
 	handshakes   int
+	rounds       int
 	timeout      time.Duration
 	jsonFile     string
 	exe          string // the program to start as "exe serve"
@@ -43,6 +44,7 @@ var quickDefaults = map[string]string{
 	"fanout-msgs":   "300",
 	"idle-conns":    "2000",
 	"handshakes":    "200",
+	"rounds":        "1",
 }
 
 // maxFanoutBatch keeps a batch within the smallest per-subscriber queue
@@ -69,13 +71,14 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&cfg.quick, "quick", false, "smoke run of about a minute: smaller counts and shorter durations (explicit flags still win)")
 	fs.IntVar(&cfg.echoConns, "echo-conns", 64, "connections in the echo throughput scenarios")
 	fs.DurationVar(&cfg.echoWarmup, "echo-warmup", time.Second, "echo warm-up before measuring")
-	fs.DurationVar(&cfg.echoDuration, "echo-duration", 10*time.Second, "echo measurement time, per payload size")
+	fs.DurationVar(&cfg.echoDuration, "echo-duration", 4*time.Second, "echo measurement time, per payload size and round")
 	fs.IntVar(&cfg.latencyN, "latency-n", 30000, "round trips measured in the latency scenario")
 	fs.IntVar(&cfg.fanoutSubs, "fanout-subs", 1000, "subscriber connections in the fan-out scenario (the publisher also receives)")
 	fs.IntVar(&cfg.fanoutMsgs, "fanout-msgs", 500, "messages the publisher sends in the fan-out scenario")
 	fs.IntVar(&cfg.fanoutBatch, "fanout-batch", 10, fmt.Sprintf("messages in flight before the publisher waits for every delivery (1-%d)", maxFanoutBatch))
 	fs.IntVar(&cfg.idleConns, "idle-conns", 10000, "connections held open in the idle-memory scenario")
 	fs.IntVar(&cfg.handshakes, "handshakes", 1000, "sequential handshakes in the handshake scenario")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of every scenario but idle, each taking the libraries in a rotated order; the table has each figure's median")
 	fs.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "limit on the whole run")
 	fs.StringVar(&cfg.jsonFile, "json", "", "also write the raw results to this file as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -114,6 +117,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 		{"fanout-msgs", int64(cfg.fanoutMsgs)},
 		{"idle-conns", int64(cfg.idleConns)},
 		{"handshakes", int64(cfg.handshakes)},
+		{"rounds", int64(cfg.rounds)},
 		{"timeout", int64(cfg.timeout)},
 	} {
 		if c.v <= 0 {
@@ -220,14 +224,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var runErr error
 scenarios:
 	for _, s := range scens {
-		for _, lib := range cfg.libs {
-			if runErr = ctx.Err(); runErr != nil {
-				break scenarios
+		// On a shared machine the load drifts while a row is measured:
+		// rounds interleave the libraries, each round in a rotated order,
+		// and the table takes the median. Memory at idle does not drift,
+		// and its round is the longest, so it runs once.
+		rounds := cfg.rounds
+		if s.key == "idle" {
+			rounds = 1
+		}
+		outs := map[string][]*outcome{}
+		for r := range rounds {
+			for i := range cfg.libs {
+				lib := cfg.libs[(i+r)%len(cfg.libs)]
+				if runErr = ctx.Err(); runErr != nil {
+					break scenarios
+				}
+				fmt.Fprintf(stderr, "wsbench: %-9s %-8s ", s.key, lib)
+				if rounds > 1 {
+					fmt.Fprintf(stderr, "round %d/%d ", r+1, rounds)
+				}
+				out := runOne(ctx, cfg, s, lib)
+				outs[lib] = append(outs[lib], out)
+				fmt.Fprintln(stderr, describe(s, out))
 			}
-			fmt.Fprintf(stderr, "wsbench: %-9s %-8s ", s.key, lib)
-			out := runOne(ctx, cfg, s, lib)
-			rep.Results[lib][s.key] = out
-			fmt.Fprintln(stderr, describe(s, out))
+		}
+		for lib, o := range outs {
+			rep.Results[lib][s.key] = medianOf(s, o)
 		}
 	}
 	rep.WallSeconds = time.Since(rep.Started).Seconds()
@@ -266,6 +288,46 @@ func runOne(ctx context.Context, cfg *config, s scenario, lib string) *outcome {
 	return &out
 }
 
+// medianOf folds the rounds of one scenario for one library into one
+// outcome: each metric is the median of the rounds that measured it, and
+// the rounds themselves stay in its detail. It fails only if every round
+// failed.
+func medianOf(s scenario, outs []*outcome) *outcome {
+	if len(outs) == 1 {
+		return outs[0]
+	}
+	var ok []*outcome
+	var secs float64
+	for _, o := range outs {
+		secs += o.Seconds
+		if o.Error == "" {
+			ok = append(ok, o)
+		}
+	}
+	if len(ok) == 0 {
+		return outs[len(outs)-1]
+	}
+	med := &outcome{Values: map[string]float64{}, Detail: map[string]any{"rounds": outs}, Seconds: secs}
+	for _, m := range s.metrics {
+		var vs []float64
+		for _, o := range ok {
+			if v, found := o.Values[m.key]; found {
+				vs = append(vs, v)
+			}
+		}
+		if len(vs) == 0 {
+			continue
+		}
+		slices.Sort(vs)
+		if n := len(vs); n%2 == 1 {
+			med.Values[m.key] = vs[n/2]
+		} else {
+			med.Values[m.key] = (vs[n/2-1] + vs[n/2]) / 2
+		}
+	}
+	return med
+}
+
 // describe is a progress line for one outcome.
 func describe(s scenario, out *outcome) string {
 	if out.Error != "" {
@@ -292,6 +354,7 @@ func (cfg *config) summary() map[string]any {
 		"fanout_batch":  cfg.fanoutBatch,
 		"idle_conns":    cfg.idleConns,
 		"handshakes":    cfg.handshakes,
+		"rounds":        cfg.rounds,
 	}
 }
 
