@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -462,5 +463,32 @@ func TestMemberPolicyOverridesAndSubscriptionPolicyWins(t *testing.T) {
 	}
 	if got := p.text(); got != "x3" {
 		t.Errorf("latest %q", got)
+	}
+}
+
+// TestIdleMembersHoldNoGoroutine: a member's sender task runs only while
+// its queue has messages, so a subscriber waiting for news costs its
+// connection's one goroutine and nothing more.
+func TestIdleMembersHoldNoGoroutine(t *testing.T) {
+	hub := newHub(t, nil)
+	s := newServer(t)
+	before := runtime.NumGoroutine()
+	const n = 20
+	peers := make([]*peer, n)
+	for i := range peers {
+		peers[i] = s.join(hub, nil, "news")
+	}
+	oneEach := func() bool { return runtime.NumGoroutine()-before == n }
+	eventually(t, "one goroutine per joined connection", oneEach)
+	for round := range 3 {
+		if err := hub.Publish(context.Background(), "news", text(fmt.Sprint("item ", round))); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range peers {
+			if got, want := p.text(), fmt.Sprint("item ", round); got != want {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		}
+		eventually(t, "senders gone once the queues are empty", oneEach)
 	}
 }

@@ -232,7 +232,7 @@ func newUnit(t *testing.T, lim Limits) *unit {
 }
 
 func (u *unit) member(filter string, p Policy) *Member {
-	m := &Member{hub: u.h, policy: p, maxBytes: u.h.limits.MaxBytes, maxMsgs: u.h.limits.MaxMessages, wake: make(chan struct{}, 1)}
+	m := &Member{hub: u.h, policy: p, maxBytes: u.h.limits.MaxBytes, maxMsgs: u.h.limits.MaxMessages}
 	if err := m.Subscribe(filter); err != nil {
 		panic(err)
 	}

@@ -30,11 +30,13 @@ type MemberOptions struct {
 
 // Member is one connection's place in a hub: its subscriptions, and one
 // bounded queue of messages on their way to the peer, which a sender task
-// in the connection's group writes with Outbound.WritePrepared. A slow
-// peer fills only its own queue; what happens then is its Policy.
+// in the connection's group writes with Outbound.WritePreparedBatch. The
+// task runs only while the queue has messages, so an idle member costs no
+// goroutine. A slow peer fills only its own queue; what happens then is
+// its Policy.
 //
 // Its methods are safe for concurrent use. A Member lives as long as its
-// connection: when the connection ends, the sender task removes every
+// connection: when the connection's context ends, the member removes every
 // subscription, discards what is still queued (reported with DropLeft)
 // and later calls to Subscribe and Drain fail with ErrLeft.
 //
@@ -47,7 +49,6 @@ type Member struct {
 	policy   Policy
 	maxBytes int
 	maxMsgs  int
-	wake     chan struct{} // the sender waits here while the queue is empty
 
 	subs map[string]*subscription // guarded by hub.mu
 
@@ -57,10 +58,11 @@ type Member struct {
 	bytes     int     // queued and in flight
 	count     int     // queued and in flight
 	keys      map[string]uint64
-	idle      bool             // the sender waits on wake
-	left      bool             // the connection ended
-	closeCode frames.CloseCode // set by Disconnect: the sender closes with it
-	space     chan struct{}    // closed when the sender frees room, for Block
+	sending   bool                        // a sender task runs
+	runFn     func(context.Context) error // m.run, made once
+	left      bool                        // the connection ended
+	closeCode frames.CloseCode            // set by Disconnect: the sender closes with it
+	space     chan struct{}               // closed when the sender frees room, for Block
 	drain     *drainWait
 
 	dropped atomic.Int64
@@ -72,10 +74,10 @@ type drainWait struct {
 	err  error
 }
 
-// Join makes c a member of h and starts its sender task with c.Go, so it
-// must be called where c.Go may be: from c's handler or one of its tasks.
-// opts may be nil. Call Join once per connection; each call makes a new
-// member with its own queue and sender.
+// Join makes c a member of h, until c's context ends. Its sender task
+// runs in c's group (Conn.Go) whenever messages are queued. opts may be
+// nil. Call Join once per connection; each call makes a new member with
+// its own queue.
 func (h *Hub) Join(c *wsconn.Conn, opts *MemberOptions) *Member {
 	var o MemberOptions
 	if opts != nil {
@@ -89,11 +91,11 @@ func (h *Hub) Join(c *wsconn.Conn, opts *MemberOptions) *Member {
 		policy:   o.Policy.or(h.policy),
 		maxBytes: lim.MaxBytes,
 		maxMsgs:  lim.MaxMessages,
-		wake:     make(chan struct{}, 1),
 	}
+	m.runFn = m.run
 	h.members.Add(1)
 	h.joined.Store(m, struct{}{})
-	c.Go(m.run)
+	context.AfterFunc(c.Context(), m.leave)
 	return m
 }
 
@@ -332,14 +334,12 @@ func (m *Member) fits(size int) bool {
 	return m.count < m.maxMsgs && m.bytes+size <= m.maxBytes
 }
 
-// wakeSender wakes the sender if it waits for work.
+// wakeSender starts a sender task unless one runs. The task ends when
+// the queue is empty, so that an idle member costs no goroutine.
 func (m *Member) wakeSender() {
-	if m.idle {
-		m.idle = false
-		select {
-		case m.wake <- struct{}{}:
-		default:
-		}
+	if !m.sending && m.conn != nil { // the queue's own tests have no connection
+		m.sending = true
+		m.conn.Go(m.runFn)
 	}
 }
 
@@ -406,9 +406,8 @@ func (m *Member) await(ctx context.Context, deadline time.Time, pub *Publication
 // ---- the sender ----
 
 // run is the member's sender task: it writes queued messages in order
-// until the connection ends, then leaves the hub.
+// until the queue is empty or the connection ends.
 func (m *Member) run(ctx context.Context) error {
-	defer m.leave()
 	// A sender with a backlog writes up to sendBatch messages with one
 	// system call.
 	var flight [sendBatch]entry
@@ -427,7 +426,8 @@ func (m *Member) run(ctx context.Context) error {
 				m.space = nil
 			}
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || m.left {
+			m.sending = false
 			m.mu.Unlock()
 			return nil
 		}
@@ -440,14 +440,9 @@ func (m *Member) run(ctx context.Context) error {
 				close(m.drain.done)
 				m.drain = nil
 			}
-			m.idle = true
+			m.sending = false
 			m.mu.Unlock()
-			select {
-			case <-m.wake:
-				continue
-			case <-ctx.Done():
-				return nil
-			}
+			return nil
 		}
 		n := 0
 		for n < sendBatch && m.q.n > 0 {

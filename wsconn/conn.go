@@ -317,15 +317,18 @@ func (p *panicError) Error() string { return fmt.Sprintf("wsconn: handler panick
 // connection's group with the handler's context, and the connection is
 // not torn down before it returns. A non-nil error cancels the group and
 // closes the connection with 1011 (or the code of a *CloseError). Go may be
-// called from the handler and from other tasks of the connection.
+// called from any goroutine; once the handler has returned and the closing
+// handshake has begun, it starts nothing.
 func (c *Conn) Go(f func(ctx context.Context) error) {
 	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.draining {
+		return // finish waits for the group already
+	}
 	if c.group == nil {
 		c.group = new(errgroup.Group)
 	}
-	g := c.group
-	c.rmu.Unlock()
-	g.Go(func() error {
+	c.group.Go(func() error {
 		err := f(c.ctx)
 		if err != nil {
 			c.stop(err)
@@ -333,6 +336,11 @@ func (c *Conn) Go(f func(ctx context.Context) error) {
 		return err
 	})
 }
+
+// Context returns the handler's context, which ends when the connection
+// starts closing (see Handler). Code that serves the connection from
+// outside the handler, such as a topics member, ties itself to it.
+func (c *Conn) Context() context.Context { return c.ctx }
 
 // Request returns the HTTP request that was upgraded when the connection's
 // Config has KeepRequest, and nil otherwise, except to an Observer's
