@@ -8,7 +8,8 @@
 //
 // A Hub holds the subscriptions of a server. A connection's handler
 // joins it and gets a Member: the connection's subscriptions and its
-// queue, emptied by a sender task in the connection's group.
+// queue, emptied by a sender task in the connection's group that runs only
+// while the queue has messages.
 //
 //	m := hub.Join(s.Conn, nil)
 //	if err := m.Subscribe("room/lobby"); err != nil { ... }
