@@ -139,8 +139,10 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// accepted. The handshake writes its own headers. HTTP/2 has no
 	// Upgrade or Connection headers (RFC 9113 §8.2.2).
 	if !wsconn.IsExtendedConnect(r) {
-		h.Set("Upgrade", "websocket")
-		h.Set("Connection", "Upgrade")
+		// One allocation for both values; each slice is capped, so that
+		// appending to one cannot reach the other.
+		v := []string{"websocket", "Upgrade"}
+		h["Upgrade"], h["Connection"] = v[0:1:1], v[1:2:2]
 	}
 	p.logger = rt.log
 	p.start = func(w http.ResponseWriter, g *wsconn.Group) (int, error) {

@@ -258,10 +258,8 @@ func (o *Outbound) Close(code frames.CloseCode, reason string) error {
 // ---- message and socket locks ----
 
 func (c *Conn) lockMsg(ctx context.Context) error {
-	select {
-	case <-c.msgLock:
+	if c.tryLockMsg() {
 		return nil
-	default:
 	}
 	select {
 	case <-c.msgLock:
@@ -270,6 +268,16 @@ func (c *Conn) lockMsg(ctx context.Context) error {
 		return context.Cause(ctx)
 	case <-c.wdone.wait():
 		return ErrClosed
+	}
+}
+
+// tryLockMsg takes the message lock if it is free.
+func (c *Conn) tryLockMsg() bool {
+	select {
+	case <-c.msgLock:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -524,9 +532,12 @@ func (c *Conn) sendClose(code frames.CloseCode, reason string) {
 	if wait <= 0 {
 		wait = c.set.closeTimeout
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	locked := c.lockMsg(ctx) == nil
-	cancel()
+	locked := c.tryLockMsg()
+	if !locked {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		locked = c.lockMsg(ctx) == nil
+		cancel()
+	}
 	c.queueClose(code, reason)
 	// Make sure it left even if another goroutine held the socket.
 	c.sockMu.Lock()
