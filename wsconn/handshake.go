@@ -255,8 +255,9 @@ func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, p
 		e.Write(w)
 		return Upgraded{}, fmt.Errorf("wsconn: upgrade: %w", err)
 	}
-	var scratch [512]byte
-	b := append(scratch[:0], "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	// The response is built in the free space of the writer net/http
+	// made for the hijacker, which is not used otherwise.
+	b := append(rw.Writer.AvailableBuffer(), "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	b = appendAccept(b, strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key")))
 	b = append(b, "\r\n"...)
 	if proto != "" {
@@ -273,7 +274,7 @@ func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, p
 	if o.Timeout > 0 {
 		_ = nc.SetWriteDeadline(time.Now().Add(o.Timeout))
 	}
-	if _, err := nc.Write(b); err != nil {
+	if _, err := nc.Write(b); err != nil { // rw.Writer is empty: straight to the socket
 		_ = nc.Close()
 		return Upgraded{}, fmt.Errorf("wsconn: upgrade: writing the response: %w", err)
 	}
