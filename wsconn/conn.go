@@ -41,6 +41,7 @@ type Session[T any] struct {
 	Value T
 
 	handler Handler[T]
+	done    func() // Start's
 }
 
 // Upgraded is a connection whose opening handshake is complete, ready to be
@@ -92,14 +93,12 @@ type Conn struct {
 	tasks     sync.WaitGroup  // colibri's own callbacks (context watcher)
 	bg        sync.WaitGroup  // the background reader
 	stopWatch func() bool     // stops watching parent; nil if it cannot end
-	grp       *Group          // the Group the connection counts in, if any
 	result    error           // the handler's, then Serve's
-	done      func()          // Start's
 
 	// Read side. The token is held by whoever reads the socket: an
 	// iterator, the background reader, or the closing handshake.
 	rd        netReader
-	readTok   chan struct{}
+	readTok   token
 	rmu       sync.Mutex
 	rerr      error  // why, for Inbound.Err; nil for a clean close
 	rdone     signal // fired when rended is set
@@ -128,9 +127,9 @@ type Conn struct {
 	asm       messages.Assembler
 
 	// Write side.
-	msgLock     chan struct{} // held for a whole message
-	wdone       signal        // fired once no more data can be sent
-	sockMu      sync.Mutex    // held for each physical write
+	msgLock     token      // held for a whole message
+	wdone       signal     // fired once no more data can be sent
+	sockMu      sync.Mutex // held for each physical write
 	ctrlMu      sync.Mutex
 	ctrl        *controlFrames // the queued frames' payloads (under ctrlMu); nil when none
 	wdeadline   int64          // the write deadline last set, unix ns (under sockMu)
@@ -162,16 +161,14 @@ const (
 
 func newConn(u Upgraded, cfg *Config) *Conn {
 	c := &Conn{
-		nc:      u.Conn,
-		client:  u.Client,
-		set:     settingsFor(cfg),
-		req:     u.Request,
-		proto:   u.Subprotocol,
-		exts:    u.Extensions,
-		id:      connIDs.Add(1),
-		readTok: make(chan struct{}, 1),
-		msgLock: make(chan struct{}, 1),
-		watch:   watch{route: u.Route},
+		nc:     u.Conn,
+		client: u.Client,
+		set:    settingsFor(cfg),
+		req:    u.Request,
+		proto:  u.Subprotocol,
+		exts:   u.Extensions,
+		id:     connIDs.Add(1),
+		watch:  watch{route: u.Route},
 	}
 	c.in.c, c.out.c = c, c
 	c.start = c.set.clock.Now().UnixNano()
@@ -180,8 +177,6 @@ func newConn(u Upgraded, cfg *Config) *Conn {
 		c.allowedRsv = frames.Rsv1
 	}
 	c.rd.init(u.Conn, u.Buffered)
-	c.readTok <- struct{}{}
-	c.msgLock <- struct{}{}
 	c.asm.SkipUTF8 = !c.set.checkUTF8
 	return c
 }
@@ -242,9 +237,21 @@ func open[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], c
 // turns a panic into an error). It is the first frame of the connection's
 // goroutine when Start runs it, so it stays small.
 func (s *Session[T]) serve() {
+	defer s.end()
 	c := s.Conn
-	defer c.end()
 	c.result = s.handler(c.ctx, &c.in, &c.out, s)
+}
+
+// end turns a panic of the handler into its result, ends the connection
+// and tells Start's caller.
+func (s *Session[T]) end() {
+	if v := recover(); v != nil {
+		s.result = &panicError{value: v, stack: debug.Stack()}
+	}
+	s.Conn.end()
+	if s.done != nil {
+		s.done()
+	}
 }
 
 // begin sets up everything the handler runs with.
@@ -252,7 +259,6 @@ func (c *Conn) begin(parent context.Context) {
 	c.parent = parent
 	c.ctx, c.cancel = context.WithCancelCause(parent)
 	if g := GroupFrom(parent); g != nil {
-		c.grp = g
 		if !g.add(c) {
 			c.stop(ErrShutdown)
 		}
@@ -277,13 +283,10 @@ func (c *Conn) begin(parent context.Context) {
 	c.deferBackground()
 }
 
-// end runs once the handler returned with c.result (or panicked): the
-// closing handshake, the wait for the connection's tasks, and the
-// bookkeeping. c.result becomes what Serve returns.
+// end runs once the handler returned with c.result: the closing
+// handshake, the wait for the connection's tasks, and the bookkeeping.
+// c.result becomes what Serve returns.
 func (c *Conn) end() {
-	if v := recover(); v != nil {
-		c.result = &panicError{value: v, stack: debug.Stack()}
-	}
 	c.result = c.finish(c.result)
 	c.keepAlive.stop()
 	if c.stopWatch != nil && c.stopWatch() {
@@ -291,11 +294,8 @@ func (c *Conn) end() {
 	}
 	c.tasks.Wait()
 	c.cancel(ErrClosed)
-	if c.grp != nil {
-		c.grp.remove(c)
-	}
-	if c.done != nil {
-		c.done()
+	if g := GroupFrom(c.parent); g != nil {
+		g.remove(c)
 	}
 }
 
@@ -581,21 +581,25 @@ func (c *Conn) awaitPeerClose() {
 	}
 	timer := time.NewTimer(c.set.closeTimeout)
 	defer timer.Stop()
-	select {
-	case <-c.readTok:
-		for {
-			h, err := c.nextData()
-			if err != nil {
-				break
-			}
-			if err := c.skipPayload(h.Length); err != nil {
-				break
-			}
+	for !c.readTok.take() {
+		select {
+		case <-c.readTok.given():
+		case <-c.rdone.wait():
+			return
+		case <-timer.C:
+			return
 		}
-		c.readTok <- struct{}{}
-	case <-c.rdone.wait():
-	case <-timer.C:
 	}
+	for {
+		h, err := c.nextData()
+		if err != nil {
+			break
+		}
+		if err := c.skipPayload(h.Length); err != nil {
+			break
+		}
+	}
+	c.readTok.give()
 }
 
 // teardown closes the transport. After a clean handshake the server closes

@@ -304,10 +304,8 @@ func (c *Conn) acquire() (ok bool, err error) {
 	if !c.ranging.CompareAndSwap(false, true) {
 		return false, ErrBusyReading
 	}
-	select {
-	case <-c.readTok:
+	if c.readTok.take() {
 		return true, nil
-	default:
 	}
 	// The background reader holds the socket. If it is waiting for bytes
 	// at a frame boundary, a past read deadline wakes it without losing
@@ -323,20 +321,22 @@ func (c *Conn) acquire() (ok bool, err error) {
 		c.handover = false
 		c.rmu.Unlock()
 	}()
-	select {
-	case <-c.readTok:
-		return true, nil
-	case <-c.rdone.wait():
-		c.ranging.Store(false)
-		_, err := c.readEnded()
-		return false, err
+	for !c.readTok.take() {
+		select {
+		case <-c.readTok.given():
+		case <-c.rdone.wait():
+			c.ranging.Store(false)
+			_, err := c.readEnded()
+			return false, err
+		}
 	}
+	return true, nil
 }
 
 // release ends a loop's hold on the reading side and, unless data is
 // already waiting, lets the background reader service control frames.
 func (c *Conn) release() {
-	c.readTok <- struct{}{}
+	c.readTok.give()
 	c.ranging.Store(false)
 	c.startBackground()
 }
@@ -423,9 +423,7 @@ func (c *Conn) startBackground() {
 	if c.bgRunning || c.rended || c.closing || c.ranging.Load() {
 		return
 	}
-	select {
-	case <-c.readTok:
-	default:
+	if !c.readTok.take() {
 		return
 	}
 	c.bgRunning = true
@@ -444,7 +442,7 @@ func (c *Conn) background() {
 		c.rmu.Lock()
 		c.bgRunning = false
 		c.rmu.Unlock()
-		c.readTok <- struct{}{}
+		c.readTok.give()
 		c.bg.Done()
 	}()
 	for {

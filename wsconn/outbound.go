@@ -258,30 +258,22 @@ func (o *Outbound) Close(code frames.CloseCode, reason string) error {
 // ---- message and socket locks ----
 
 func (c *Conn) lockMsg(ctx context.Context) error {
-	if c.tryLockMsg() {
-		return nil
+	for !c.msgLock.take() {
+		select {
+		case <-c.msgLock.given():
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-c.wdone.wait():
+			return ErrClosed
+		}
 	}
-	select {
-	case <-c.msgLock:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-c.wdone.wait():
-		return ErrClosed
-	}
+	return nil
 }
 
 // tryLockMsg takes the message lock if it is free.
-func (c *Conn) tryLockMsg() bool {
-	select {
-	case <-c.msgLock:
-		return true
-	default:
-		return false
-	}
-}
+func (c *Conn) tryLockMsg() bool { return c.msgLock.take() }
 
-func (c *Conn) unlockMsg() { c.msgLock <- struct{}{} }
+func (c *Conn) unlockMsg() { c.msgLock.give() }
 
 // unlockSock releases the socket lock, first sending control frames that
 // were queued while it was held.

@@ -34,3 +34,42 @@ func (s *signal) fire() {
 		close(*p)
 	}
 }
+
+// token is a lock that its waiters can give up on: they wait in a select,
+// next to their other reasons to stop. It is two words; its channel is
+// made only when somebody has to wait, so that a token nobody contends
+// costs no allocation (a one-slot channel would cost 96 bytes).
+type token struct {
+	held atomic.Bool
+	free atomic.Pointer[chan struct{}] // closed at the next give; made by a waiter
+}
+
+// take takes the token if it is free.
+func (t *token) take() bool { return t.held.CompareAndSwap(false, true) }
+
+// give frees the token and wakes its waiters, who try to take it again.
+func (t *token) give() {
+	t.held.Store(false)
+	if p := t.free.Swap(nil); p != nil {
+		close(*p)
+	}
+}
+
+// given returns a channel that is closed once the token may be free; the
+// caller then tries take again, since another waiter may be faster.
+func (t *token) given() <-chan struct{} {
+	p := t.free.Load()
+	if p == nil {
+		ch := make(chan struct{})
+		if t.free.CompareAndSwap(nil, &ch) {
+			p = &ch
+		} else if p = t.free.Load(); p == nil {
+			return *firedSignal // a give took it meanwhile: try again
+		}
+	}
+	if !t.held.Load() {
+		// Freed before the channel was in place: give may not close it.
+		return *firedSignal
+	}
+	return *p
+}

@@ -3,7 +3,11 @@ package wsconn
 import (
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+	"unsafe"
 )
 
 func TestAppendAcceptRFCExample(t *testing.T) {
@@ -63,5 +67,47 @@ func TestSignal(t *testing.T) {
 	fireFirst.fire()
 	if !closed(fireFirst.wait()) {
 		t.Fatal("waiting after fire must not block")
+	}
+}
+
+// TestConnRecordFitsItsSizeClass: every idle connection holds one Conn, so
+// its size is memory per connection; 896 bytes is a size class of the
+// runtime's allocator, and one field more moves the record to 1,024.
+func TestConnRecordFitsItsSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(Conn{}); n > 896 {
+		t.Fatalf("Conn is %d bytes, over the 896-byte size class: see docs/architecture.md", n)
+	}
+}
+
+// TestTokenExcludesAndWakes has goroutines take the token in turns, each
+// waiting on given, and checks that no two ever hold it together and that
+// nobody is left waiting.
+func TestTokenExcludesAndWakes(t *testing.T) {
+	var tok token
+	var inside atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 2000 {
+				for !tok.take() {
+					<-tok.given()
+				}
+				if inside.Add(1) != 1 {
+					t.Error("two holders at once")
+				}
+				inside.Add(-1)
+				tok.give()
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a waiter was never woken")
+	}
+	if !tok.take() {
+		t.Fatal("token still held after every holder gave it back")
 	}
 }
