@@ -625,12 +625,14 @@ func (c *Conn) skipPayload(n int64) error {
 }
 
 // readMessagePayload appends n payload bytes of the current frame to buf,
-// checking each piece with the assembler. The buffer grows as bytes
-// arrive, never ahead of them, so a peer that announces a large frame and
-// stalls costs little.
+// checking each piece with the assembler. The buffer grows at most 16 KiB
+// (or its own size) ahead of the bytes that arrived, so a peer that
+// announces a large frame and stalls costs little, while a frame of up to
+// 16 KiB is read in one piece.
 func (c *Conn) readMessagePayload(buf *[]byte, n int64) (*[]byte, error) {
 	if buf == nil {
-		buf = bufpool.Get(0)
+		buf = bufpool.Get(int(min(n, 16<<10)))
+		*buf = (*buf)[:0]
 	}
 	for n > 0 {
 		b := *buf

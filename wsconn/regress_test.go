@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,5 +258,62 @@ func TestRequestKeptOnlyWhenAsked(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// countingConn counts the reads that reach the transport.
+type countingConn struct {
+	*memConn
+	reads atomic.Int32
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.memConn.Read(p)
+}
+
+// A 16 KiB message that arrived whole takes two reads from the transport:
+// the header (with the first bytes of the payload) into the idle array,
+// then the rest straight into the message's buffer. A message buffer that
+// started small and grew cost a third read per message, which showed in
+// the 16 KiB echo benchmark.
+func TestMessageReadsArrivedFrameInTwoReads(t *testing.T) {
+	client, server := memPipe(0)
+	defer client.Close()
+	sc := &countingConn{memConn: server}
+	got := make(chan int32, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- wsconn.Serve(context.Background(), wsconn.Upgraded{Conn: sc}, struct{}{},
+			func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+				for m := range in.Messages(0) {
+					got <- sc.reads.Load()
+					if len(m.Payload) != 16<<10 {
+						return fmt.Errorf("message of %d bytes", len(m.Payload))
+					}
+					return nil
+				}
+				return in.Err()
+			}, &wsconn.Config{PingInterval: -1, Logger: quietLogger})
+	}()
+	payload := make([]byte, 16<<10)
+	h := frames.Header{Op: frames.OpBinary, Fin: true, Masked: true, Length: int64(len(payload)), Mask: [4]byte{1, 2, 3, 4}}
+	var hb [frames.MaxHeaderSize]byte
+	n := frames.PutHeader(hb[:], h)
+	frames.Mask(payload, h.Mask, 0)
+	if _, err := client.Write(append(hb[:n:n], payload...)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case reads := <-got:
+		if reads > 2 {
+			t.Errorf("the message took %d reads from the transport, want 2", reads)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	_, _ = client.Write([]byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8}) // CLOSE 1000
+	if err := <-served; err != nil {
+		t.Fatal(err)
 	}
 }
