@@ -75,7 +75,11 @@ func printTable(w io.Writer, rep *report, scens []scenario) {
 				case out.Error != "":
 					cells = append(cells, "error")
 				default:
-					v := out.Values[m.key]
+					v, ok := out.Values[m.key]
+					if !ok {
+						cells = append(cells, "n/a")
+						continue
+					}
 					cell := fmt.Sprintf(m.format, v)
 					if haveBest && best != 0 && !math.IsNaN(v/best) {
 						cell += fmt.Sprintf(" ×%.2f", v/best)

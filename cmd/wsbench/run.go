@@ -335,7 +335,9 @@ func describe(s scenario, out *outcome) string {
 	}
 	var parts []string
 	for _, m := range s.metrics {
-		parts = append(parts, fmt.Sprintf("%s "+m.format+" %s", m.key, out.Values[m.key], m.unit))
+		if v, ok := out.Values[m.key]; ok {
+			parts = append(parts, fmt.Sprintf("%s "+m.format+" %s", m.key, v, m.unit))
+		}
 	}
 	return fmt.Sprintf("%s (%.1fs)", strings.Join(parts, ", "), out.Seconds)
 }

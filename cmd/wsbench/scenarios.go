@@ -50,18 +50,26 @@ func scenarioList(cfg *config) []scenario {
 	return []scenario{
 		{
 			key: "echo32",
-			metrics: []metric{{key: "echo32_msgs_per_sec", unit: "msg/s", higher: true, format: "%.0f",
-				label: fmt.Sprintf("echo %d B, %d conns", smallPayload, cfg.echoConns)}},
+			metrics: []metric{
+				{key: "echo32_msgs_per_sec", unit: "msg/s", higher: true, format: "%.0f",
+					label: fmt.Sprintf("echo %d B, %d conns", smallPayload, cfg.echoConns)},
+				{key: "echo32_server_cpu_us", unit: "µs", format: "%.1f",
+					label: fmt.Sprintf("server CPU per %d B echo", smallPayload)},
+			},
 			run: func(ctx context.Context, cfg *config, srv *child) (outcome, error) {
-				return runEcho(ctx, cfg, srv, smallPayload, "echo32_msgs_per_sec")
+				return runEcho(ctx, cfg, srv, smallPayload, "echo32")
 			},
 		},
 		{
 			key: "echo16k",
-			metrics: []metric{{key: "echo16k_msgs_per_sec", unit: "msg/s", higher: true, format: "%.0f",
-				label: fmt.Sprintf("echo %d KiB, %d conns", largePayload>>10, cfg.echoConns)}},
+			metrics: []metric{
+				{key: "echo16k_msgs_per_sec", unit: "msg/s", higher: true, format: "%.0f",
+					label: fmt.Sprintf("echo %d KiB, %d conns", largePayload>>10, cfg.echoConns)},
+				{key: "echo16k_server_cpu_us", unit: "µs", format: "%.1f",
+					label: fmt.Sprintf("server CPU per %d KiB echo", largePayload>>10)},
+			},
 			run: func(ctx context.Context, cfg *config, srv *child) (outcome, error) {
-				return runEcho(ctx, cfg, srv, largePayload, "echo16k_msgs_per_sec")
+				return runEcho(ctx, cfg, srv, largePayload, "echo16k")
 			},
 		},
 		{
@@ -92,8 +100,12 @@ func scenarioList(cfg *config) []scenario {
 		},
 		{
 			key: "handshake",
-			metrics: []metric{{key: "handshake_us", unit: "µs", format: "%.0f",
-				label: fmt.Sprintf("handshake, %d sequential", cfg.handshakes)}},
+			metrics: []metric{
+				{key: "handshake_us", unit: "µs", format: "%.0f",
+					label: fmt.Sprintf("handshake, %d sequential", cfg.handshakes)},
+				{key: "handshake_server_cpu_us", unit: "µs", format: "%.0f",
+					label: "server CPU per handshake"},
+			},
 			run: runHandshake,
 		},
 	}
@@ -131,7 +143,10 @@ func roundTrip(c *clientConn, f []byte, op ws.OpCode, want []byte) error {
 // runEcho measures echo throughput: every connection sends a binary
 // message of size bytes and waits for its echo, in a loop, for the
 // configured duration after a warm-up.
-func runEcho(ctx context.Context, cfg *config, srv *child, size int, key string) (outcome, error) {
+// runEcho measures echo throughput with payloads of size bytes, reported
+// as name_msgs_per_sec, and the server's CPU time per message, as
+// name_server_cpu_us.
+func runEcho(ctx context.Context, cfg *config, srv *child, size int, name string) (outcome, error) {
 	conns, err := dialMany(ctx, srv.addr, "/echo", cfg.echoConns, 4, max(4096, size+64))
 	if err != nil {
 		return outcome{}, err
@@ -185,14 +200,19 @@ func runEcho(ctx context.Context, cfg *config, srv *child, size int, key string)
 		return s
 	}
 	var before, after int64
-	var elapsed time.Duration
+	var elapsed, cpu0, cpu1 time.Duration
+	var cpuErr error
 	err = waitOrFail(ctx, errc, cfg.echoWarmup)
 	if err == nil {
 		before = sum()
+		cpu0, cpuErr = srv.cpuTime()
 		start := time.Now()
 		err = waitOrFail(ctx, errc, cfg.echoDuration)
 		after = sum()
 		elapsed = time.Since(start)
+		if cpuErr == nil {
+			cpu1, cpuErr = srv.cpuTime()
+		}
 	}
 	stop.Store(true)
 	wg.Wait()
@@ -200,8 +220,15 @@ func runEcho(ctx context.Context, cfg *config, srv *child, size int, key string)
 		return outcome{}, err
 	}
 	msgs := after - before
+	values := map[string]float64{name + "_msgs_per_sec": float64(msgs) / elapsed.Seconds()}
+	if cpuErr == nil && msgs > 0 {
+		// What each echoed message cost the server in CPU: the client and
+		// the server share the machine, so throughput also depends on how
+		// the two are scheduled, and this figure less so.
+		values[name+"_server_cpu_us"] = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(msgs)
+	}
 	return outcome{
-		Values: map[string]float64{key: float64(msgs) / elapsed.Seconds()},
+		Values: values,
 		Detail: map[string]any{"conns": len(conns), "payload_bytes": size, "messages": msgs, "measured_seconds": elapsed.Seconds()},
 	}, nil
 }
@@ -451,14 +478,14 @@ func runHandshake(ctx context.Context, cfg *config, srv *child) (outcome, error)
 		conns = append(conns, c)
 	}
 	elapsed := time.Since(start)
-	detail := map[string]any{"handshakes": len(conns), "seconds": elapsed.Seconds()}
+	values := map[string]float64{"handshake_us": float64(elapsed) / float64(time.Microsecond) / float64(len(conns))}
 	if cpu1, err := srv.cpuTime(); err == nil && cpuErr == nil {
 		// What each handshake cost the server in CPU, less sensitive to
 		// scheduling on a loaded machine than the wall time.
-		detail["server_cpu_us_per_handshake"] = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(len(conns))
+		values["handshake_server_cpu_us"] = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(len(conns))
 	}
 	return outcome{
-		Values: map[string]float64{"handshake_us": float64(elapsed) / float64(time.Microsecond) / float64(len(conns))},
-		Detail: detail,
+		Values: values,
+		Detail: map[string]any{"handshakes": len(conns), "seconds": elapsed.Seconds()},
 	}, nil
 }

@@ -7,5 +7,7 @@
 // It serves the echo route through router and app, opens idle connections
 // with raw sockets from the same process (no client goroutines), and
 // reports the heap and stack they hold per connection after the runtime
-// has had the chance to shrink idle stacks.
+// has had the chance to shrink idle stacks. COLIBRI_MEMPROBE_ECHO=1 has
+// every connection exchange one message before it goes idle, the state of
+// most connections in a real application.
 package memprobe

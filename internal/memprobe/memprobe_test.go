@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -83,8 +84,13 @@ func TestIdle(t *testing.T) {
 	before := stats()
 
 	conns := make([]net.Conn, 0, n)
+	echoOnce := os.Getenv("COLIBRI_MEMPROBE_ECHO") != ""
 	for range n {
-		conns = append(conns, dial(t, ln.Addr().String()))
+		c := dial(t, ln.Addr().String())
+		if echoOnce {
+			roundTrip(t, c)
+		}
+		conns = append(conns, c)
 	}
 	for h == http.Handler(r) && a.Connections() < n {
 		time.Sleep(10 * time.Millisecond)
@@ -93,7 +99,11 @@ func TestIdle(t *testing.T) {
 	after := stats()
 	dumpStacks()
 	per := func(a, b uint64) float64 { return float64(int64(a)-int64(b)) / float64(n) / 1024 }
-	t.Logf("%d idle connections; per connection (client sockets included):", n)
+	state := "idle connections"
+	if echoOnce {
+		state = "connections idle after one echo"
+	}
+	t.Logf("%d %s; per connection (client sockets included):", n, state)
 	t.Logf("  heap in use   %6.2f KiB", per(after.HeapInuse, before.HeapInuse))
 	t.Logf("  stacks in use %6.2f KiB", per(after.StackInuse, before.StackInuse))
 	t.Logf("  goroutines    %6.2f", float64(after.goroutines-before.goroutines)/float64(n))
@@ -109,6 +119,23 @@ func TestIdle(t *testing.T) {
 	}
 	for _, c := range conns {
 		c.Close()
+	}
+}
+
+// roundTrip sends one masked 32-byte text message on c and reads its echo,
+// so that the connection has read and written before it goes idle.
+func roundTrip(t *testing.T, c net.Conn) {
+	t.Helper()
+	msg := append([]byte{0x81, 0x80 | 32, 0, 0, 0, 0}, strings.Repeat("x", 32)...) // zero mask
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	var back [34]byte
+	if _, err := io.ReadFull(c, back[:]); err != nil {
+		t.Fatal(err)
+	}
+	if back[0] != 0x81 || back[1] != 32 {
+		t.Fatalf("echo came back as % x", back[:2])
 	}
 }
 
@@ -154,7 +181,6 @@ func dial(t *testing.T, addr string) net.Conn {
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	_ = strings.TrimSpace
 	return c
 }
 
