@@ -74,17 +74,16 @@ var connIDs atomic.Uint64
 // handler and every task of its group have returned and the transport is
 // closed.
 type Conn struct {
-	nc     net.Conn
-	set    *settings // shared with the connections of equal Configs
-	req    *http.Request
-	proto  string
-	exts   []httphead.Option
-	id     uint64
-	log    atomic.Pointer[slog.Logger] // built by logger() on first use
-	start  int64                       // unix ns, on the Config's clock
-	in     Inbound
-	out    Outbound
-	client bool
+	nc    net.Conn
+	set   *settings // shared with the connections of equal Configs
+	req   *http.Request
+	proto string
+	exts  []httphead.Option
+	id    uint64
+	log   atomic.Pointer[slog.Logger] // built by logger() on first use
+	start int64                       // unix ns, on the Config's clock
+	in    Inbound
+	out   Outbound
 
 	ctx       context.Context // the handler's context
 	parent    context.Context // the context Serve was given
@@ -116,6 +115,7 @@ type Conn struct {
 	closing    bool // the handler returned or the context ended: hand out no more data
 	draining   bool // the closing handshake set its deadline
 	peerClosed bool
+	client     bool // not under rmu: set once, before the connection starts
 	peerCode   frames.CloseCode
 	peerReason string
 
