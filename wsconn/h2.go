@@ -69,15 +69,10 @@ var connectionHeaders = []string{
 // answers 200 with the negotiated headers, flushes, and returns the stream
 // as the connection's transport.
 func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, proto string) (Upgraded, error) {
-	offers, ok := extensionOffers(r)
-	if !ok {
-		e := refuse(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions header")
+	exts, e := negotiateExtensions(r, o.Compression)
+	if e != nil {
 		e.Write(w)
 		return Upgraded{}, e
-	}
-	var exts []httphead.Option
-	if resp, ok := o.Compression.NegotiateCompression(offers); ok {
-		exts = append(exts, resp)
 	}
 
 	h := w.Header()

@@ -231,24 +231,38 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgrad
 	if IsExtendedConnect(r) {
 		return acceptStream(w, r, &o, proto)
 	}
-	var deflate httphead.Option
-	agreed := false
+	var exts []httphead.Option
 	if o.Compression.Enabled {
-		offers, ok := extensionOffers(r)
-		if !ok {
-			e := refuse(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions header")
+		var e *HandshakeError
+		if exts, e = negotiateExtensions(r, o.Compression); e != nil {
 			e.Write(w)
 			return Upgraded{}, e
 		}
-		deflate, agreed = o.Compression.NegotiateCompression(offers)
 	}
-	return hijackAndSwitch(w, r, &o, proto, deflate, agreed)
+	return hijackAndSwitch(w, r, &o, proto, exts)
+}
+
+// negotiateExtensions answers the request's extension offers: the
+// permessage-deflate response, if c accepts an offer. An httphead.Option
+// is about 450 bytes, so it stays in this call's frame, which is gone by
+// the time the handshake goes deeper (hashing the key, writing): the
+// frames of the goroutine that runs the handler's HTTP request, which
+// net/http grew for reading it, then need no further growth.
+func negotiateExtensions(r *http.Request, c Compression) ([]httphead.Option, *HandshakeError) {
+	offers, ok := extensionOffers(r)
+	if !ok {
+		return nil, refuse(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions header")
+	}
+	if resp, ok := c.NegotiateCompression(offers); ok {
+		return []httphead.Option{resp}, nil
+	}
+	return nil, nil
 }
 
 // hijackAndSwitch takes the connection from net/http and writes the 101
 // response in one write, bounded by o.Timeout. CheckRequest has checked the
 // request; what is left is the response (RFC 6455 §4.2.2).
-func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, proto string, deflate httphead.Option, agreed bool) (Upgraded, error) {
+func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, proto string, exts []httphead.Option) (Upgraded, error) {
 	nc, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		e := refuse(http.StatusInternalServerError, "this connection cannot be upgraded")
@@ -263,9 +277,9 @@ func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, p
 	if proto != "" {
 		b = append(append(append(b, "Sec-WebSocket-Protocol: "...), proto...), "\r\n"...)
 	}
-	if agreed {
+	if len(exts) > 0 {
 		ext := appender{append(b, "Sec-WebSocket-Extensions: "...)}
-		_, _ = httphead.WriteOptions(&ext, []httphead.Option{deflate})
+		_, _ = httphead.WriteOptions(&ext, exts)
 		b = append(ext.b, "\r\n"...)
 	}
 	b = appendHeader(b, o.Header)
@@ -281,10 +295,7 @@ func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, p
 	if o.Timeout > 0 {
 		_ = nc.SetWriteDeadline(time.Time{})
 	}
-	u := Upgraded{Conn: nc, Request: r, Subprotocol: proto}
-	if agreed {
-		u.Extensions = []httphead.Option{deflate}
-	}
+	u := Upgraded{Conn: nc, Request: r, Subprotocol: proto, Extensions: exts}
 	if n := rw.Reader.Buffered(); n > 0 {
 		p, _ := rw.Reader.Peek(n)
 		u.Buffered = append([]byte(nil), p...)
