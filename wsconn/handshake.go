@@ -245,9 +245,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgrad
 // negotiateExtensions answers the request's extension offers: the
 // permessage-deflate response, if c accepts an offer. An httphead.Option
 // is about 450 bytes, so it stays in this call's frame, which is gone by
-// the time the handshake goes deeper (hashing the key, writing): the
-// frames of the goroutine that runs the handler's HTTP request, which
-// net/http grew for reading it, then need no further growth.
+// the time the handshake goes deeper (hashing the key, writing); held in
+// Accept's frame and passed down by value, it made the handshake's stack
+// 1.5 KiB deeper on the request's goroutine, whose stack the runtime then
+// had to grow and copy.
 func negotiateExtensions(r *http.Request, c Compression) ([]httphead.Option, *HandshakeError) {
 	offers, ok := extensionOffers(r)
 	if !ok {
