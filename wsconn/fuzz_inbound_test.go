@@ -169,7 +169,10 @@ func runInbound(t *testing.T, data []byte, mode inboundMode) {
 		out, readErr = io.ReadAll(client)
 	}()
 
-	if _, err := client.Write(body); err != nil {
+	// The server may have closed already: what it got in Upgraded.Buffered
+	// can end the connection before the client writes the rest, as a real
+	// peer's late bytes meet a reset.
+	if _, err := client.Write(body); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 		t.Fatalf("client write: %v", err)
 	}
 	_ = client.CloseWrite()
