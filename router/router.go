@@ -38,6 +38,9 @@ type root struct {
 	mu      sync.Mutex
 	mws     []func(http.Handler) http.Handler
 	handler http.Handler // mws around dispatch, built on first use
+	// wrapped is set with handler: whether middleware wraps every request.
+	// A request reads it after chain, which publishes both.
+	wrapped bool
 }
 
 // New returns an empty Router. Options set the defaults of its ws routes.
@@ -154,6 +157,7 @@ func (rt *root) chain() http.Handler {
 	defer rt.mu.Unlock()
 	if rt.handler == nil {
 		rt.handler = chain(rt.mws, http.HandlerFunc(rt.dispatch))
+		rt.wrapped = len(rt.mws) > 0
 	}
 	return rt.handler
 }

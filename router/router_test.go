@@ -368,27 +368,45 @@ func TestMiddlewareWritingCancelsUpgrade(t *testing.T) {
 	}
 }
 
+// A request logger sees the upgrade in the response headers, whether it
+// wraps every request or only a group's routes.
 func TestRequestLoggerSeesUpgradeOutcome(t *testing.T) {
-	var buf strings.Builder
-	var mu = make(chan struct{}, 1)
-	mu <- struct{}{}
-	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		<-mu
-		defer func() { mu <- struct{}{} }()
-		return buf.Write(p)
-	}), nil))
-	r := router.New(router.WithConfig(quiet))
-	r.Use(middleware.Log(logger))
-	router.WS(r, "/ws", nil, echo[struct{}])
-	base := serve(t, r)
-	if _, _, err := dial(t, wsURL(base, "/ws"), nil); err != nil {
-		t.Fatal(err)
-	}
-	<-mu
-	line := buf.String()
-	mu <- struct{}{}
-	if !strings.Contains(line, "status=101") || !strings.Contains(line, "upgrade=accepted") {
-		t.Fatalf("log line %q", line)
+	for _, where := range []string{"router", "group"} {
+		t.Run(where, func(t *testing.T) {
+			var buf strings.Builder
+			var mu = make(chan struct{}, 1)
+			mu <- struct{}{}
+			logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+				<-mu
+				defer func() { mu <- struct{}{} }()
+				return buf.Write(p)
+			}), nil))
+			r := router.New(router.WithConfig(quiet))
+			if where == "router" {
+				r.Use(middleware.Log(logger))
+				router.WS(r, "/ws", nil, echo[struct{}])
+			} else {
+				router.WS(r.With(middleware.Log(logger)), "/ws", nil, echo[struct{}])
+			}
+			base := serve(t, r)
+			if _, _, err := dial(t, wsURL(base, "/ws"), nil); err != nil {
+				t.Fatal(err)
+			}
+			// The line is written once ServeHTTP returns, which may be
+			// after the client read the 101.
+			var line string
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				<-mu
+				line = buf.String()
+				mu <- struct{}{}
+				if strings.Contains(line, "status=") {
+					break
+				}
+			}
+			if !strings.Contains(line, "status=101") || !strings.Contains(line, "upgrade=accepted") {
+				t.Fatalf("log line %q", line)
+			}
+		})
 	}
 }
 

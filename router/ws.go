@@ -77,6 +77,7 @@ func WS[T any](r *Router, pattern string, shouldUpgrade ShouldUpgrade[T], handle
 		cfg.Observer = o.observer
 	}
 	route := &wsRoute[T]{should: shouldUpgrade, handler: handler, opts: o, cfg: cfg,
+		root: r.root, grouped: len(r.mws) > 0,
 		route: path, log: logger.With(slog.String("route", path))}
 	r.routed = true
 	r.root.hasWS = true
@@ -90,6 +91,8 @@ type wsRoute[T any] struct {
 	cfg     wsconn.Config
 	route   string       // the pattern as ServeMux has it, for Conn.Route
 	log     *slog.Logger // carries the route
+	root    *root
+	grouped bool // group middleware wraps the route
 }
 
 // ServeHTTP runs inside the middleware chain: it validates the handshake,
@@ -136,9 +139,10 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h[k] = append(h[k], v...)
 	}
 	// Visible to middleware such as a request logger: the upgrade was
-	// accepted. The handshake writes its own headers. HTTP/2 has no
-	// Upgrade or Connection headers (RFC 9113 §8.2.2).
-	if !wsconn.IsExtendedConnect(r) {
+	// accepted. The handshake writes its own headers, so without
+	// middleware nobody would read these. HTTP/2 has no Upgrade or
+	// Connection headers (RFC 9113 §8.2.2).
+	if (rt.grouped || rt.root.wrapped) && !wsconn.IsExtendedConnect(r) {
 		// One allocation for both values; each slice is capped, so that
 		// appending to one cannot reach the other.
 		v := []string{"websocket", "Upgrade"}
