@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -41,6 +42,7 @@ type root struct {
 	// wrapped is set with handler: whether middleware wraps every request.
 	// A request reads it after chain, which publishes both.
 	wrapped bool
+	built   atomic.Bool // handler and wrapped are set
 }
 
 // New returns an empty Router. Options set the defaults of its ws routes.
@@ -152,12 +154,18 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.upgradeEnded(req, began, status, err)
 }
 
+// chain returns the middleware around dispatch, built by the first
+// request; later requests take no lock.
 func (rt *root) chain() http.Handler {
+	if rt.built.Load() {
+		return rt.handler
+	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.handler == nil {
 		rt.handler = chain(rt.mws, http.HandlerFunc(rt.dispatch))
 		rt.wrapped = len(rt.mws) > 0
+		rt.built.Store(true)
 	}
 	return rt.handler
 }
