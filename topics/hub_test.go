@@ -330,8 +330,12 @@ func TestDrain(t *testing.T) {
 	}
 }
 
+// Drain ends with ErrLeft when the connection does, and by then the
+// discarded messages have been reported, so a caller counting drops after
+// Drain sees them all.
 func TestDrainEndsWhenTheConnectionEnds(t *testing.T) {
-	hub := newHub(t, nil)
+	drops := &dropLog{}
+	hub := newHub(t, &topics.Options{OnDrop: drops.add})
 	s := newServer(t)
 	p := s.join(hub, nil, "t")
 	_ = hub.Publish(context.Background(), "t", text("x"))
@@ -341,6 +345,12 @@ func TestDrainEndsWhenTheConnectionEnds(t *testing.T) {
 	p.nc.Close()
 	if err := <-done; !errors.Is(err, topics.ErrLeft) {
 		t.Errorf("Drain = %v, want ErrLeft", err)
+	}
+	if n := drops.count(topics.DropLeft); n != 1 {
+		t.Errorf("when Drain returned, OnDrop had seen %d messages dropped as the member left, want 1", n)
+	}
+	if err := p.m.Drain(context.Background()); !errors.Is(err, topics.ErrLeft) {
+		t.Errorf("Drain after leaving = %v, want ErrLeft", err)
 	}
 }
 

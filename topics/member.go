@@ -61,6 +61,7 @@ type Member struct {
 	sending   bool                        // a sender task runs
 	runFn     func(context.Context) error // m.run, made once
 	left      bool                        // the connection ended
+	settled   bool                        // left, and its drops reported: Drain returns ErrLeft
 	closeCode frames.CloseCode            // set by Disconnect: the sender closes with it
 	space     chan struct{}               // closed when the sender frees room, for Block
 	drain     *drainWait
@@ -214,14 +215,15 @@ func (m *Member) Dropped() int64 { return m.dropped.Load() }
 // been written to the connection, the way a Bun handler awaits its drain
 // event; it returns at once when there is nothing to wait for. It returns
 // ctx's cause when ctx ends first, and ErrLeft when the connection ends
-// first (the queue is then discarded, not drained).
+// first (the queue is then discarded, not drained, and the discarded
+// messages have been reported as drops when Drain returns).
 func (m *Member) Drain(ctx context.Context) error {
 	m.mu.Lock()
-	if m.left {
+	if m.settled {
 		m.mu.Unlock()
 		return ErrLeft
 	}
-	if m.count == 0 {
+	if m.count == 0 && !m.left {
 		m.mu.Unlock()
 		return nil
 	}
@@ -487,11 +489,6 @@ func (m *Member) leave() {
 		close(m.space)
 		m.space = nil
 	}
-	if m.drain != nil {
-		m.drain.err = ErrLeft
-		close(m.drain.done)
-		m.drain = nil
-	}
 	m.mu.Unlock()
 
 	h := m.hub
@@ -515,6 +512,16 @@ func (m *Member) leave() {
 		h.log.Info("topics: member left after dropping messages",
 			slog.Uint64("conn", m.conn.ID()), slog.Int64("dropped", n))
 	}
+	// Drain returns once the discarded messages have been reported, so
+	// that a caller that counts drops sees them all.
+	m.mu.Lock()
+	m.settled = true
+	if m.drain != nil {
+		m.drain.err = ErrLeft
+		close(m.drain.done)
+		m.drain = nil
+	}
+	m.mu.Unlock()
 }
 
 // entry is one queued message.
