@@ -39,10 +39,7 @@ type root struct {
 	mu      sync.Mutex
 	mws     []func(http.Handler) http.Handler
 	handler http.Handler // mws around dispatch, built on first use
-	// wrapped is set with handler: whether middleware wraps every request.
-	// A request reads it after chain, which publishes both.
-	wrapped bool
-	built   atomic.Bool // handler and wrapped are set
+	built   atomic.Bool  // handler is set, and mws fixed
 }
 
 // New returns an empty Router. Options set the defaults of its ws routes.
@@ -164,7 +161,6 @@ func (rt *root) chain() http.Handler {
 	defer rt.mu.Unlock()
 	if rt.handler == nil {
 		rt.handler = chain(rt.mws, http.HandlerFunc(rt.dispatch))
-		rt.wrapped = len(rt.mws) > 0
 		rt.built.Store(true)
 	}
 	return rt.handler

@@ -140,9 +140,10 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Visible to middleware such as a request logger: the upgrade was
 	// accepted. The handshake writes its own headers, so without
-	// middleware nobody would read these. HTTP/2 has no Upgrade or
-	// Connection headers (RFC 9113 §8.2.2).
-	if (rt.grouped || rt.root.wrapped) && !wsconn.IsExtendedConnect(r) {
+	// middleware nobody would read these (the root's middleware is fixed
+	// once it serves). HTTP/2 has no Upgrade or Connection headers (RFC
+	// 9113 §8.2.2).
+	if (rt.grouped || len(rt.root.mws) > 0) && !wsconn.IsExtendedConnect(r) {
 		// One allocation for both values; each slice is capped, so that
 		// appending to one cannot reach the other.
 		v := []string{"websocket", "Upgrade"}

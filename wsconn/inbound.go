@@ -624,20 +624,23 @@ func (c *Conn) skipPayload(n int64) error {
 	return nil
 }
 
+// payloadStep is how far a message buffer may grow ahead of the bytes
+// that arrived (or its own size, when that is more).
+const payloadStep = 16 << 10
+
 // readMessagePayload appends n payload bytes of the current frame to buf,
-// checking each piece with the assembler. The buffer grows at most 16 KiB
-// (or its own size) ahead of the bytes that arrived, so a peer that
-// announces a large frame and stalls costs little, while a frame of up to
-// 16 KiB is read in one piece.
+// checking each piece with the assembler. The buffer grows at most
+// payloadStep ahead of the bytes that arrived, so a peer that announces a
+// large frame and stalls costs little, while a frame of up to payloadStep
+// is read in one piece.
 func (c *Conn) readMessagePayload(buf *[]byte, n int64) (*[]byte, error) {
 	if buf == nil {
-		buf = bufpool.Get(int(min(n, 16<<10)))
-		*buf = (*buf)[:0]
+		buf = bufpool.Grow(nil, int(min(n, payloadStep)))
 	}
 	for n > 0 {
 		b := *buf
 		if len(b) == cap(b) {
-			buf = bufpool.Grow(buf, len(b)+int(min(n, int64(max(len(b), 16<<10)))))
+			buf = bufpool.Grow(buf, len(b)+int(min(n, int64(max(len(b), payloadStep)))))
 			b = *buf
 		}
 		space := b[len(b):cap(b)]

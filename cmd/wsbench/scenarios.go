@@ -142,10 +142,8 @@ func roundTrip(c *clientConn, f []byte, op ws.OpCode, want []byte) error {
 
 // runEcho measures echo throughput: every connection sends a binary
 // message of size bytes and waits for its echo, in a loop, for the
-// configured duration after a warm-up.
-// runEcho measures echo throughput with payloads of size bytes, reported
-// as name_msgs_per_sec, and the server's CPU time per message, as
-// name_server_cpu_us.
+// configured duration after a warm-up. It reports name_msgs_per_sec and
+// the server's CPU time per message, name_server_cpu_us.
 func runEcho(ctx context.Context, cfg *config, srv *child, size int, name string) (outcome, error) {
 	conns, err := dialMany(ctx, srv.addr, "/echo", cfg.echoConns, 4, max(4096, size+64))
 	if err != nil {
