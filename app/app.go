@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -137,7 +138,7 @@ type UpgradeHook func(w http.ResponseWriter, r *http.Request) *http.Request
 type App struct {
 	cfg      Config
 	handler  http.Handler
-	sessions wsconn.Group
+	sessions group.Group
 	log      *slog.Logger
 
 	mu   sync.Mutex
@@ -210,10 +211,10 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if wsconn.GroupFrom(r.Context()) != &a.sessions {
+	if group.From(r.Context()) != &a.sessions {
 		// Served by an http.Server other than Serve's, whose base
 		// context names the group already.
-		r = r.WithContext(wsconn.WithGroup(r.Context(), &a.sessions))
+		r = r.WithContext(group.With(r.Context(), &a.sessions))
 	}
 	for _, hook := range a.cfg.UpgradeHooks {
 		if r = hook(w, r); r == nil {
@@ -223,15 +224,13 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.handler.ServeHTTP(w, r)
 }
 
-// ShutdownReport says how a shutdown ended.
-type ShutdownReport = wsconn.ShutdownReport
-
 // Shutdown sends 1001 Going Away to every open WebSocket and waits for
 // their handlers until ctx ends, then closes what remains. Run calls it;
 // call it yourself when serving the App with your own http.Server, after
 // that server's Shutdown.
-func (a *App) Shutdown(ctx context.Context) (ShutdownReport, error) {
-	return a.sessions.Shutdown(ctx)
+func (a *App) Shutdown(ctx context.Context) (router.ShutdownReport, error) {
+	rep, err := a.sessions.Shutdown(ctx)
+	return router.ShutdownReport(rep), err
 }
 
 // Run serves until ctx ends or, unless Config.NoSignals, SIGINT or SIGTERM
@@ -266,7 +265,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.OnListen != nil {
 		a.cfg.OnListen(ln.Addr())
 	}
-	base := wsconn.WithGroup(context.Background(), &a.sessions)
+	base := group.With(context.Background(), &a.sessions)
 	srv := &http.Server{
 		Handler:           a,
 		BaseContext:       func(net.Listener) context.Context { return base },
@@ -291,7 +290,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	var httpErr error
 	wg.Go(func() { httpErr = srv.Shutdown(sctx) })
-	report, wsErr := a.sessions.Shutdown(sctx)
+	report, wsErr := a.Shutdown(sctx)
 	wg.Wait()
 	if serveErr == nil {
 		<-served

@@ -59,7 +59,7 @@ func BenchmarkEcho(b *testing.B) {
 			router.WS(r, "/ws/echo", nil, echo)
 			srv := wstest.NewServer(b, r)
 			benchEcho(b, srv)
-			if _, err := r.Sessions().Shutdown(context.Background()); err != nil {
+			if _, err := r.Shutdown(context.Background()); err != nil {
 				b.Fatal(err)
 			}
 		})

@@ -68,7 +68,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	// Wait for the server's side of the connection to end.
-	if _, err := r.Sessions().Shutdown(context.Background()); err != nil {
+	if _, err := r.Shutdown(context.Background()); err != nil {
 		log.Fatal(err)
 	}
 

@@ -38,7 +38,7 @@ func echoServer(t *testing.T, r *router.Router, wrap func(http.Handler) http.Han
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := r.Sessions().Shutdown(ctx); err != nil {
+		if _, err := r.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 	})
@@ -50,7 +50,7 @@ func shutdown(t *testing.T, r *router.Router) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := r.Sessions().Shutdown(ctx); err != nil {
+	if _, err := r.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -208,7 +208,7 @@ func TestScriptedSession(t *testing.T) {
 	if err := member.Drain(ctx); !errors.Is(err, topics.ErrLeft) {
 		t.Fatalf("drain bob: %v, want ErrLeft", err)
 	}
-	if _, err := s.r.Sessions().Shutdown(ctx); err != nil {
+	if _, err := s.r.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// The router reports an accepted upgrade after the hand-off, on the

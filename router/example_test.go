@@ -263,7 +263,7 @@ func exampleServe(r *router.Router) (base string, stop func()) {
 	return srv.URL, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, _ = r.Sessions().Shutdown(ctx)
+		_, _ = r.Shutdown(ctx)
 		srv.Close()
 		http.DefaultClient.CloseIdleConnections()
 	}

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/colibri-ws/colibri/wsconn"
+	"github.com/colibri-ws/colibri/internal/group"
 )
 
 // WebSockets over HTTP/2 (RFC 8441) take the same ws routes as HTTP/1.1
@@ -13,7 +13,7 @@ import (
 // CheckOrigin, the middleware and shouldUpgrade run unchanged. Only the
 // hand-off differs. An HTTP/2 stream cannot be hijacked and ends when
 // ServeHTTP returns, so the connection is served in ServeHTTP's goroutine
-// instead of being handed to one of the Group's own.
+// instead of one of its own.
 
 // serveStream leaves serve, which serves an extended CONNECT's stream,
 // to Router.ServeHTTP, which runs it after it has reported the handshake.
@@ -26,7 +26,7 @@ func serveStream(r *http.Request, serve func()) {
 func refuseBusy(w http.ResponseWriter, err error) {
 	w.Header().Set("Retry-After", "1")
 	msg := "server is shutting down"
-	if errors.Is(err, wsconn.ErrGroupFull) {
+	if errors.Is(err, group.ErrFull) {
 		msg = "too many WebSocket connections; try again later"
 	}
 	http.Error(w, msg, http.StatusServiceUnavailable)

@@ -48,7 +48,7 @@ func serveTLS(t *testing.T, r *router.Router) (string, *h2test.Client, *tls.Conf
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := r.Sessions().Shutdown(ctx); err != nil {
+		if _, err := r.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 		client.Close()
@@ -193,7 +193,7 @@ func TestHTTP2SocketsShareOneConnection(t *testing.T) {
 	for _, s := range []*h2test.Socket{a, b, c, a} {
 		echoes(t, s, "ping "+strings.Repeat("🐦", 3))
 	}
-	if n := r.Sessions().Len(); n != 3 {
+	if n := r.Connections(); n != 3 {
 		t.Fatalf("router counts %d connections, want 3", n)
 	}
 
@@ -237,7 +237,7 @@ func TestHTTP2SocketsShareOneConnection(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := r.Sessions().Shutdown(ctx)
+		_, err := r.Shutdown(ctx)
 		done <- err
 	}()
 	for _, s := range []*h2test.Socket{c, d} {

@@ -2,12 +2,15 @@ package router_test
 
 import (
 	"cmp"
+	"context"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/colibri-ws/colibri/internal/group"
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/messages"
@@ -154,8 +157,11 @@ func TestObserverSeesFullServer(t *testing.T) {
 	w := newWatcher()
 	r := router.New(router.WithConfig(quiet), router.WithObserver(w))
 	router.WS(r, "/ws", nil, echo[struct{}])
-	r.Sessions().Limit = 1
-	base := serve(t, r)
+	full := &group.Group{Limit: 1}
+	t.Cleanup(func() { _, _ = full.Shutdown(context.Background()) })
+	base := serveWith(t, r, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.ServeHTTP(w, req.WithContext(group.With(req.Context(), full)))
+	}))
 	if _, _, err := dial(t, wsURL(base, "/ws"), nil); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -34,7 +35,7 @@ type root struct {
 	mux      http.ServeMux // HTTP routes
 	ws       http.ServeMux // ws routes, path patterns without method
 	hasWS    bool
-	sessions wsconn.Group
+	sessions group.Group
 
 	mu      sync.Mutex
 	mws     []func(http.Handler) http.Handler
@@ -98,10 +99,35 @@ func (r *Router) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Re
 	r.Handle(pattern, http.HandlerFunc(f))
 }
 
-// Sessions returns the Group that owns the router's WebSocket connections
-// when the request does not name another (the app package does). Call its
-// Shutdown when serving the router with a plain http.Server.
-func (r *Router) Sessions() *wsconn.Group { return &r.root.sessions }
+// ShutdownReport says how a shutdown ended the WebSocket connections that
+// were open.
+type ShutdownReport struct {
+	// Graceful connections finished their closing handshake (1001 Going
+	// Away) before the deadline.
+	Graceful int
+	// Forced connections were still open at the deadline and had their
+	// transport closed without a handshake.
+	Forced int
+}
+
+// ErrShutdownIncomplete is returned by Shutdown when handlers were still
+// running a second after their connections were force-closed.
+var ErrShutdownIncomplete = group.ErrIncomplete
+
+// Shutdown refuses new WebSocket upgrades with 503, sends 1001 Going Away
+// to every open connection at once (after the message each is writing),
+// and waits for their handlers until ctx ends; then it closes what remains
+// without a handshake. Call it when serving the router with your own
+// http.Server, after that server's Shutdown; the app package calls its
+// own.
+func (r *Router) Shutdown(ctx context.Context) (ShutdownReport, error) {
+	rep, err := r.root.sessions.Shutdown(ctx)
+	return ShutdownReport(rep), err
+}
+
+// Connections returns the number of WebSocket connections the router
+// serves (those it was not handed a group for by the app package).
+func (r *Router) Connections() int { return r.root.sessions.Len() }
 
 // ServeHTTP routes req. For a WebSocket upgrade request it runs the
 // middleware chain and the ws route's decision as an ordinary request;
@@ -132,7 +158,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.upgradeEnded(req, began, rec.statusSent(), nil)
 		return
 	}
-	g := wsconn.GroupFrom(req.Context())
+	g := group.From(req.Context())
 	if g == nil {
 		g = &rt.sessions
 	}
@@ -207,7 +233,7 @@ func chain(mws []func(http.Handler) http.Handler, h http.Handler) http.Handler {
 // pending carries a ws route's decision from inside the middleware chain
 // out to Router.ServeHTTP.
 type pending struct {
-	start    func(w http.ResponseWriter, g *wsconn.Group) (status int, err error)
+	start    func(w http.ResponseWriter, g *group.Group) (status int, err error)
 	serve    func() // set by start for an HTTP/2 stream (see startStream)
 	declined bool
 	logger   *slog.Logger

@@ -35,18 +35,24 @@ var quiet = wsconn.Config{Logger: slog.New(slog.DiscardHandler)}
 // end of the test.
 func serve(t *testing.T, r *router.Router) string {
 	t.Helper()
+	return serveWith(t, r, r)
+}
+
+// serveWith is serve for a handler h in front of r.
+func serveWith(t *testing.T, r *router.Router, h http.Handler) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(r)
+	srv := httptest.NewUnstartedServer(h)
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := r.Sessions().Shutdown(ctx); err != nil {
+		if _, err := r.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 		srv.Close()

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -150,7 +151,7 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h["Upgrade"], h["Connection"] = v[0:1:1], v[1:2:2]
 	}
 	p.logger = rt.log
-	p.start = func(w http.ResponseWriter, g *wsconn.Group) (int, error) {
+	p.start = func(w http.ResponseWriter, g *group.Group) (int, error) {
 		return rt.start(w, r, g, value)
 	}
 }
@@ -162,15 +163,15 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // client received (101, or 200 for an HTTP/2 stream, when the connection
 // was handed over), and the handshake's error when it failed after the
 // decision.
-func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Group, value T) (int, error) {
-	ctx, leave, err := g.Enter(r.Context())
+func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Group, value T) (int, error) {
+	ctx, err := g.Enter(r.Context())
 	if err != nil {
 		refuseBusy(w, err)
 		return http.StatusServiceUnavailable, nil
 	}
 	u, err := wsconn.Accept(w, r, rt.acceptOptions(w, g))
 	if err != nil {
-		leave()
+		group.Leave(ctx)
 		rt.log.Debug("handshake failed", slog.Any("err", err))
 		if he, ok := errors.AsType[*wsconn.HandshakeError](err); ok {
 			return he.Status, nil
@@ -179,13 +180,12 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Gr
 	}
 	u.Route = rt.route
 	if wsconn.IsExtendedConnect(r) {
-		serveStream(r, func() {
-			defer leave()
-			_ = wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg)
-		})
+		serveStream(r, func() { _ = wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg) })
 		return http.StatusOK, nil
 	}
-	_ = wsconn.Start(ctx, u, value, rt.handler, &rt.cfg, leave)
+	// The connection's goroutine begins in Serve, which gives the place
+	// in g back when the connection is over.
+	go wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg)
 	return http.StatusSwitchingProtocols, nil
 }
 
@@ -244,7 +244,7 @@ func Everywhere[T any](shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T]
 
 // acceptOptions are the handshake options of the route; the 101 (or 200)
 // is bounded by the route's handshake timeout, else the group's.
-func (rt *wsRoute[T]) acceptOptions(w http.ResponseWriter, g *wsconn.Group) *wsconn.AcceptOptions {
+func (rt *wsRoute[T]) acceptOptions(w http.ResponseWriter, g *group.Group) *wsconn.AcceptOptions {
 	timeout := rt.opts.handshakeTimeout
 	if timeout <= 0 {
 		timeout = g.HandshakeTimeout

@@ -42,19 +42,15 @@ func Example() {
 	}
 
 	// Serving the handler; the router package does this for applications.
-	var conns wsconn.Group
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, err := wsconn.Accept(w, r, nil)
 		if err != nil {
 			return
 		}
 		room := r.URL.Query().Get("room")
-		_ = conns.Go(r.Context(), func(ctx context.Context) {
-			_ = wsconn.Serve(ctx, u, room, chat, &wsconn.Config{Logger: slog.New(slog.DiscardHandler)})
-		})
+		_ = wsconn.Serve(r.Context(), u, room, chat, &wsconn.Config{Logger: slog.New(slog.DiscardHandler)})
 	}))
 	defer srv.Close()
-	defer conns.Shutdown(context.Background())
 
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/?room=lobby"
 	alice, _, err := websocket.DefaultDialer.Dial(url, nil)

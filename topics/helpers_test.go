@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/group"
+
 	"go.uber.org/goleak"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -50,11 +52,11 @@ func newHub(t testing.TB, opts *topics.Options) *topics.Hub {
 // test shuts down at cleanup.
 type server struct {
 	t testing.TB
-	g *wsconn.Group
+	g *group.Group
 }
 
 func newServer(t testing.TB) *server {
-	s := &server{t: t, g: &wsconn.Group{}}
+	s := &server{t: t, g: &group.Group{}}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -90,7 +92,11 @@ func (s *server) chat(hub *topics.Hub, opts *topics.MemberOptions, topic string,
 	srv, cli := net.Pipe()
 	joined := make(chan *topics.Member, 1)
 	p := &peer{t: s.t, nc: cli, br: bufio.NewReader(cli), closed: make(chan error, 1)}
-	err := s.g.Go(context.Background(), func(ctx context.Context) {
+	ctx, err := s.g.Enter(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	go func() {
 		p.closed <- wsconn.Serve(ctx, wsconn.Upgraded{Conn: srv}, struct{}{},
 			func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, sess *wsconn.Session[struct{}]) error {
 				m := hub.Join(sess.Conn, opts)
@@ -107,10 +113,7 @@ func (s *server) chat(hub *topics.Hub, opts *topics.MemberOptions, topic string,
 				}
 				return in.Err()
 			}, testConfig)
-	})
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	}()
 	s.t.Cleanup(func() { cli.Close() })
 	p.m = <-joined
 	return p

@@ -170,7 +170,7 @@ func TestColibriReceivesClientFragments(t *testing.T) {
 func TestColibriCompression(t *testing.T) {
 	h := wstest.Handler(struct{}{}, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
 		for m := range in.Messages(0) {
-			reply := fmt.Sprintf("%d bytes, %d on the wire, %d extension", len(m.Payload), s.Stats().BytesIn.Load(), len(s.Extensions()))
+			reply := fmt.Sprintf("%d bytes, %d on the wire, %d extension", len(m.Payload), s.Stats().BytesIn, len(s.Extensions()))
 			if err := out.WriteText(ctx, reply); err != nil {
 				return err
 			}

@@ -2,7 +2,6 @@ package wsconn
 
 import (
 	"log/slog"
-	"sync"
 	"time"
 )
 
@@ -43,7 +42,9 @@ type Config struct {
 
 	// PingInterval is how long the connection may go without hearing from
 	// the peer before colibri sends a PING. Default 30 s; negative disables
-	// keep-alive pings.
+	// keep-alive pings. colibri looks at the connection every quarter
+	// interval rather than at every frame, so the PING may go out up to a
+	// quarter interval early.
 	PingInterval time.Duration
 
 	// PongTimeout is how long colibri waits, from the moment its PING left,
@@ -52,8 +53,9 @@ type Config struct {
 	PongTimeout time.Duration
 
 	// IdleTimeout closes the connection with 1001 when the peer has sent no
-	// data frame for this long. PING, PONG and keep-alive traffic do not
-	// count. Default 0: no idle timeout.
+	// data frame for this long, or up to a quarter of it longer (colibri
+	// looks every quarter timeout rather than at every frame). PING, PONG and keep-alive traffic do not count.
+	// Default 0: no idle timeout.
 	IdleTimeout time.Duration
 
 	// WriteTimeout bounds each write to the socket. A peer that stops
@@ -120,50 +122,8 @@ type settings struct {
 	clock        Clock
 }
 
-// maxShared bounds the Configs whose settings are kept for sharing.
-const maxShared = 64
-
-var (
-	sharedMu sync.Mutex
-	shared   = map[Config]*settings{}
-)
-
-// settingsFor returns c's settings. Connections served with equal Configs
-// share one settings value, so that each holds a pointer rather than a
-// copy. A Config that cannot be a map key (an Observer or Clock of a type
-// that is not comparable), or one beyond the first maxShared, gets
-// settings of its own.
-func settingsFor(c *Config) *settings {
-	var cfg Config
-	if c != nil {
-		cfg = *c
-	}
-	if s := sharedSettings(cfg); s != nil {
-		return s
-	}
-	s := cfg.resolve()
-	return &s
-}
-
-func sharedSettings(cfg Config) (s *settings) {
-	defer func() {
-		if recover() != nil {
-			s = nil // hashing cfg panicked: see settingsFor
-		}
-	}()
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if s := shared[cfg]; s != nil {
-		return s
-	}
-	if len(shared) >= maxShared {
-		return nil
-	}
-	r := cfg.resolve()
-	shared[cfg] = &r
-	return &r
-}
-
+// resolve applies the defaults to c (nil: all defaults). Each connection
+// keeps its own settings, copied once at its start.
 func (c *Config) resolve() settings {
 	var cfg Config
 	if c != nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/group"
+
 	coder "github.com/coder/websocket"
 	"github.com/gobwas/httphead"
 	gorilla "github.com/gorilla/websocket"
@@ -347,7 +349,7 @@ func TestCompressionPreparedSharesOneCompression(t *testing.T) {
 
 // testServerAccept is testServer with the handshake's compression taken
 // from cfg.
-func testServerAccept(t testing.TB, cfg *wsconn.Config, h handlerFunc) (string, *wsconn.Group) {
+func testServerAccept(t testing.TB, cfg *wsconn.Config, h handlerFunc) (string, *group.Group) {
 	return testServerOpts(t, cfg, h, &wsconn.AcceptOptions{Subprotocols: []string{"chat", "echo"}, Compression: cfg.Compression})
 }
 

@@ -35,13 +35,26 @@ var (
 	ErrBusyReading = errors.New("wsconn: inbound is already being read")
 )
 
+// CloseCode is a close status code (RFC 6455 §7.4). The ones a handler
+// most often closes with are named here; frames has them all.
+type CloseCode = frames.CloseCode
+
+// Close codes for handlers (see frames for the rest).
+const (
+	CloseNormal          = frames.CloseNormal          // 1000: done
+	CloseGoingAway       = frames.CloseGoingAway       // 1001: server or page going away
+	ClosePolicyViolation = frames.ClosePolicyViolation // 1008: the peer broke an application rule
+	CloseInternalError   = frames.CloseInternalError   // 1011: the server failed
+	CloseTryAgainLater   = frames.CloseTryAgainLater   // 1013: overloaded, retry later
+)
+
 // CloseError is a close with its code and reason. Handlers return one to
 // close with a chosen code; Inbound.Err returns one when the peer closed
 // with a code other than 1000, 1001 or 1005, or when colibri closed the
 // connection because the peer broke the protocol (Err then says how, and
 // is a *frames.Violation).
 type CloseError struct {
-	Code   frames.CloseCode
+	Code   CloseCode
 	Reason string
 	// Err is what made colibri close, if anything; nil for a close chosen
 	// by the handler or sent by the peer.

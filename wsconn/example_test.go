@@ -31,24 +31,19 @@ func ExampleAccept() {
 		return out.WriteText(ctx, fmt.Sprintf("hello %s, you speak %s", s.Value, s.Subprotocol()))
 	}
 
-	var conns wsconn.Group // owns every connection; Shutdown closes them with 1001
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
 		u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{Subprotocols: []string{"chat.v2", "chat.v1"}})
 		if err != nil {
 			return // Accept has written the HTTP error (400, 403, 405, 426)
 		}
-		name := r.URL.Query().Get("name")
-		err = conns.Go(r.Context(), func(ctx context.Context) {
-			_ = wsconn.Serve(ctx, u, name, greet, nil)
-		})
-		if err != nil {
-			u.Conn.Close() // the Group is shutting down or full
-		}
+		// Serve in the HTTP handler's goroutine, until the connection is
+		// over. (The router package hands connections to a group of its
+		// own instead, and shuts them down with 1001.)
+		_ = wsconn.Serve(r.Context(), u, r.URL.Query().Get("name"), greet, nil)
 	})
 	srv := httptest.NewServer(mux) // 127.0.0.1, a free port
 	defer srv.Close()
-	defer conns.Shutdown(context.Background())
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws?name=ada"
 
 	d := websocket.Dialer{Subprotocols: []string{"chat.v1"}}
@@ -432,22 +427,17 @@ func exampleServer(handler wsconn.Handler[struct{}], cfg *wsconn.Config) (url st
 		cfg = &wsconn.Config{}
 	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	var conns wsconn.Group
+	ctx, cancel := context.WithCancel(context.Background())
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, err := wsconn.Accept(w, r, nil)
 		if err != nil {
 			return
 		}
-		if err := conns.Go(r.Context(), func(ctx context.Context) {
-			_ = wsconn.Serve(ctx, u, struct{}{}, handler, cfg)
-		}); err != nil {
-			u.Conn.Close()
-		}
+		// When ctx ends, the connection closes with 1001 Going Away.
+		_ = wsconn.Serve(ctx, u, struct{}{}, handler, cfg)
 	}))
 	return "ws" + strings.TrimPrefix(srv.URL, "http"), func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, _ = conns.Shutdown(ctx)
+		cancel()
 		srv.Close()
 	}
 }

@@ -2,7 +2,6 @@ package wsconn
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -479,39 +478,4 @@ func remoteAddr(s string) net.Addr {
 		return net.TCPAddrFromAddrPort(ap)
 	}
 	return streamAddr(s)
-}
-
-// ---- serving in the handler's goroutine ----
-
-// Run runs f in the calling goroutine, owned by g as with Go: f's context
-// carries ctx's values but not its cancellation and names g, a connection
-// served with it counts in g and is closed with 1001 Going Away when g
-// shuts down, and Shutdown waits for f. Run returns ErrShutdown or
-// ErrGroupFull without calling f, as Go does, and otherwise nil once f has
-// returned.
-//
-// Run is for transports that live only as long as the handler that
-// accepted them, such as an HTTP/2 stream: net/http ends the stream when
-// ServeHTTP returns, so the connection must be served before it does.
-func (g *Group) Run(ctx context.Context, f func(ctx context.Context)) error {
-	gctx, leave, err := g.Enter(ctx)
-	if err != nil {
-		return err
-	}
-	defer leave()
-	f(gctx)
-	return nil
-}
-
-// Enter is Run in two steps, for callers that have more to do between
-// claiming the place and serving (the router reports the handshake in
-// between): it counts one connection in g and returns the context to serve
-// it with and leave, which the caller must call exactly once, when the
-// connection is over. Enter fails as Go does.
-func (g *Group) Enter(ctx context.Context) (context.Context, func(), error) {
-	if err := g.admit(); err != nil {
-		return nil, nil, err
-	}
-	gctx := &groupCtx{parent: ctx, g: g}
-	return gctx, gctx.leave, nil
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/group"
+
 	"github.com/gobwas/ws"
 
 	"github.com/colibri-ws/colibri/internal/h2test"
@@ -58,28 +60,29 @@ func (l *logBuffer) waitLog(t *testing.T, re string) {
 // h2Server serves handler over HTTP/2 with TLS on a loopback port: the
 // plain-Go way, Accept and Serve inside Group.Run. It returns the https
 // base URL, a client trusting the server, the Group and the server log.
-func h2Server(t *testing.T, cfg wsconn.Config, opts *wsconn.AcceptOptions, handler handlerFunc) (string, *h2test.Client, *wsconn.Group, *logBuffer) {
+func h2Server(t *testing.T, cfg wsconn.Config, opts *wsconn.AcceptOptions, handler handlerFunc) (string, *h2test.Client, *group.Group, *logBuffer) {
 	t.Helper()
-	return h2ServerGroup(t, &wsconn.Group{}, cfg, opts, handler)
+	return h2ServerGroup(t, &group.Group{}, cfg, opts, handler)
 }
 
-func h2ServerGroup(t *testing.T, g *wsconn.Group, cfg wsconn.Config, opts *wsconn.AcceptOptions, handler handlerFunc) (string, *h2test.Client, *wsconn.Group, *logBuffer) {
+func h2ServerGroup(t *testing.T, g *group.Group, cfg wsconn.Config, opts *wsconn.AcceptOptions, handler handlerFunc) (string, *h2test.Client, *group.Group, *logBuffer) {
 	t.Helper()
 	cert, pool := h2test.Certificate(t)
 	logs := &logBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		err := g.Run(r.Context(), func(ctx context.Context) {
+		ctx, err := g.Enter(r.Context())
+		if err == nil {
 			u, err := wsconn.Accept(w, r, opts)
 			if err != nil {
+				group.Leave(ctx)
 				return
 			}
 			_ = wsconn.Serve(ctx, u, struct{}{}, handler, &cfg)
-		})
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
 		}
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	})
 	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello over %s", r.Proto)
@@ -236,7 +239,7 @@ func TestHTTP2ShutdownHandshake(t *testing.T) {
 	expectMessage(t, s, ws.OpText, []byte("warm"))
 
 	type result struct {
-		report wsconn.ShutdownReport
+		report group.Report
 		err    error
 	}
 	done := make(chan result, 1)
@@ -408,7 +411,7 @@ func TestHTTP2HandshakeRefusals(t *testing.T) {
 }
 
 func TestHTTP2GroupLimit(t *testing.T) {
-	base, client, g, _ := h2ServerGroup(t, &wsconn.Group{Limit: 1}, wsconn.Config{}, nil, echo)
+	base, client, g, _ := h2ServerGroup(t, &group.Group{Limit: 1}, wsconn.Config{}, nil, echo)
 	s := dialH2(t, client, base+"/ws", nil)
 	if g.Len() != 1 {
 		t.Fatalf("Len %d with one stream open, want 1", g.Len())

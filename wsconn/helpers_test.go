@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/group"
+
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -24,14 +26,14 @@ type handlerFunc = wsconn.Handler[struct{}]
 
 // testServer serves handler on a loopback port; every connection runs in
 // the returned Group, which the test shuts down at cleanup.
-func testServer(t testing.TB, cfg *wsconn.Config, handler handlerFunc) (string, *wsconn.Group) {
+func testServer(t testing.TB, cfg *wsconn.Config, handler handlerFunc) (string, *group.Group) {
 	t.Helper()
 	return testServerOpts(t, cfg, handler, &wsconn.AcceptOptions{Subprotocols: []string{"chat", "echo"}})
 }
 
-func testServerOpts(t testing.TB, cfg *wsconn.Config, handler handlerFunc, opts *wsconn.AcceptOptions) (string, *wsconn.Group) {
+func testServerOpts(t testing.TB, cfg *wsconn.Config, handler handlerFunc, opts *wsconn.AcceptOptions) (string, *group.Group) {
 	t.Helper()
-	g := &wsconn.Group{}
+	g := &group.Group{}
 	if cfg == nil {
 		cfg = &wsconn.Config{}
 	}
@@ -43,11 +45,12 @@ func testServerOpts(t testing.TB, cfg *wsconn.Config, handler handlerFunc, opts 
 		if err != nil {
 			return
 		}
-		if err := g.Go(r.Context(), func(ctx context.Context) {
-			_ = wsconn.Serve(ctx, u, struct{}{}, handler, cfg)
-		}); err != nil {
+		ctx, err := g.Enter(r.Context())
+		if err != nil {
 			_ = u.Conn.Close()
+			return
 		}
+		go wsconn.Serve(ctx, u, struct{}{}, handler, cfg)
 	}))
 	srv.Listener.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

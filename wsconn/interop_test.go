@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/group"
+
 	coder "github.com/coder/websocket"
 	gorilla "github.com/gorilla/websocket"
 
@@ -550,7 +552,7 @@ func TestShutdownDeliversAcceptedMessagesBefore1001(t *testing.T) {
 	<-accepted
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	done := make(chan wsconn.ShutdownReport, 1)
+	done := make(chan group.Report, 1)
 	go func() {
 		// The client reads slowly on purpose; the messages are in flight.
 		r, _ := g.Shutdown(ctx)

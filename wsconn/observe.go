@@ -1,8 +1,7 @@
 package wsconn
 
 import (
-	"context"
-	"errors"
+		"errors"
 	"log/slog"
 	"time"
 
@@ -100,147 +99,57 @@ type CloseInfo struct {
 	// end of its closing handshake, on Config.Clock.
 	Duration time.Duration
 
-	// MessagesIn and MessagesOut count whole messages; BytesIn and
-	// BytesOut count payload bytes on the wire, control frames included
-	// (see Stats).
+	// MessagesIn, MessagesOut, BytesIn and BytesOut are the
+	// connection's final Stats.
 	MessagesIn, MessagesOut int64
 	BytesIn, BytesOut       int64
 }
 
-// watch is what a Conn keeps for its ConnObserver and for the facts of
-// its close.
-type watch struct {
-	obs       ConnObserver
-	route     string
-	fragSize  int64         // the message WriteFrame has open: its payload bytes so far
-	inSize    int64         // the message a Frames loop is reading: its payload bytes so far
-	fragKind  messages.Kind // and the kinds of those two messages
-	inKind    messages.Kind
-	peerFirst bool // under rmu: the peer's CLOSE came before ours
+// frameCount follows the message a Frames loop reads, frame by frame, to
+// report it to the observer whole; only the loop touches it.
+type frameCount struct {
+	kind messages.Kind
+	size int64
 }
 
-// Route returns the pattern of the router's ws route that accepted the
-// connection, as ServeMux matched it ("/ws/chat/{room}"), or "" for a
-// connection served without a router.
-func (c *Conn) Route() string { return c.watch.route }
-
-// opened hands the connection to the Observer, if any.
-func (c *Conn) opened() {
-	if o := c.set.observer; o != nil {
-		c.watch.obs = o.ConnOpened(c)
+func (f *frameCount) add(c *Conn, op frames.Opcode, n int, last bool) {
+	if c.obs == nil {
+		return
 	}
-}
-
-// received reports an incoming message. It is small enough to inline, so
-// that without an observer the hot path pays the nil check only.
-func (c *Conn) received(kind messages.Kind, size int64) {
-	if c.watch.obs != nil {
-		c.watch.obs.Received(kind, size)
-	}
-}
-
-// receivedFrame reports the message a Frames loop reads once its last
-// frame is in. The caller holds the read token.
-func (c *Conn) receivedFrame(op frames.Opcode, n int, last bool) {
-	if c.watch.obs != nil {
-		c.watch.frameIn(op, n, last)
-	}
-}
-
-func (w *watch) frameIn(op frames.Opcode, n int, last bool) {
 	if op != frames.OpContinuation {
-		w.inKind, w.inSize = messages.Kind(op), 0
+		f.kind, f.size = messages.Kind(op), 0
 	}
-	w.inSize += int64(n)
+	f.size += int64(n)
 	if last {
-		w.obs.Received(w.inKind, w.inSize)
+		c.obs.Received(f.kind, f.size)
 	}
-}
-
-// sent reports an outgoing message; see received.
-func (c *Conn) sent(kind messages.Kind, size int64) {
-	if c.watch.obs != nil {
-		c.watch.obs.Sent(kind, size)
-	}
-}
-
-// sentFrame reports the message WriteFrame sends once its last frame is
-// out. The caller holds the message lock.
-func (c *Conn) sentFrame(op frames.Opcode, n int, last bool) {
-	if c.watch.obs != nil {
-		c.watch.frameOut(op, n, last)
-	}
-}
-
-func (w *watch) frameOut(op frames.Opcode, n int, last bool) {
-	if op != frames.OpContinuation {
-		w.fragKind, w.fragSize = messages.Kind(op), 0
-	}
-	w.fragSize += int64(n)
-	if last {
-		w.obs.Sent(w.fragKind, w.fragSize)
-	}
-}
-
-// measuredRTT reports a keep-alive round trip.
-func (c *Conn) measuredRTT(rtt time.Duration) {
-	if c.watch.obs != nil {
-		c.watch.obs.PingRTT(rtt)
-	}
-}
-
-// protocolError reports a violation the peer committed.
-func (c *Conn) protocolError(v *frames.Violation) {
-	if c.watch.obs != nil {
-		c.watch.obs.ProtocolError(v)
-	}
-}
-
-// closeStarter tells which side started the close, before colibri ends
-// the connection itself; when it was the peer, it also returns the code
-// and reason that ended the connection.
-func (c *Conn) closeStarter() (Side, frames.CloseCode, string) {
-	cause := context.Cause(c.ctx)
-	c.rmu.Lock()
-	peerFirst, code, reason := c.peerClosed && c.watch.peerFirst, c.peerCode, c.peerReason
-	c.rmu.Unlock()
-	if peerFirst {
-		return SidePeer, code, reason
-	}
-	// A transport that failed under a read or a write, and not because of
-	// a timeout or CloseNow on this side, was dropped by the peer.
-	if ce, ok := errors.AsType[*CloseError](cause); ok && ce.byColibri && ce.Code == frames.CloseAbnormal &&
-		!errors.Is(ce.Err, ErrClosed) && !errors.Is(ce.Err, ErrWriteTimeout) {
-		return SidePeer, frames.CloseAbnormal, ce.Reason
-	}
-	return SideLocal, 0, ""
 }
 
 // reportClose logs the end of the connection once at Debug and tells the
-// observer. code and reason are the peer's when it started the close, else
-// the ones this side sent. The caller has torn the transport down.
-func (c *Conn) reportClose(by Side, code frames.CloseCode, reason string) {
-	if by == SideLocal {
-		c.sockMu.Lock()
-		out := c.closeOut
-		c.sockMu.Unlock()
-		if !out {
-			code, reason = frames.CloseAbnormal, ""
-			if ce, ok := errors.AsType[*CloseError](context.Cause(c.ctx)); ok && ce.Code == frames.CloseAbnormal {
-				reason = ce.Reason
-			}
+// observer. The caller has torn the transport down.
+func (c *Conn) reportClose() {
+	c.mu.Lock()
+	st := c.st
+	c.mu.Unlock()
+	c.sockMu.Lock()
+	out := c.w.closeOut
+	c.sockMu.Unlock()
+	info := CloseInfo{By: st.by, Code: st.code, Reason: st.reason}
+	switch {
+	case st.by == SidePeer && st.peerClosed:
+		info.Code, info.Reason = st.peerCode, st.peerReason
+	case st.by == SidePeer || !out:
+		// The transport ended before a CLOSE frame: the peer left
+		// without one, or ours could not go out.
+		info.Code, info.Reason = frames.CloseAbnormal, ""
+		if ce, ok := errors.AsType[*CloseError](st.cause); ok && ce.Code == frames.CloseAbnormal {
+			info.Reason = ce.Reason
 		}
 	}
-	info := CloseInfo{
-		Code:        code,
-		Reason:      reason,
-		By:          by,
-		Duration:    time.Duration(c.set.clock.Now().UnixNano() - c.start),
-		MessagesIn:  c.stats.MessagesIn.Load(),
-		MessagesOut: c.stats.MessagesOut.Load(),
-		BytesIn:     c.stats.BytesIn.Load(),
-		BytesOut:    c.stats.BytesOut.Load(),
-	}
+	stats := c.Stats()
+	info.Duration = c.set.clock.Now().Sub(c.start)
+	info.MessagesIn, info.MessagesOut = stats.MessagesIn, stats.MessagesOut
+	info.BytesIn, info.BytesOut = stats.BytesIn, stats.BytesOut
 	if c.debugOn() {
 		c.logger().Debug("connection closed",
 			slog.Int("code", int(info.Code)), slog.String("reason", info.Reason),
@@ -249,17 +158,17 @@ func (c *Conn) reportClose(by Side, code frames.CloseCode, reason string) {
 			slog.Int64("messages_in", info.MessagesIn), slog.Int64("messages_out", info.MessagesOut),
 			slog.Int64("bytes_in", info.BytesIn), slog.Int64("bytes_out", info.BytesOut))
 	}
-	if c.watch.obs != nil {
-		c.watch.obs.Closed(info)
+	if c.obs != nil {
+		c.obs.Closed(info)
 	}
 }
 
 // logAttrs are the attributes of every line the connection logs.
 func (c *Conn) logAttrs() []any {
 	attrs := make([]any, 0, 5)
-	if c.watch.route != "" {
+	if c.route != "" {
 		// First, as the router's lines put it.
-		attrs = append(attrs, slog.String("route", c.watch.route))
+		attrs = append(attrs, slog.String("route", c.route))
 	}
 	return append(attrs,
 		slog.Uint64("conn", c.id),

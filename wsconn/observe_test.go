@@ -3,6 +3,7 @@ package wsconn_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -49,6 +50,22 @@ func (l *eventLog) PingRTT(rtt time.Duration)               { l.add("rtt %v", rt
 func (l *eventLog) ProtocolError(v *frames.Violation)       { l.add("violation %d", v.Code) }
 func (l *eventLog) Closed(info wsconn.CloseInfo)            { l.add("closed"); l.closed <- info }
 
+// waitFor waits until event has been reported.
+func (l *eventLog) waitFor(t *testing.T, event string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		l.mu.Lock()
+		seen := slices.Contains(l.events, event)
+		l.mu.Unlock()
+		if seen {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q event", event)
+		}
+	}
+}
+
 // wait returns the CloseInfo of the connection and every event.
 func (l *eventLog) wait(t *testing.T) (wsconn.CloseInfo, []string) {
 	t.Helper()
@@ -93,10 +110,7 @@ func TestObserverSeesEveryWayToReadAndWrite(t *testing.T) {
 		if err := w.Close(); err != nil {
 			return err
 		}
-		if err := out.WriteFrame(ctx, frames.Frame{Op: frames.OpBinary, Payload: []byte("12")}); err != nil {
-			return err
-		}
-		if err := out.WriteFrame(ctx, frames.Continuation([]byte("345"), true)); err != nil {
+		if err := out.WriteBinary(ctx, []byte("12345")); err != nil {
 			return err
 		}
 		if err := out.WritePrepared(ctx, wsconn.Prepare(messages.Message{Kind: messages.Text, Payload: []byte("prep")})); err != nil {
@@ -126,10 +140,9 @@ func TestObserverSeesEveryWayToReadAndWrite(t *testing.T) {
 	if info.MessagesIn != 3 || info.MessagesOut != 5 {
 		t.Errorf("counted %d messages in and %d out, want 3 and 5", info.MessagesIn, info.MessagesOut)
 	}
-	// Payload bytes on the wire, control frames included: the peer's
-	// CLOSE carried 2 bytes, ours 6.
-	if info.BytesIn != 5+4+3+2 || info.BytesOut != 1+2+4+5+4+6 {
-		t.Errorf("counted %d bytes in and %d out, want %d and %d", info.BytesIn, info.BytesOut, 5+4+3+2, 1+2+4+5+4+6)
+	// Data payload bytes on the wire; control frames do not count.
+	if info.BytesIn != 5+4+3 || info.BytesOut != 1+2+4+5+4 {
+		t.Errorf("counted %d bytes in and %d out, want %d and %d", info.BytesIn, info.BytesOut, 5+4+3, 1+2+4+5+4)
 	}
 	if info.Duration <= 0 {
 		t.Errorf("duration %v", info.Duration)
@@ -219,17 +232,20 @@ func TestObserverMeasuresPingRTT(t *testing.T) {
 	c := dialRaw(t, url)
 	c.frame(frames.OpText, true, []byte("up"))
 	c.read() // the echo: the server is reading
+	l.waitFor(t, "out text 2")
 	clk.Advance(30 * time.Second)
 	h, ping := c.read()
 	if h.Op != frames.OpPing {
 		t.Fatalf("got %v, want a ping", h.Op)
 	}
+	// The payload is the moment the PING left, on the fake clock.
+	rtt := clk.Now().Add(7 * time.Millisecond).Sub(time.Unix(0, int64(binary.BigEndian.Uint64(ping))))
 	clk.Advance(7 * time.Millisecond)
 	c.frame(frames.OpPong, true, ping)
 	c.frame(frames.OpClose, true, closePayload(frames.CloseNormal, ""))
 	c.expectClose(frames.CloseNormal)
 	_, events := l.wait(t)
-	want := []string{"open", "in text 2", "out text 2", "rtt 7ms", "closed"}
+	want := []string{"open", "in text 2", "out text 2", "rtt " + rtt.String(), "closed"}
 	if !slices.Equal(events, want) {
 		t.Errorf("events %q, want %q", events, want)
 	}
@@ -255,7 +271,7 @@ func TestConnLoggerCarriesConnectionFacts(t *testing.T) {
 	for _, want := range []string{
 		`msg="connection open" ` + facts,
 		`msg="connection closed" ` + facts + ` code=1001 reason="tab closed" by=peer duration=`,
-		` messages_in=1 messages_out=1 bytes_in=14 bytes_out=14`,
+		` messages_in=1 messages_out=1 bytes_in=2 bytes_out=2`,
 	} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %q:\n%s", want, logs.String())

@@ -130,25 +130,19 @@ func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) error {
 		return err
 	}
 	defer c.unlockMsg()
-	if c.closeSent.Load() {
-		return ErrClosed
-	}
 	c.sockMu.Lock()
 	defer c.unlockSock()
-	if c.ctrlPending.Load() != 0 {
-		c.flushControl()
-	}
-	if c.closeSent.Load() || c.wbroken {
-		return ErrClosed
+	c.flushControl()
+	if c.w.closeOut || c.w.broken {
+		return c.closedErr()
 	}
 	c.setWriteDeadline()
 	if err := iv.write(c.nc, len(ps)); err != nil {
 		return c.writeFailed(err)
 	}
 	for _, p := range ps {
-		c.stats.MessagesOut.Add(1)
-		c.stats.BytesOut.Add(int64(len(p.msg.Payload)))
-		c.sent(p.msg.Kind, int64(len(p.msg.Payload)))
+		c.stats.bytesOut.Add(int64(len(p.msg.Payload)))
+		c.sentMessage(p.msg.Kind, int64(len(p.msg.Payload)))
 	}
 	return nil
 }

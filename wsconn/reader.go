@@ -41,7 +41,7 @@ func (b *netReader) init(src io.Reader, buffered []byte) {
 func (b *netReader) buffered() int { return b.w - b.r }
 
 // fill reads at least once more from src, making room for at least need
-// unread bytes (need <= streamReadSize).
+// unread bytes.
 func (b *netReader) fill(need int) error {
 	if err := b.err; err != nil {
 		b.err = nil
@@ -49,17 +49,16 @@ func (b *netReader) fill(need int) error {
 	}
 	if b.r == b.w {
 		b.r, b.w = 0, 0
-		if b.pool != nil {
-			bufpool.Put(b.pool)
-			b.pool, b.buf = nil, b.idle[:]
-		}
+		b.giveBack()
 	}
 	if len(b.buf)-b.r < need || b.w == len(b.buf) {
-		if b.pool == nil && (need > len(b.idle) || b.w == len(b.buf)) {
-			// Bytes are flowing faster than the idle array holds: borrow.
-			p := bufpool.Get(streamReadSize)
+		if need > len(b.buf) || (b.pool == nil && b.w == len(b.buf)) {
+			// Bytes are flowing faster than the buffer holds: borrow a
+			// bigger one.
+			p := bufpool.Get(max(need, streamReadSize))
 			b.w = copy(*p, b.buf[b.r:b.w])
 			b.r = 0
+			b.giveBack()
 			b.pool, b.buf = p, *p
 		} else {
 			b.w = copy(b.buf, b.buf[b.r:b.w])
@@ -77,6 +76,15 @@ func (b *netReader) fill(need int) error {
 	return err
 }
 
+// giveBack returns the borrowed buffer, if any; nothing unread may be in
+// it.
+func (b *netReader) giveBack() {
+	if b.pool != nil {
+		bufpool.Put(b.pool)
+		b.pool, b.buf = nil, b.idle[:]
+	}
+}
+
 // wait blocks until src has bytes (or fails: the error is kept for the
 // next read). It is fill called from the top of a loop, where a
 // connection waits for its peer, rather than from deep in frame parsing.
@@ -87,16 +95,25 @@ func (b *netReader) wait() {
 }
 
 // peek returns the next n unread bytes without consuming them.
-func (b *netReader) peek(n int) ([]byte, error) {
-	for b.w-b.r < n {
-		if err := b.fill(n); err != nil {
+func (b *netReader) peek(n int) ([]byte, error) { return b.peekAt(0, n) }
+
+// peekAt returns n unread bytes from off on, without consuming them.
+func (b *netReader) peekAt(off, n int) ([]byte, error) {
+	for b.w-b.r < off+n {
+		if err := b.fill(off + n); err != nil {
 			return nil, err
 		}
 	}
-	return b.buf[b.r : b.r+n], nil
+	return b.buf[b.r+off : b.r+off+n], nil
 }
 
 func (b *netReader) discard(n int) { b.r += n }
+
+// cut removes n unread bytes from off on, keeping the ones before them.
+func (b *netReader) cut(off, n int) {
+	copy(b.buf[b.r+n:], b.buf[b.r:b.r+off])
+	b.r += n
+}
 
 // read copies buffered bytes into p, or reads from src straight into p when
 // nothing is buffered (large payloads skip the copy).
@@ -107,11 +124,8 @@ func (b *netReader) read(p []byte) (int, error) {
 		return n, nil
 	}
 	if len(p) >= len(b.idle) {
-		if b.pool != nil {
-			bufpool.Put(b.pool)
-			b.pool, b.buf = nil, b.idle[:]
-		}
 		b.r, b.w = 0, 0
+		b.giveBack()
 		if err := b.err; err != nil {
 			b.err = nil
 			return 0, err
@@ -136,19 +150,15 @@ func (b *netReader) read(p []byte) (int, error) {
 // release gives the borrowed buffer back; unread bytes are lost, so it is
 // only called once the connection is finished with reading.
 func (b *netReader) release() {
-	if b.pool != nil {
-		bufpool.Put(b.pool)
-		b.pool = nil
-	}
-	b.buf = b.idle[:]
+	b.giveBack()
 	b.r, b.w = 0, 0
 }
 
-// peekHeader returns the complete next frame header, unconsumed.
-func (b *netReader) peekHeader() ([]byte, error) {
-	hb, err := b.peek(2)
+// peekHeaderAt returns the complete frame header at off, unconsumed.
+func (b *netReader) peekHeaderAt(off int) ([]byte, error) {
+	hb, err := b.peekAt(off, 2)
 	if err != nil {
 		return nil, err
 	}
-	return b.peek(frames.HeaderSize(hb[0], hb[1]))
+	return b.peekAt(off, frames.HeaderSize(hb[0], hb[1]))
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/group"
+
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -217,7 +219,7 @@ func TestRequestKeptOnlyWhenAsked(t *testing.T) {
 	type key struct{}
 	for _, keep := range []bool{false, true} {
 		t.Run(fmt.Sprint("keep=", keep), func(t *testing.T) {
-			g := &wsconn.Group{}
+			g := &group.Group{}
 			cfg := &wsconn.Config{KeepRequest: keep, Logger: slog.New(slog.DiscardHandler)}
 			seen := make(chan string, 1)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -226,12 +228,12 @@ func TestRequestKeptOnlyWhenAsked(t *testing.T) {
 				if err != nil {
 					return
 				}
-				ctx, leave, err := g.Enter(r.Context())
+				ctx, err := g.Enter(r.Context())
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				_ = wsconn.Start(ctx, u, struct{}{}, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+				go wsconn.Serve(ctx, u, struct{}{}, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
 					v, _ := ctx.Value(key{}).(string)
 					path := "<nil>"
 					if req := s.Request(); req != nil {
@@ -239,7 +241,7 @@ func TestRequestKeptOnlyWhenAsked(t *testing.T) {
 					}
 					seen <- v + " " + path
 					return nil
-				}, cfg, leave)
+				}, cfg)
 			}))
 			t.Cleanup(srv.Close)
 			c := dialRaw(t, "ws"+strings.TrimPrefix(srv.URL, "http"))

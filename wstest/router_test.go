@@ -51,14 +51,14 @@ func TestRouterRoute(t *testing.T) {
 	open.ExpectText("bob joined attic")
 	// ann's session leaves the group just after it closed the transport,
 	// which ExpectClose saw: give it that moment.
-	for deadline := time.Now().Add(5 * time.Second); r.Sessions().Len() != 1 && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); r.Connections() != 1 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
-	if r.Sessions().Len() != 1 {
-		t.Fatalf("%d sessions open, want 1", r.Sessions().Len())
+	if r.Connections() != 1 {
+		t.Fatalf("%d sessions open, want 1", r.Connections())
 	}
 	srv.Close()
-	if n := r.Sessions().Len(); n != 0 {
+	if n := r.Connections(); n != 0 {
 		t.Fatalf("%d sessions still open after Close", n)
 	}
 }

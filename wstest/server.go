@@ -34,7 +34,7 @@ const memoryHost = "wstest.invalid"
 // closing handshake), and the test waits for the handler's ServeHTTP calls
 // to return. Sessions that the handler handed to goroutines of its own end
 // because their transport closed. When the handler has a method
-// Sessions() *wsconn.Group, as router.Router does, Close also waits, for up
+// Connections() int, as router.Router does, Close also waits, for up
 // to DefaultTimeout, until that group holds no connection; for other
 // handlers, shut them down in a cleanup registered before the Server was
 // created, so that it runs after.
@@ -248,12 +248,12 @@ func (s *Server) Close() {
 			return
 		}
 	}
-	if g, ok := s.handler.(interface{ Sessions() *wsconn.Group }); ok {
+	if g, ok := s.handler.(interface{ Connections() int }); ok {
 		// The sessions end on their own now that their transports are
 		// closed; wait so that none outlives the test.
 		tick := time.NewTicker(time.Millisecond)
 		defer tick.Stop()
-		for g.Sessions().Len() > 0 {
+		for g.Connections() > 0 {
 			select {
 			case <-tick.C:
 			case <-deadline.C:

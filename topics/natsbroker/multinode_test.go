@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/group"
+
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -97,7 +99,7 @@ func startNode(t testing.TB, natsURL string, policy topics.Policy) *node {
 		}
 		return in.Err()
 	}
-	g := &wsconn.Group{}
+	g := &group.Group{}
 	cfg := &wsconn.Config{Logger: quiet, CloseTimeout: time.Second}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, err := wsconn.Accept(w, r, nil)
@@ -105,9 +107,12 @@ func startNode(t testing.TB, natsURL string, policy topics.Policy) *node {
 			return
 		}
 		subs := r.URL.Query()["sub"]
-		if err := g.Go(r.Context(), func(ctx context.Context) { _ = wsconn.Serve(ctx, u, subs, chat, cfg) }); err != nil {
+		ctx, err := g.Enter(r.Context())
+		if err != nil {
 			_ = u.Conn.Close()
+			return
 		}
+		_ = wsconn.Serve(ctx, u, subs, chat, cfg)
 	}))
 	srv.Listener.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/topics"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -34,7 +35,7 @@ func Stamp(p []byte) {
 // Subscribers are n connections joined to one hub, each read by a client
 // goroutine on the other end of a net.Pipe.
 type Subscribers struct {
-	group    wsconn.Group
+	group    group.Group
 	clients  []net.Conn
 	readers  sync.WaitGroup
 	received atomic.Int64
@@ -66,7 +67,11 @@ func Start(hub *topics.Hub, n int, filter string, opts *topics.MemberOptions) (*
 		s.clients = append(s.clients, cli)
 		joined.Add(1)
 		ready.Add(1)
-		err := s.group.Go(context.Background(), func(ctx context.Context) {
+		ctx, err := s.group.Enter(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		go func() {
 			_ = wsconn.Serve(ctx, wsconn.Upgraded{Conn: srv}, struct{}{},
 				func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, sess *wsconn.Session[struct{}]) error {
 					ready.Done()
@@ -83,10 +88,7 @@ func Start(hub *topics.Hub, n int, filter string, opts *topics.MemberOptions) (*
 					<-ctx.Done()
 					return nil
 				}, cfg)
-		})
-		if err != nil {
-			return nil, err
-		}
+		}()
 		s.readers.Add(1)
 		go s.read(cli)
 	}
@@ -181,7 +183,7 @@ func (s *Subscribers) Close() error {
 	defer cancel()
 	_, err := s.group.Shutdown(ctx)
 	s.readers.Wait()
-	if errors.Is(err, wsconn.ErrShutdownIncomplete) {
+	if errors.Is(err, group.ErrIncomplete) {
 		return err
 	}
 	return nil

@@ -1,0 +1,222 @@
+// Package group owns the WebSocket connections of a server: it counts them
+// against a limit, stops them all on shutdown and waits for them. The
+// router and the application share one Group through the request's
+// context; wsconn enrols each connection it serves under such a context.
+package group
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Errors a Group reports.
+var (
+	// ErrFull refuses a connection when the Group holds Limit already.
+	ErrFull = errors.New("connection limit reached")
+	// ErrClosed refuses a connection once the Group began shutting down.
+	ErrClosed = errors.New("server is shutting down")
+	// ErrIncomplete: handlers were still running after their transports
+	// were closed at the shutdown deadline.
+	ErrIncomplete = errors.New("handlers still running after shutdown")
+)
+
+// Member is a connection as its Group sees it.
+type Member interface {
+	// Shutdown starts the connection's graceful close (1001 Going Away).
+	Shutdown()
+	// CloseNow closes the transport without a closing handshake.
+	CloseNow()
+}
+
+// Report says how a shutdown ended the connections that were open.
+type Report struct {
+	// Graceful connections finished their closing handshake before the
+	// deadline.
+	Graceful int
+	// Forced connections were still open at the deadline and had their
+	// transport closed without a handshake.
+	Forced int
+}
+
+// Group owns connections. The zero value is ready to use.
+type Group struct {
+	// Limit caps the connections held at once; zero means no cap. Set it
+	// before use.
+	Limit int
+	// HandshakeTimeout bounds the handshake response of connections whose
+	// route sets no timeout of its own; zero means the default.
+	HandshakeTimeout time.Duration
+
+	mu      sync.Mutex
+	members map[Member]struct{}
+	held    int // places claimed by Enter and not yet given back
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+type groupKey struct{}
+
+// With returns a copy of ctx that names g as the Group of connections
+// accepted under it.
+func With(ctx context.Context, g *Group) context.Context {
+	return context.WithValue(ctx, groupKey{}, g)
+}
+
+// From returns the Group named by ctx, or nil.
+func From(ctx context.Context) *Group {
+	if p, ok := ctx.Value(placeKey{}).(*place); ok {
+		return p.g
+	}
+	g, _ := ctx.Value(groupKey{}).(*Group)
+	return g
+}
+
+// place is a claimed place in a Group, carried by the context a
+// connection is served with. It keeps the values of the request's context
+// but not its cancellation: the connection outlives the request.
+type place struct {
+	context.Context // context.WithoutCancel of the request's
+	g               *Group
+	left            bool // under g.mu
+}
+
+type placeKey struct{}
+
+func (p *place) Value(key any) any {
+	switch key {
+	case placeKey{}:
+		return p
+	case groupKey{}:
+		return p.g
+	}
+	return p.Context.Value(key)
+}
+
+// Enter claims a place in g for one connection and returns the context to
+// serve it with: it carries ctx's values but not its cancellation. The
+// place is given back by Leave. Enter fails with ErrClosed once g began
+// shutting down, and with ErrFull at its Limit.
+func (g *Group) Enter(ctx context.Context) (context.Context, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, ErrClosed
+	}
+	if g.Limit > 0 && g.held >= g.Limit {
+		return nil, ErrFull
+	}
+	g.held++
+	g.wg.Add(1)
+	return &place{Context: context.WithoutCancel(ctx), g: g}, nil
+}
+
+// Leave gives back the place claimed by the Enter that made ctx; it does
+// nothing for other contexts, or when called again.
+func Leave(ctx context.Context) {
+	p, ok := ctx.Value(placeKey{}).(*place)
+	if !ok {
+		return
+	}
+	g := p.g
+	g.mu.Lock()
+	if p.left {
+		g.mu.Unlock()
+		return
+	}
+	p.left = true
+	g.held--
+	g.mu.Unlock()
+	g.wg.Done()
+}
+
+// Join enrols m in the Group whose place ctx carries, so that a shutdown
+// reaches it. It returns false when that Group is shutting down already
+// (m should close at once); connections served outside a Group join
+// nothing and get true.
+func Join(ctx context.Context, m Member) bool {
+	p, ok := ctx.Value(placeKey{}).(*place)
+	if !ok {
+		return true
+	}
+	g := p.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.members == nil {
+		g.members = make(map[Member]struct{})
+	}
+	g.members[m] = struct{}{}
+	return !g.closed
+}
+
+// Quit undoes Join once the connection is over.
+func Quit(ctx context.Context, m Member) {
+	p, ok := ctx.Value(placeKey{}).(*place)
+	if !ok {
+		return
+	}
+	p.g.mu.Lock()
+	delete(p.g.members, m)
+	p.g.mu.Unlock()
+}
+
+// Len returns the number of places held: connections being served and
+// handshakes in progress.
+func (g *Group) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.held
+}
+
+// forcedGrace is how long Shutdown waits for handlers after it closed
+// their transports.
+const forcedGrace = time.Second
+
+// Shutdown refuses new connections, starts the graceful close of every
+// member, and waits until every place is given back. When ctx ends first,
+// the remaining members' transports are closed without a handshake and
+// counted as forced.
+func (g *Group) Shutdown(ctx context.Context) (Report, error) {
+	g.mu.Lock()
+	g.closed = true
+	open := g.held
+	members := make([]Member, 0, len(g.members))
+	for m := range g.members {
+		members = append(members, m)
+	}
+	g.mu.Unlock()
+	for _, m := range members {
+		m.Shutdown()
+	}
+
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return Report{Graceful: open}, nil
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	forced := g.held
+	members = members[:0]
+	for m := range g.members {
+		members = append(members, m)
+	}
+	g.mu.Unlock()
+	for _, m := range members {
+		m.CloseNow()
+	}
+	report := Report{Graceful: max(open-forced, 0), Forced: forced}
+	timer := time.NewTimer(forcedGrace)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return report, nil
+	case <-timer.C:
+		return report, ErrIncomplete
+	}
+}

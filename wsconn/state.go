@@ -1,0 +1,323 @@
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/colibri-ws/colibri/frames"
+)
+
+// state is where a connection is in its life. It lives in Conn.st under
+// Conn.mu, which is a leaf lock: nothing else is locked while it is held.
+//
+// A connection is open until closing begins, which happens once, for the
+// first of: the handler returns, a task fails, the peer's CLOSE arrives,
+// colibri fails the connection (protocol violation, keep-alive or idle
+// timeout), the server shuts down, out.Close, or the transport fails. The
+// first cause decides the CLOSE frame's code (code, reason) and the side
+// that began (by); from then on no new message is written. The CLOSE
+// frame itself waits for the message being written, unless the cause
+// was a failure (now). The handler's context is cancelled with the cause
+// (except for out.Close, after which the handler reads on until the
+// peer's CLOSE). The connection is closed once the closing handshake is
+// over and every task has returned.
+type state struct {
+	closing bool // closing has begun
+	by      Side
+	cause   error // what writes refused after closing began wrap
+	code    frames.CloseCode
+	reason  string
+	noFrame bool // no CLOSE frame can go out: the transport failed
+	queued  bool // our CLOSE frame is queued for the socket
+
+	peerClosed bool // the peer's CLOSE arrived, with:
+	peerCode   frames.CloseCode
+	peerReason string
+
+	readEnded bool  // nothing more comes from the peer
+	readErr   error // why, for Inbound.Err; nil for a clean close
+
+	tasksClosed bool // the handler returned: Go starts nothing more
+
+	// Who reads (see inbound.go and background.go).
+	looping   bool // a loop ranges over the Inbound
+	bgRunning bool
+	handover  bool // a loop or the closing handshake waits for the background reader to step aside
+	draining  bool // the closing handshake reads, for the peer's CLOSE
+
+	closeDeadline time.Time // reads end by then once our CLOSE is out
+	readDeadline  time.Time // the read deadline in force on the socket
+}
+
+// wakeReaders is a read deadline in the past: it wakes a reader blocked on
+// the socket without losing a byte.
+var wakeReaders = time.Unix(1, 0)
+
+// applyReadDeadline is the one place that decides the socket's read
+// deadline; c.mu is held. A reader must let go at once when a loop or the
+// closing handshake asked for the socket, when the handler's context
+// ended (until the closing handshake reads), and when reading is over;
+// once our CLOSE is out, reads end by CloseTimeout.
+func (c *Conn) applyReadDeadline() {
+	var d time.Time
+	switch {
+	case c.st.handover || c.st.readEnded || (c.ctx.Err() != nil && !c.st.draining):
+		d = wakeReaders
+	case !c.st.closeDeadline.IsZero():
+		d = c.st.closeDeadline
+	}
+	if !d.Equal(c.st.readDeadline) {
+		c.st.readDeadline = d
+		_ = c.nc.SetReadDeadline(d)
+	}
+}
+
+// interrupted reports whether a read that timed out was woken on purpose
+// (see applyReadDeadline) rather than having run out of time.
+func (c *Conn) interrupted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.readDeadline.Equal(wakeReaders)
+}
+
+// stop cancels the handler's context with cause (the first cause wins) and
+// wakes readers blocked on the socket.
+func (c *Conn) stop(cause error) {
+	c.cancel(cause)
+	c.mu.Lock()
+	c.applyReadDeadline()
+	c.mu.Unlock()
+}
+
+// closeHow is when the CLOSE frame goes out.
+type closeHow uint8
+
+const (
+	afterMessage closeHow = iota // after the message being written
+	closeNow                     // at once, between fragments if need be
+)
+
+// beginClose starts closing with code and reason unless closing began
+// already, and reports whether it did. cause becomes the handler's
+// context's cause (nil: the context goes on, for out.Close).
+func (c *Conn) beginClose(by Side, code frames.CloseCode, reason string, cause error, how closeHow) bool {
+	c.mu.Lock()
+	if c.st.closing {
+		c.mu.Unlock()
+		if cause != nil {
+			c.stop(cause)
+		}
+		return false
+	}
+	c.st.closing, c.st.by, c.st.code, c.st.reason = true, by, code, truncateReason(reason)
+	c.st.cause = cause
+	if cause == nil {
+		c.st.cause = &CloseError{Code: code, Reason: reason}
+	}
+	c.mu.Unlock()
+	if cause != nil {
+		c.stop(cause)
+	}
+	if how == closeNow {
+		c.queueClose()
+	} else {
+		c.sendPendingClose()
+	}
+	return true
+}
+
+// closeCause is what ended or ends the connection, for refused writes.
+func (c *Conn) closedErr() error {
+	c.mu.Lock()
+	cause := c.st.cause
+	c.mu.Unlock()
+	if cause == nil || errors.Is(cause, ErrClosed) {
+		if cause == nil {
+			return ErrClosed
+		}
+		return cause
+	}
+	return fmt.Errorf("%w: %w", ErrClosed, cause)
+}
+
+// endRead marks the inbound side over, keeping the first reason.
+func (c *Conn) endRead(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.st.readEnded {
+		return
+	}
+	c.st.readEnded, c.st.readErr = true, err
+	c.applyReadDeadline()
+}
+
+// readState returns whether the inbound side is over, and why.
+func (c *Conn) readState() (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.readEnded, c.st.readErr
+}
+
+// fail ends the connection because of something colibri detected in the
+// peer's traffic or timing: loops end with ce, and the CLOSE frame goes out
+// at once, ahead of queued data.
+func (c *Conn) fail(ce *CloseError) {
+	c.endRead(ce)
+	c.beginClose(SideLocal, ce.Code, ce.Reason, ce, closeNow)
+}
+
+// transportFailed ends a connection whose transport broke (a read or write
+// failed, or CloseNow): no CLOSE frame can follow.
+func (c *Conn) transportFailed(ce *CloseError, by Side) {
+	c.mu.Lock()
+	if !c.st.closing {
+		c.st.closing, c.st.by, c.st.code, c.st.reason, c.st.cause = true, by, frames.CloseAbnormal, ce.Reason, ce
+	}
+	c.st.noFrame = true
+	c.mu.Unlock()
+	c.endRead(ce)
+	c.stop(ce)
+}
+
+// peerClosing records the peer's CLOSE: the inbound side is over, and
+// colibri answers with the same code after the message being written
+// (RFC 6455 §5.5.1).
+func (c *Conn) peerClosing(code frames.CloseCode, reason string) {
+	c.mu.Lock()
+	c.st.peerClosed, c.st.peerCode, c.st.peerReason = true, code, reason
+	c.mu.Unlock()
+	var readErr error
+	switch code {
+	case frames.CloseNormal, frames.CloseGoingAway, frames.CloseNoStatus:
+	default:
+		readErr = &CloseError{Code: code, Reason: reason}
+	}
+	if c.debugOn() {
+		c.logger().Debug("peer closed", slog.Int("code", int(code)), slog.String("reason", reason))
+	}
+	c.endRead(readErr)
+	cause := &CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true}
+	c.beginClose(SidePeer, code, reason, cause, afterMessage)
+}
+
+// closeGoingAway begins a graceful close with 1001: the server is shutting
+// down (ErrShutdown) or the context Serve was given ended (its cause).
+func (c *Conn) closeGoingAway(cause error) {
+	reason := "going away"
+	if errors.Is(cause, ErrShutdown) {
+		reason = "server shutting down"
+	}
+	c.beginClose(SideLocal, frames.CloseGoingAway, reason, cause, afterMessage)
+}
+
+// taskFailed begins closing because a task returned err or panicked.
+func (c *Conn) taskFailed(err error) {
+	if ours(err) {
+		return
+	}
+	code, reason := c.codeFor(err, "connection task")
+	c.beginClose(SideLocal, code, reason, err, afterMessage)
+}
+
+// handlerReturned begins closing, unless it began already, with the code
+// that follows from what the handler returned.
+func (c *Conn) handlerReturned(herr error) {
+	var code frames.CloseCode
+	var reason string
+	if herr == nil || errors.Is(herr, context.Canceled) || errors.Is(herr, ErrClosed) {
+		code = frames.CloseNormal
+	} else {
+		code, reason = c.codeFor(herr, "handler")
+	}
+	cause := &CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true}
+	c.beginClose(SideLocal, code, reason, cause, afterMessage)
+}
+
+// codeFor returns the close code and reason for an error a task or the
+// handler (who) returned, and logs the failures, once each.
+func (c *Conn) codeFor(err error, who string) (frames.CloseCode, string) {
+	var pe *panicError
+	switch ce, isClose := errors.AsType[*CloseError](err); {
+	case errors.As(err, &pe):
+		c.logger().Error(who+" panicked", slog.Any("panic", pe.value), slog.String("stack", string(pe.stack)))
+	case isClose:
+		if ce.Code == frames.CloseNoStatus || ce.Code.Valid() {
+			return ce.Code, ce.Reason
+		}
+		c.logger().Error(who+" closed with a code that cannot be sent", slog.Int("code", int(ce.Code)))
+	case errors.Is(err, ErrShutdown):
+		return frames.CloseGoingAway, "server shutting down"
+	default:
+		c.logger().Error(who+" failed", slog.Any("err", err))
+	}
+	return frames.CloseInternalError, "internal error"
+}
+
+// ours reports whether an error a task returned came from colibri itself
+// (a close it made, a shutdown, a cancellation) rather than from a
+// failure of the task.
+func ours(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrShutdown) || errors.Is(err, ErrClosed) {
+		return true
+	}
+	ce, ok := errors.AsType[*CloseError](err)
+	return ok && ce.byColibri
+}
+
+// awaitPeerClose reads, discarding data, until the peer answers our CLOSE,
+// CloseTimeout passes or the transport fails. It is the last reader.
+func (c *Conn) awaitPeerClose() {
+	c.mu.Lock()
+	c.st.draining = true
+	skip := c.st.readEnded || c.st.noFrame
+	c.applyReadDeadline()
+	c.mu.Unlock()
+	if skip {
+		return
+	}
+	c.takeRead()
+	defer c.readMu.Unlock()
+	for {
+		if _, err := c.nextData(); err != nil {
+			return
+		}
+		if err := c.skipPayload(c.remaining); err != nil {
+			return
+		}
+	}
+}
+
+// teardown closes the transport. After a clean handshake the server closes
+// TCP first (RFC 6455 §7.1.1). Otherwise it shuts its sending side and
+// reads until the peer closes, so that unread bytes do not turn the close
+// into a reset that could swallow the CLOSE frame in flight.
+func (c *Conn) teardown() {
+	c.mu.Lock()
+	clean := c.st.peerClosed
+	_, violated := errors.AsType[*frames.Violation](c.st.readErr)
+	c.mu.Unlock()
+	c.sockMu.Lock()
+	broken := c.w.broken || !c.w.closeOut
+	c.w.broken = true
+	c.sockMu.Unlock()
+
+	defer c.rd.release()
+	if (clean && !c.client) || broken {
+		_ = c.nc.Close()
+		return
+	}
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && (violated || c.client) {
+		_ = cw.CloseWrite()
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.set.closeTimeout))
+		var scratch [512]byte
+		for range 1 << 11 { // at most 1 MiB
+			if _, err := c.nc.Read(scratch[:]); err != nil {
+				break
+			}
+		}
+	}
+	_ = c.nc.Close()
+}
