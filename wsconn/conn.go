@@ -81,23 +81,24 @@ var connIDs atomic.Uint64
 // sockMu (one frame at a time). See docs/architecture.md.
 type Conn struct {
 	// Set before the handler starts, then only read.
-	nc     net.Conn
-	set    settings
-	req    *http.Request
-	proto  string
-	exts   []httphead.Option
-	id     uint64
-	client bool
-	route  string
-	start  time.Time // on the Config's clock
-	parent context.Context
-	ctx    context.Context // the handler's
-	cancel context.CancelCauseFunc
-	log    atomic.Pointer[slog.Logger] // built on first use: most connections never log
-	in     Inbound
-	out    Outbound
-	obs    ConnObserver
-	stats  counters
+	nc        net.Conn
+	set       settings
+	req       *http.Request
+	proto     string
+	exts      []httphead.Option
+	id        uint64
+	client    bool
+	route     string
+	start     time.Time // on the Config's clock
+	parent    context.Context
+	stopWatch func() bool     // stops watching parent; nil when it cannot end
+	ctx       context.Context // the handler's
+	cancel    context.CancelCauseFunc
+	log       atomic.Pointer[slog.Logger] // built on first use: most connections never log
+	in        Inbound
+	out       Outbound
+	obs       ConnObserver
+	stats     counters
 
 	mu sync.Mutex
 	st state // under mu
@@ -216,12 +217,15 @@ func (c *Conn) begin(parent context.Context) {
 	c.parent = parent
 	c.ctx, c.cancel = context.WithCancelCause(parent)
 	if !group.Join(parent, (*member)(c)) {
-		c.stop(ErrShutdown)
+		c.closeGoingAway(ErrShutdown)
 	}
 	if parent.Done() != nil {
 		// The caller's context can end: closing then begins with 1001.
-		stopWatch := context.AfterFunc(parent, func() { c.closeGoingAway(context.Cause(parent)) })
-		context.AfterFunc(c.ctx, func() { stopWatch() })
+		c.bg.Add(1)
+		c.stopWatch = context.AfterFunc(parent, func() {
+			defer c.bg.Done()
+			c.closeGoingAway(context.Cause(parent))
+		})
 	}
 	if o := c.set.observer; o != nil {
 		c.obs = o.ConnOpened(c)
@@ -248,6 +252,9 @@ func (c *Conn) end(herr error) error {
 	c.mu.Unlock()
 	gerr := c.tasks.Wait()
 	c.timer.stop()
+	if c.stopWatch != nil && c.stopWatch() {
+		c.bg.Done() // it will not run
+	}
 	c.bg.Wait()
 	c.teardown()
 	c.reportClose()

@@ -110,6 +110,9 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 	if w.buf == nil {
 		return 0, ErrClosed
 	}
+	if w.err == nil && !w.owned() {
+		w.err = w.c.closedErr()
+	}
 	if w.err != nil {
 		return 0, w.err
 	}
@@ -158,6 +161,13 @@ func (w *messageWriter) writeCompressed(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// owned reports whether the Writer still owns its message.
+func (w *messageWriter) owned() bool {
+	w.c.sockMu.Lock()
+	defer w.c.unlockSock()
+	return w.c.w.open == w
 }
 
 // flush sends p as the message's next frame, unless the connection

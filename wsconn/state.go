@@ -227,9 +227,14 @@ func (c *Conn) taskFailed(err error) {
 func (c *Conn) handlerReturned(herr error) {
 	var code frames.CloseCode
 	var reason string
-	if herr == nil || errors.Is(herr, context.Canceled) || errors.Is(herr, ErrClosed) {
+	switch cause := context.Cause(c.ctx); {
+	case herr == nil || errors.Is(herr, context.Canceled) || errors.Is(herr, ErrClosed):
 		code = frames.CloseNormal
-	} else {
+	case cause != nil && errors.Is(herr, cause):
+		// The handler passes on why its context ended (a failed task, a
+		// protocol violation): closing began with it, and it was logged.
+		return
+	default:
 		code, reason = c.codeFor(herr, "handler")
 	}
 	cause := &CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true}
