@@ -264,7 +264,7 @@ type deflateState struct {
 	fw     *flate.Writer
 	out    sink // the compressor's output for one message
 	inDict []byte
-	raw    frameReader   // compressed bytes of the message being inflated
+	raw    frameReader // compressed bytes of the message being inflated
 }
 
 // sink collects compressor output in a pooled buffer, given back after

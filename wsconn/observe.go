@@ -1,7 +1,7 @@
 package wsconn
 
 import (
-		"errors"
+	"errors"
 	"log/slog"
 	"time"
 
