@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/logctx"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -101,7 +102,14 @@ type Config struct {
 	// NoSignals stops Run from handling SIGINT and SIGTERM. Default false.
 	NoSignals bool
 
-	// Logger receives the application's log lines. Default slog.Default().
+	// Logger receives the application's log lines, and those of
+	// everything it serves that has no logger of its own: connections of
+	// ws routes whose wsconn.Config has no Logger (handler failures and
+	// panics included), and the stock middleware.Log and
+	// middleware.Recover made with a nil logger. The App puts it in every
+	// request's context, where they find it. A logger set on a route with
+	// router.WithConfig, or passed to a middleware, still wins. Default
+	// slog.Default().
 	Logger *slog.Logger
 
 	// OnListen is called with the bound address once the listener is up,
@@ -193,10 +201,15 @@ func (a *App) Addr() net.Addr {
 	return a.addr
 }
 
-// ServeHTTP applies the connection limit and the upgrade hooks to upgrade
-// requests, names the App's Group for their connections, and serves the
-// handler.
+// ServeHTTP puts the App's logger in the request's context, applies the
+// connection limit and the upgrade hooks to upgrade requests, names the
+// App's Group for their connections, and serves the handler.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if logctx.From(r.Context()) != a.log {
+		// Served by an http.Server other than Serve's, whose base
+		// context carries the logger already.
+		r = r.WithContext(logctx.With(r.Context(), a.log))
+	}
 	if !wsconn.IsUpgradeRequest(r) {
 		a.handler.ServeHTTP(w, r)
 		return
@@ -266,7 +279,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.OnListen != nil {
 		a.cfg.OnListen(ln.Addr())
 	}
-	base := wsconn.WithGroup(context.Background(), &a.sessions)
+	base := logctx.With(wsconn.WithGroup(context.Background(), &a.sessions), a.log)
 	srv := &http.Server{
 		Handler:           a,
 		BaseContext:       func(net.Listener) context.Context { return base },

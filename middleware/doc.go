@@ -27,8 +27,12 @@
 // Listed from the outermost, which sees the request first and the response
 // last, a sensible stack is
 //
-//	RequestID, Recover(logger), Log(logger), Origins(...),
+//	RequestID, Recover(nil), Log(nil), Origins(...),
 //	UpgradeRateLimit(...), Bearer(...) or BasicAuth(...)
+//
+// Recover and Log given a nil logger log to the application's: colibri's
+// app package carries its Config.Logger in every request's context, so
+// one logger serves the application, its connections and its middleware.
 //
 // RequestID first so that every log line has the id; Recover before Log so
 // that Log records the 500 Recover writes; Origins and UpgradeRateLimit

@@ -128,7 +128,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if rec.wrote {
 		p.logger.Warn("ws route decided to upgrade but middleware wrote a response; not upgrading",
-			slog.String("path", req.URL.Path))
+			slog.String("route", p.route), slog.String("path", req.URL.Path))
 		r.upgradeEnded(req, began, rec.statusSent(), nil)
 		return
 	}
@@ -211,6 +211,7 @@ type pending struct {
 	serve    func() // set by start for an HTTP/2 stream (see startStream)
 	declined bool
 	logger   *slog.Logger
+	route    string // the ws route's pattern, for logger's lines
 }
 
 type pendingKey struct{}

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/logctx"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -66,19 +68,13 @@ func WS[T any](r *Router, pattern string, shouldUpgrade ShouldUpgrade[T], handle
 	for _, opt := range opts {
 		opt(&o)
 	}
-	logger := o.config.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
 	path := wsPath(pattern)
 	cfg := o.config
-	cfg.Logger = logger // the connection adds the route to its lines
 	if o.observer != nil {
 		cfg.Observer = o.observer
 	}
 	route := &wsRoute[T]{should: shouldUpgrade, handler: handler, opts: o, cfg: cfg,
-		root: r.root, grouped: len(r.mws) > 0,
-		route: path, log: logger.With(slog.String("route", path))}
+		root: r.root, grouped: len(r.mws) > 0, route: path}
 	r.routed = true
 	r.root.hasWS = true
 	r.root.ws.Handle(path, chain(r.mws, route))
@@ -88,11 +84,40 @@ type wsRoute[T any] struct {
 	should  ShouldUpgrade[T]
 	handler wsconn.Handler[T]
 	opts    wsOptions
-	cfg     wsconn.Config
-	route   string       // the pattern as ServeMux has it, for Conn.Route
-	log     *slog.Logger // carries the route
+	cfg     wsconn.Config // Logger nil: the request context's (logConfig)
+	route   string        // the pattern as ServeMux has it, for Conn.Route
 	root    *root
 	grouped bool // group middleware wraps the route
+
+	// logCfg is cfg with the Logger of the latest request whose context
+	// carried one, reused while that logger stays the same (an app has one).
+	logCfg atomic.Pointer[wsconn.Config]
+}
+
+// logger returns the logger of the route's lines about r: the one its
+// Config names, else the one r's context carries (the application's, see
+// app.Config.Logger), else slog.Default().
+func (rt *wsRoute[T]) logger(r *http.Request) *slog.Logger {
+	if rt.cfg.Logger != nil {
+		return rt.cfg.Logger
+	}
+	return logctx.From(r.Context())
+}
+
+// config returns the Config to serve r's connection with: the route's,
+// with the request's logger when the route names none.
+func (rt *wsRoute[T]) config(r *http.Request) *wsconn.Config {
+	if rt.cfg.Logger != nil {
+		return &rt.cfg
+	}
+	l := logctx.From(r.Context())
+	if c := rt.logCfg.Load(); c != nil && c.Logger == l {
+		return c
+	}
+	c := rt.cfg
+	c.Logger = l
+	rt.logCfg.Store(&c)
+	return &c
 }
 
 // ServeHTTP runs inside the middleware chain: it validates the handshake,
@@ -149,7 +174,7 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		v := []string{"websocket", "Upgrade"}
 		h["Upgrade"], h["Connection"] = v[0:1:1], v[1:2:2]
 	}
-	p.logger = rt.log
+	p.logger, p.route = rt.logger(r), rt.route
 	p.start = func(w http.ResponseWriter, g *wsconn.Group) (int, error) {
 		return rt.start(w, r, g, value)
 	}
@@ -171,21 +196,23 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *wsconn.Gr
 	u, err := wsconn.Accept(w, r, rt.acceptOptions(w, g))
 	if err != nil {
 		leave()
-		rt.log.Debug("handshake failed", slog.Any("err", err))
+		rt.logger(r).LogAttrs(r.Context(), slog.LevelDebug, "handshake failed",
+			slog.String("route", rt.route), slog.Any("err", err))
 		if he, ok := errors.AsType[*wsconn.HandshakeError](err); ok {
 			return he.Status, nil
 		}
 		return http.StatusInternalServerError, err
 	}
 	u.Route = rt.route
+	cfg := rt.config(r)
 	if wsconn.IsExtendedConnect(r) {
 		serveStream(r, func() {
 			defer leave()
-			_ = wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg)
+			_ = wsconn.Serve(ctx, u, value, rt.handler, cfg)
 		})
 		return http.StatusOK, nil
 	}
-	_ = wsconn.Start(ctx, u, value, rt.handler, &rt.cfg, leave)
+	_ = wsconn.Start(ctx, u, value, rt.handler, cfg, leave)
 	return http.StatusSwitchingProtocols, nil
 }
 
@@ -224,7 +251,9 @@ func WithAnyOrigin() Option {
 }
 
 // WithConfig sets the connection configuration (limits, keep-alive,
-// timeouts, logger); see wsconn.Config for every field and default.
+// timeouts, logger); see wsconn.Config for every field and default. A
+// Config without a Logger logs to the one the request's context carries:
+// the application's (app.Config.Logger), else slog.Default().
 func WithConfig(cfg wsconn.Config) Option {
 	return func(o *wsOptions) { o.config = cfg }
 }
