@@ -8,7 +8,7 @@ import (
 )
 
 func ExampleFragments() {
-	m := messages.Message{Kind: messages.Text, Payload: []byte("hello, world")}
+	m := messages.Message{Kind: messages.KindText, Payload: []byte("hello, world")}
 	for f := range messages.Fragments(m, 5) {
 		fmt.Printf("%-12v fin=%-5v %q\n", f.Op, f.Fin, f.Payload)
 	}

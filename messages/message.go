@@ -12,18 +12,28 @@ type Kind uint8
 
 // The two kinds of data message. Their values are their opcodes.
 const (
-	// Text is a message of UTF-8 text.
-	Text Kind = Kind(frames.OpText)
-	// Binary is a message of bytes whose meaning the application defines.
-	Binary Kind = Kind(frames.OpBinary)
+	// KindText is a message of UTF-8 text.
+	KindText Kind = Kind(frames.OpText)
+	// KindBinary is a message of bytes whose meaning the application
+	// defines.
+	KindBinary Kind = Kind(frames.OpBinary)
+)
+
+// The former names of KindText and KindBinary.
+//
+// Deprecated: use KindText and KindBinary. The names Text and Binary go to
+// the constructors of text and binary messages.
+const (
+	Text   = KindText
+	Binary = KindBinary
 )
 
 // String returns "text" or "binary"; any other value reads "kind(N)".
 func (k Kind) String() string {
 	switch k {
-	case Text:
+	case KindText:
 		return "text"
-	case Binary:
+	case KindBinary:
 		return "binary"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
@@ -38,7 +48,7 @@ func (k Kind) Opcode() frames.Opcode {
 // Payload: whoever hands a Message out says how long the payload stays
 // valid, and [Message.Clone] makes a copy that owns its bytes.
 type Message struct {
-	// Kind is Text or Binary.
+	// Kind is KindText or KindBinary.
 	Kind Kind
 	// Payload is the application data of all the message's frames.
 	Payload []byte

@@ -152,7 +152,7 @@ type chatLine struct {
 
 func encode(l chatLine) messages.Message {
 	b, _ := json.Marshal(l)
-	return messages.Message{Kind: messages.Text, Payload: b}
+	return messages.Message{Kind: messages.KindText, Payload: b}
 }
 
 // statsJSON reports this instance's chat members.
