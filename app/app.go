@@ -64,10 +64,10 @@ type Config struct {
 	// that a browser's page, its requests and its WebSockets share one
 	// connection (RFC 8441). The WebSockets ride on it only when net/http
 	// offers extended CONNECT, which Go 1.26 does only when the process
-	// starts with GODEBUG=http2xconnect=1 (or imports the xconnect
-	// package); Serve logs which it is. Without TLS it does nothing:
-	// browsers speak HTTP/2 over TLS only. Default false: TLS clients get
-	// HTTP/1.1, as before. docs/http2.md has the trade-offs.
+	// starts with GODEBUG=http2xconnect=1; Serve logs which it is. Without
+	// TLS it does nothing: browsers speak HTTP/2 over TLS only. Default
+	// false: TLS clients get HTTP/1.1, as before. docs/http2.md has the
+	// trade-offs.
 	HTTP2 bool
 
 	// ReadHeaderTimeout bounds reading a request's headers, which stops

@@ -33,6 +33,10 @@
 // WebSocket library that needs to hijack an HTTP/1.1 connection (gorilla,
 // gobwas, coder) cannot, and its endpoints stop working for browsers on
 // HTTP/2. That is why Go leaves the switch off by default (go.dev/issue/71128).
+//
+// Deprecated: xconnect rewrites the process's GODEBUG on the strength of a
+// net/http detail Go does not document, and is being removed. Start the
+// process with GODEBUG=http2xconnect=1 instead (docs/http2.md).
 package xconnect
 
 import (
