@@ -61,9 +61,11 @@ func tellTerminal(msg string) {
 }
 
 // TestBrowserChat drives two headless Chromium tabs through the example's
-// page: they join one room, one speaks and the other hears it; a message
-// with emoji and a 1 MiB message make the round trip through /ws/echo; and
-// closing a tab reaches the server as a closing handshake.
+// page: they join one room, and the join form hides; one speaks and the
+// other hears it; a message with emoji and a 1 MiB message make the round
+// trip through /ws/echo; closing a tab reaches the server as a closing
+// handshake; and a third tab that submits Join twice, and again once
+// joined, opens one socket only, which Leave closes.
 func TestBrowserChat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
@@ -100,6 +102,7 @@ func TestBrowserChat(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s joining: %v", name, err)
 		}
+		assertJoinFormHidden(t, tab, name)
 	}
 	join(tabA, "ada")
 	tabB, cancelB := chromedp.NewContext(tabA)
@@ -155,5 +158,55 @@ func TestBrowserChat(t *testing.T) {
 	}
 	if _, err := chromedp.Run(tabA, chromedp.Poll[string](`[...document.querySelectorAll("#messages li")].map(li => li.textContent).find(s => s.includes("grace left"))`)); err != nil {
 		t.Fatalf("ada never saw grace leave: %v", err)
+	}
+
+	// Joining twice: both submits come before the first socket opens, a
+	// third once it is open (the form is hidden, but a script can still
+	// submit it). One upgrade request reaches the server, and Leave
+	// leaves nobody behind.
+	tabC, cancelC := chromedp.NewContext(tabA)
+	defer cancelC()
+	if err := chromedp.Do(tabC,
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#join")),
+		chromedp.SetValue(chromedp.CSS("#room"), "twice"),
+		chromedp.SetValue(chromedp.CSS("#username"), "eve"),
+	); err != nil {
+		t.Fatal(err)
+	}
+	submitTwice := `(() => { const f = document.getElementById("join"); f.requestSubmit(); f.requestSubmit(); return true; })()`
+	if _, err := chromedp.Run(tabC, chromedp.Evaluate[bool](submitTwice)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(tabC, chromedp.WaitVisible(chromedp.CSS("#chat"))); err != nil {
+		t.Fatal(err)
+	}
+	assertJoinFormHidden(t, tabC, "eve")
+	if _, err := chromedp.Run(tabC, chromedp.Evaluate[bool](`document.getElementById("join").requestSubmit() ?? true`)); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, srv, "twice", 1)
+	time.Sleep(300 * time.Millisecond) // time for a second socket's request to arrive, were there one
+	upgrades := regexp.MustCompile(`msg=request .*path=/ws/chat/twice .*upgrade=accepted`)
+	if n := len(upgrades.FindAllString(logs.String(), -1)); n != 1 {
+		t.Fatalf("joining twice made %d upgrades to /ws/chat/twice, want 1; logs:\n%s", n, logs.String())
+	}
+	if err := chromedp.Do(tabC, chromedp.Click(chromedp.CSS("#leave")), chromedp.WaitVisible(chromedp.CSS("#join"))); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, srv, "twice", 0)
+}
+
+// assertJoinFormHidden checks that the join form takes no room on tab's
+// page once its socket is open: the hidden attribute must win over the
+// stylesheet's display rule for forms.
+func assertJoinFormHidden(t *testing.T, tab context.Context, name string) {
+	t.Helper()
+	display, err := chromedp.Run(tab, chromedp.Evaluate[string](`getComputedStyle(document.getElementById("join")).display`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if display != "none" {
+		t.Fatalf("%s joined, but the join form is still shown (display: %s)", name, display)
 	}
 }

@@ -77,7 +77,6 @@ func newServer(o options) (*server, error) {
 	// Benchmarks and conformance tools use the echo route; it accepts
 	// permessage-deflate so that they can exercise compression too.
 	router.WS(r, "/ws/echo", nil, echo, router.WithAnyOrigin(), router.WithConfig(wsconn.Config{
-		Logger:         o.Logger,
 		MaxMessageSize: 16 << 20,
 		Compression:    wsconn.Compression{Enabled: true},
 	}))
