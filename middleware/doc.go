@@ -2,8 +2,10 @@
 // servers: request ids, panic recovery, request logging, Basic and bearer
 // authentication, an Origin allowlist and a rate limit on WebSocket
 // upgrades. Each is a func(http.Handler) http.Handler, or a constructor
-// returning one, and works with any router built on net/http; the package
-// imports nothing from colibri.
+// returning one, and works with any router built on net/http. From
+// colibri, the package imports only wsconn, whose origin check [Origins]
+// shares with the ws routes, and the application's logger in the request
+// context (see Order).
 //
 // # Middleware and WebSocket routes
 //
