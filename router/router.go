@@ -183,13 +183,14 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 			}
 		}
 	} else if rt.hasWS {
-		// A plain request to a WebSocket-only path: say so instead of 404.
+		// A plain request to a WebSocket-only path: the ws route says so
+		// (426 for a GET) instead of 404, after the route's middleware, so
+		// that authentication in a group answers first and the route is
+		// not revealed to whoever it refuses.
 		if _, pattern := rt.mux.Handler(req); pattern == "" {
 			if _, pattern := rt.ws.Handler(req); pattern != "" {
-				if e := wsconn.CheckRequest(req); e != nil {
-					e.Write(w)
-					return
-				}
+				rt.ws.ServeHTTP(w, req)
+				return
 			}
 		}
 	}

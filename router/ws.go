@@ -2,8 +2,10 @@ package router
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,7 +41,9 @@ func Upgrade(header http.Header) Decision { return Decision{kind: upgrade, heade
 func DontUpgrade() Decision { return Decision{kind: dontUpgrade} }
 
 // Reject refuses the request with an HTTP status (401, 403, 429, ...) and a
-// plain-text body.
+// plain-text body. A status outside 400–599 becomes 403. A body that does
+// not end in a newline gets one, as every plain-text answer of the router
+// and of http.Error ends in one; an empty body stays empty.
 func Reject(status int, body string) Decision {
 	return Decision{kind: reject, status: status, body: body}
 }
@@ -122,15 +126,17 @@ func (rt *wsRoute[T]) config(r *http.Request) *wsconn.Config {
 
 // ServeHTTP runs inside the middleware chain: it validates the handshake,
 // checks the origin and records the decision. It writes nothing on
-// Upgrade; Router.ServeHTTP performs the handshake afterwards.
+// Upgrade; Router.ServeHTTP performs the handshake afterwards. A request
+// that is no upgrade, sent by dispatch through the route's middleware,
+// gets the handshake's error (426 for a plain GET).
 func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e := wsconn.CheckRequest(r); e != nil {
+		e.Write(w)
+		return
+	}
 	p, _ := r.Context().Value(pendingKey{}).(*pending)
 	if p == nil {
 		http.Error(w, "router: ws route served outside its Router", http.StatusInternalServerError)
-		return
-	}
-	if e := wsconn.CheckRequest(r); e != nil {
-		e.Write(w)
 		return
 	}
 	if !rt.opts.anyOrigin {
@@ -156,7 +162,12 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(status)
-		_, _ = w.Write([]byte(d.body))
+		if d.body != "" {
+			_, _ = io.WriteString(w, d.body)
+			if !strings.HasSuffix(d.body, "\n") {
+				_, _ = io.WriteString(w, "\n")
+			}
+		}
 		return
 	}
 	h := w.Header()
