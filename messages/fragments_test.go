@@ -57,7 +57,7 @@ func TestFragments(t *testing.T) {
 }
 
 func TestFragmentsStopEarly(t *testing.T) {
-	m := messages.Message{Kind: messages.KindBinary, Payload: make([]byte, 100)}
+	m := messages.Binary(make([]byte, 100))
 	n := 0
 	for range messages.Fragments(m, 10) {
 		n++
@@ -72,7 +72,7 @@ func TestFragmentsStopEarly(t *testing.T) {
 
 func TestFragmentsCapacity(t *testing.T) {
 	// Appending to one fragment's payload must not overwrite the next.
-	m := messages.Message{Kind: messages.KindBinary, Payload: []byte("aabb")}
+	m := messages.Binary([]byte("aabb"))
 	fs := slices.Collect(messages.Fragments(m, 2))
 	_ = append(fs[0].Payload, 'X')
 	if string(m.Payload) != "aabb" {

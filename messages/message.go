@@ -19,15 +19,6 @@ const (
 	KindBinary Kind = Kind(frames.OpBinary)
 )
 
-// The former names of KindText and KindBinary.
-//
-// Deprecated: use KindText and KindBinary. The names Text and Binary go to
-// the constructors of text and binary messages.
-const (
-	Text   = KindText
-	Binary = KindBinary
-)
-
 // String returns "text" or "binary"; any other value reads "kind(N)".
 func (k Kind) String() string {
 	switch k {
@@ -52,6 +43,20 @@ type Message struct {
 	Kind Kind
 	// Payload is the application data of all the message's frames.
 	Payload []byte
+}
+
+// Text returns a text message whose payload is a copy of s. Peers close
+// the connection with 1007 when a text message is not valid UTF-8 (RFC 6455
+// §8.1).
+func Text(s string) Message {
+	return Message{Kind: KindText, Payload: []byte(s)}
+}
+
+// Binary returns a binary message whose payload is b itself, not a copy:
+// b must not change while the message is being sent or is held for
+// sending (by a topic's queue, for instance).
+func Binary(b []byte) Message {
+	return Message{Kind: KindBinary, Payload: b}
 }
 
 // Text returns the payload as a string. The string is a copy, so it stays

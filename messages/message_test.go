@@ -44,3 +44,15 @@ func TestMessageCopies(t *testing.T) {
 		t.Errorf("Clone of a nil payload = %q, want nil", got.Payload)
 	}
 }
+
+func TestTextAndBinaryBuildMessages(t *testing.T) {
+	s := "héllo"
+	if m := messages.Text(s); m.Kind != messages.KindText || string(m.Payload) != s {
+		t.Errorf("Text(%q) = %v %q", s, m.Kind, m.Payload)
+	}
+	b := []byte{0, 1, 2}
+	m := messages.Binary(b)
+	if m.Kind != messages.KindBinary || len(m.Payload) != 3 || &m.Payload[0] != &b[0] {
+		t.Errorf("Binary(b) = %v %v, want b itself", m.Kind, m.Payload)
+	}
+}

@@ -167,7 +167,7 @@ func TestScriptedSession(t *testing.T) {
 	// stuck on a write and his queue holds its limit of 4 messages.
 	bob := srv.Dial(t, slowRoute, nil)
 	member := <-s.slow
-	chunk := messages.Message{Kind: messages.KindBinary, Payload: make([]byte, 64<<10)}
+	chunk := messages.Binary(make([]byte, 64<<10))
 	frameLen := wsconn.Prepare(chunk).Len()
 	fillQueue(t, s.hub, member, chunk)
 

@@ -371,7 +371,7 @@ func (c *Client) ExpectText(want string) {
 // binary message equal to want.
 func (c *Client) ExpectBinary(want []byte) {
 	c.tb.Helper()
-	w := describe(messages.Message{Kind: messages.KindBinary, Payload: want})
+	w := describe(messages.Binary(want))
 	m := c.nextMessage(w)
 	if m.Kind != messages.KindBinary || !bytes.Equal(m.Payload, want) {
 		c.tb.Fatalf("wstest: want %s, got %s%s", w, describe(m), difference(m.Payload, want, m.Kind == messages.KindBinary))

@@ -378,7 +378,7 @@ func TestPublicationCrossesIntact(t *testing.T) {
 		t.Fatal(err)
 	}
 	payload := []byte{0, 1, 2, 255}
-	pub := topics.Publication{Topic: "s/é.1/x y", Key: "k1", Message: wsconn.Prepare(messages.Message{Kind: messages.KindBinary, Payload: payload})}
+	pub := topics.Publication{Topic: "s/é.1/x y", Key: "k1", Message: wsconn.Prepare(messages.Binary(payload))}
 	if err := linkA.Publish(context.Background(), pub); err != nil {
 		t.Fatal(err)
 	}
