@@ -147,3 +147,21 @@ func TestAuthAnswersPlainRequestsBeforeTheRoute(t *testing.T) {
 		}
 	}
 }
+
+// Origin: null is what sandboxed pages and local files send; the refusal
+// says so rather than calling the header malformed.
+func TestNullOriginIsRefusedAsOpaque(t *testing.T) {
+	r := router.New(router.WithConfig(quiet), router.WithOrigins("*"))
+	router.WS(r, "/ws", nil, echo[struct{}])
+	base := serve(t, r)
+	req := upgradeRequest(t, base+"/ws")
+	req.Header.Set("Origin", "null")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := rawBody(t, resp)
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(b, `opaque origin "null"`) || strings.Contains(b, "malformed") {
+		t.Fatalf("Origin: null got %d %q, want 403 naming an opaque origin", resp.StatusCode, b)
+	}
+}
