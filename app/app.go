@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/colibri-ws/colibri/internal/group"
+	"github.com/colibri-ws/colibri/internal/logctx"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -64,10 +65,10 @@ type Config struct {
 	// that a browser's page, its requests and its WebSockets share one
 	// connection (RFC 8441). The WebSockets ride on it only when net/http
 	// offers extended CONNECT, which Go 1.26 does only when the process
-	// starts with GODEBUG=http2xconnect=1 (or imports the xconnect
-	// package); Serve logs which it is. Without TLS it does nothing:
-	// browsers speak HTTP/2 over TLS only. Default false: TLS clients get
-	// HTTP/1.1, as before. docs/http2.md has the trade-offs.
+	// starts with GODEBUG=http2xconnect=1; Serve logs which it is. Without
+	// TLS it does nothing: browsers speak HTTP/2 over TLS only. Default
+	// false: TLS clients get HTTP/1.1, as before. docs/http2.md has the
+	// trade-offs.
 	HTTP2 bool
 
 	// ReadHeaderTimeout bounds reading a request's headers, which stops
@@ -102,7 +103,14 @@ type Config struct {
 	// NoSignals stops Run from handling SIGINT and SIGTERM. Default false.
 	NoSignals bool
 
-	// Logger receives the application's log lines. Default slog.Default().
+	// Logger receives the application's log lines, and those of
+	// everything it serves that has no logger of its own: connections of
+	// ws routes whose wsconn.Config has no Logger (handler failures and
+	// panics included), and the stock middleware.Log and
+	// middleware.Recover made with a nil logger. The App puts it in every
+	// request's context, where they find it. A logger set on a route with
+	// router.WithConfig, or passed to a middleware, still wins. Default
+	// slog.Default().
 	Logger *slog.Logger
 
 	// OnListen is called with the bound address once the listener is up,
@@ -194,10 +202,15 @@ func (a *App) Addr() net.Addr {
 	return a.addr
 }
 
-// ServeHTTP applies the connection limit and the upgrade hooks to upgrade
-// requests, names the App's Group for their connections, and serves the
-// handler.
+// ServeHTTP puts the App's logger in the request's context, applies the
+// connection limit and the upgrade hooks to upgrade requests, names the
+// App's Group for their connections, and serves the handler.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if logctx.From(r.Context()) != a.log {
+		// Served by an http.Server other than Serve's, whose base
+		// context carries the logger already.
+		r = r.WithContext(logctx.With(r.Context(), a.log))
+	}
 	if !wsconn.IsUpgradeRequest(r) {
 		a.handler.ServeHTTP(w, r)
 		return
@@ -265,7 +278,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.OnListen != nil {
 		a.cfg.OnListen(ln.Addr())
 	}
-	base := group.With(context.Background(), &a.sessions)
+	base := logctx.With(group.With(context.Background(), &a.sessions), a.log)
 	srv := &http.Server{
 		Handler:           a,
 		BaseContext:       func(net.Listener) context.Context { return base },

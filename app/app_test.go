@@ -39,13 +39,16 @@ func echo(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsco
 	return in.Err()
 }
 
-// start runs a on a free loopback port until the test ends, and returns
-// its base URL and a function that stops it and returns Run's error.
+// start runs an App of h on a free loopback port until the test ends, and
+// returns it, its base URL and a function that stops it and returns Run's
+// error. The App logs to cfg.Logger, or nowhere.
 func start(t *testing.T, h http.Handler, cfg app.Config) (*app.App, string, func() error) {
 	t.Helper()
 	addr := make(chan net.Addr, 1)
 	cfg.Addr = "127.0.0.1:0"
-	cfg.Logger = quiet
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
 	cfg.NoSignals = true
 	cfg.OnListen = func(a net.Addr) { addr <- a }
 	a := app.New(h, cfg)

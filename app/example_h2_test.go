@@ -5,14 +5,13 @@ import (
 
 	"github.com/colibri-ws/colibri/app"
 	"github.com/colibri-ws/colibri/router"
-	// In package main, this makes Go's HTTP/2 server offer extended
-	// CONNECT; starting with GODEBUG=http2xconnect=1 does the same.
-	_ "github.com/colibri-ws/colibri/xconnect"
 )
 
 // Serving a page and its WebSockets on one HTTP/2 connection per browser:
-// TLS, Config.HTTP2, and extended CONNECT switched on by the xconnect
-// import. The ws routes and handlers are the ones HTTP/1.1 uses.
+// TLS, Config.HTTP2, and a process started with GODEBUG=http2xconnect=1,
+// which makes Go's HTTP/2 server offer extended CONNECT (without it, Run
+// logs that browsers will open their WebSockets over HTTP/1.1). The ws
+// routes and handlers are the ones HTTP/1.1 uses.
 func ExampleConfig_http2() {
 	r := router.New()
 	// ... r.HandleFunc and router.WS as for HTTP/1.1 ...

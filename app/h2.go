@@ -17,7 +17,7 @@ import (
 var extendedConnect = strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1")
 
 // enableHint tells the operator how to turn extended CONNECT on.
-const enableHint = `start the process with GODEBUG=http2xconnect=1, or import _ "github.com/colibri-ws/colibri/xconnect" in package main`
+const enableHint = `start the process with GODEBUG=http2xconnect=1 (added to any GODEBUG it has, after a comma)`
 
 // tlsConfigured reports whether Serve wraps its listener in TLS.
 func (a *App) tlsConfigured() bool {

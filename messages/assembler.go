@@ -138,7 +138,7 @@ func (a *Assembler) Chunk(p []byte) error {
 	if int64(len(p)) > a.left {
 		return errOverlong
 	}
-	if a.kind == Text && !a.SkipUTF8 && !a.utf8.Write(p) {
+	if a.kind == KindText && !a.SkipUTF8 && !a.utf8.Write(p) {
 		return ErrInvalidUTF8
 	}
 	a.left -= int64(len(p))
@@ -164,7 +164,7 @@ func (a *Assembler) End() (kind Kind, done bool, err error) {
 	if !a.fin {
 		return kind, false, nil
 	}
-	if kind == Text && !a.SkipUTF8 && !a.utf8.Complete() {
+	if kind == KindText && !a.SkipUTF8 && !a.utf8.Complete() {
 		return kind, false, ErrInvalidUTF8
 	}
 	a.kind = 0

@@ -115,32 +115,32 @@ func TestAssembler(t *testing.T) {
 		{
 			name:   "one text frame",
 			frames: []frames.Frame{txt("hello", true)},
-			want:   []msg{{messages.Text, "hello"}},
+			want:   []msg{{messages.KindText, "hello"}},
 		},
 		{
 			name:   "one binary frame",
 			frames: []frames.Frame{bin("\x00\xff", true)},
-			want:   []msg{{messages.Binary, "\x00\xff"}},
+			want:   []msg{{messages.KindBinary, "\x00\xff"}},
 		},
 		{
 			name:   "empty text message",
 			frames: []frames.Frame{txt("", true)},
-			want:   []msg{{messages.Text, ""}},
+			want:   []msg{{messages.KindText, ""}},
 		},
 		{
 			name:   "fragmented text",
 			frames: []frames.Frame{txt("he", false), cont("l", false), cont("lo", true)},
-			want:   []msg{{messages.Text, "hello"}},
+			want:   []msg{{messages.KindText, "hello"}},
 		},
 		{
 			name:   "fragmented binary with empty fragments",
 			frames: []frames.Frame{bin("", false), cont("", false), cont("ab", false), cont("", true)},
-			want:   []msg{{messages.Binary, "ab"}},
+			want:   []msg{{messages.KindBinary, "ab"}},
 		},
 		{
 			name:   "messages in a row",
 			frames: []frames.Frame{txt("a", false), cont("b", true), bin("c", true), txt("d", true)},
-			want:   []msg{{messages.Text, "ab"}, {messages.Binary, "c"}, {messages.Text, "d"}},
+			want:   []msg{{messages.KindText, "ab"}, {messages.KindBinary, "c"}, {messages.KindText, "d"}},
 		},
 		{
 			name:   "continuation first",
@@ -150,7 +150,7 @@ func TestAssembler(t *testing.T) {
 		{
 			name:   "continuation after a whole message",
 			frames: []frames.Frame{txt("a", true), cont("b", true)},
-			want:   []msg{{messages.Text, "a"}},
+			want:   []msg{{messages.KindText, "a"}},
 			fail:   &failure{1, "begin", messages.ErrUnexpectedContinuation},
 		},
 		{
@@ -186,7 +186,7 @@ func TestAssembler(t *testing.T) {
 		{
 			name:   "code point split across fragments",
 			frames: []frames.Frame{txt("5\xe2", false), cont("\x82", false), cont("\xac", true)},
-			want:   []msg{{messages.Text, "5€"}},
+			want:   []msg{{messages.KindText, "5€"}},
 		},
 		{
 			name:   "code point truncated at the end of the message",
@@ -196,24 +196,24 @@ func TestAssembler(t *testing.T) {
 		{
 			name:   "truncated code point may wait for the next fragment",
 			frames: []frames.Frame{txt("\xf0\x9f\x98", false), cont("\x80", true)},
-			want:   []msg{{messages.Text, "😀"}},
+			want:   []msg{{messages.KindText, "😀"}},
 		},
 		{
 			name:   "invalid UTF-8 in binary is fine",
 			frames: []frames.Frame{bin("\xff\xc0\x80", true)},
-			want:   []msg{{messages.Binary, "\xff\xc0\x80"}},
+			want:   []msg{{messages.KindBinary, "\xff\xc0\x80"}},
 		},
 		{
 			name:     "SkipUTF8 lets invalid text through",
 			skipUTF8: true,
 			frames:   []frames.Frame{txt("\xff", false), cont("\xe2", true)},
-			want:     []msg{{messages.Text, "\xff\xe2"}},
+			want:     []msg{{messages.KindText, "\xff\xe2"}},
 		},
 		{
 			name:   "limit: one frame exactly at it",
 			limit:  5,
 			frames: []frames.Frame{txt("hello", true)},
-			want:   []msg{{messages.Text, "hello"}},
+			want:   []msg{{messages.KindText, "hello"}},
 		},
 		{
 			name:   "limit: one frame one over",
@@ -225,7 +225,7 @@ func TestAssembler(t *testing.T) {
 			name:   "limit: fragments exactly at it",
 			limit:  5,
 			frames: []frames.Frame{bin("he", false), cont("", false), cont("llo", true)},
-			want:   []msg{{messages.Binary, "hello"}},
+			want:   []msg{{messages.KindBinary, "hello"}},
 		},
 		{
 			name:   "limit: fragments one over",
@@ -237,7 +237,7 @@ func TestAssembler(t *testing.T) {
 			name:   "limit applies to each message, not the sum",
 			limit:  3,
 			frames: []frames.Frame{txt("abc", true), bin("de", false), cont("f", true)},
-			want:   []msg{{messages.Text, "abc"}, {messages.Binary, "def"}},
+			want:   []msg{{messages.KindText, "abc"}, {messages.KindBinary, "def"}},
 		},
 		{
 			name:   "limit before UTF-8",
@@ -384,7 +384,7 @@ func TestAssemblerUTF8AcrossFragments(t *testing.T) {
 			var wantFail *failure
 			switch {
 			case tt.bad < 0:
-				want = []msg{{messages.Text, tt.text}}
+				want = []msg{{messages.KindText, tt.text}}
 			case tt.bad == len(p):
 				wantFail = &failure{len(fs) - 1, "end", messages.ErrInvalidUTF8}
 			default:
@@ -417,7 +417,7 @@ func TestAssemblerState(t *testing.T) {
 		}
 	}
 	must(a.Begin(frames.OpText, false, 3))
-	if !a.Active() || a.Kind() != messages.Text {
+	if !a.Active() || a.Kind() != messages.KindText {
 		t.Errorf("after Begin of a first fragment: Active %v, Kind %v; want true, text", a.Active(), a.Kind())
 	}
 	must(a.Chunk([]byte("ab")))
@@ -426,28 +426,28 @@ func TestAssemblerState(t *testing.T) {
 	}
 	must(a.Chunk([]byte("c")))
 	kind, done, err := a.End()
-	if kind != messages.Text || done || err != nil {
+	if kind != messages.KindText || done || err != nil {
 		t.Errorf("End of a first fragment = %v, %v, %v; want text, false, nil", kind, done, err)
 	}
-	if !a.Active() || a.Kind() != messages.Text {
+	if !a.Active() || a.Kind() != messages.KindText {
 		t.Errorf("between fragments: Active %v, Kind %v; want true, text", a.Active(), a.Kind())
 	}
 	must(a.Begin(frames.OpContinuation, false, 0))
-	if a.Kind() != messages.Text {
+	if a.Kind() != messages.KindText {
 		t.Errorf("Kind after Begin of a continuation = %v, want text", a.Kind())
 	}
 	must(endFrame(&a))
 	must(a.Begin(frames.OpContinuation, true, 2))
 	must(a.Chunk([]byte("de")))
 	kind, done, err = a.End()
-	if kind != messages.Text || !done || err != nil {
+	if kind != messages.KindText || !done || err != nil {
 		t.Errorf("End of the last fragment = %v, %v, %v; want text, true, nil", kind, done, err)
 	}
 	if a.Active() || a.Size() != 5 || a.Kind() != 0 {
 		t.Errorf("after the message: Active %v, Size %d, Kind %v; want false, 5, 0", a.Active(), a.Size(), a.Kind())
 	}
 	must(a.Begin(frames.OpBinary, true, 0))
-	if !a.Active() || a.Kind() != messages.Binary {
+	if !a.Active() || a.Kind() != messages.KindBinary {
 		t.Errorf("inside an unfragmented frame: Active %v, Kind %v; want true, binary", a.Active(), a.Kind())
 	}
 	must(endFrame(&a))
@@ -546,7 +546,7 @@ func TestPushControlFrameKeepsMessage(t *testing.T) {
 func TestPushRoundTrip(t *testing.T) {
 	payloads := []string{"", "a", "hello, world", strings.Repeat("κόσμε 😀 ", 20)}
 	for _, p := range payloads {
-		for _, kind := range []messages.Kind{messages.Text, messages.Binary} {
+		for _, kind := range []messages.Kind{messages.KindText, messages.KindBinary} {
 			for _, size := range []int{0, 1, 2, 3, 7, 64, 1000} {
 				var a messages.Assembler
 				a.Limit = int64(len(p))

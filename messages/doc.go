@@ -5,6 +5,12 @@
 // The package does no I/O. It builds on package frames and, like it, works on
 // memory the caller owns and does not allocate on the per-frame path.
 //
+// # Values
+//
+// A [Message] is a [Kind] ([KindText] or [KindBinary]) and a payload.
+// [Text] and [Binary] build one: messages.Text("hello"),
+// messages.Binary(b).
+//
 // # Receiving
 //
 // An [Assembler] follows the data frames of a connection and enforces the

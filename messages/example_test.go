@@ -8,7 +8,7 @@ import (
 )
 
 func ExampleFragments() {
-	m := messages.Message{Kind: messages.Text, Payload: []byte("hello, world")}
+	m := messages.Text("hello, world")
 	for f := range messages.Fragments(m, 5) {
 		fmt.Printf("%-12v fin=%-5v %q\n", f.Op, f.Fin, f.Payload)
 	}
@@ -77,4 +77,13 @@ func ExampleAssembler() {
 	}
 	// Output:
 	// after 8 bytes: message too large (1009 message too big)
+}
+
+func ExampleText() {
+	for _, m := range []messages.Message{messages.Text("hi"), messages.Binary([]byte{0xCA, 0xFE})} {
+		fmt.Printf("%v %q\n", m.Kind, m.Payload)
+	}
+	// Output:
+	// text "hi"
+	// binary "\xca\xfe"
 }

@@ -8,7 +8,7 @@ import (
 
 // Fragments splits m into frames for sending (RFC 6455 §5.4). Each payload
 // is at most maxPayload bytes; maxPayload <= 0 gives one frame. The first
-// frame has the opcode of m.Kind, which must be Text or Binary, the others
+// frame has the opcode of m.Kind, which must be KindText or KindBinary, the others
 // are continuations, and the last has FIN. An empty payload gives one empty
 // final frame.
 //

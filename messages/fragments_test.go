@@ -28,7 +28,7 @@ func TestFragments(t *testing.T) {
 		{name: "one byte each", size: 3, max: 1, sizes: []int{1, 1, 1}},
 	}
 	for _, tt := range tests {
-		for _, kind := range []messages.Kind{messages.Text, messages.Binary} {
+		for _, kind := range []messages.Kind{messages.KindText, messages.KindBinary} {
 			payload := bytes.Repeat([]byte{'z'}, tt.size)
 			fs := slices.Collect(messages.Fragments(messages.Message{Kind: kind, Payload: payload}, tt.max))
 			if len(fs) != len(tt.sizes) {
@@ -57,7 +57,7 @@ func TestFragments(t *testing.T) {
 }
 
 func TestFragmentsStopEarly(t *testing.T) {
-	m := messages.Message{Kind: messages.Binary, Payload: make([]byte, 100)}
+	m := messages.Binary(make([]byte, 100))
 	n := 0
 	for range messages.Fragments(m, 10) {
 		n++
@@ -72,7 +72,7 @@ func TestFragmentsStopEarly(t *testing.T) {
 
 func TestFragmentsCapacity(t *testing.T) {
 	// Appending to one fragment's payload must not overwrite the next.
-	m := messages.Message{Kind: messages.Binary, Payload: []byte("aabb")}
+	m := messages.Binary([]byte("aabb"))
 	fs := slices.Collect(messages.Fragments(m, 2))
 	_ = append(fs[0].Payload, 'X')
 	if string(m.Payload) != "aabb" {

@@ -66,9 +66,9 @@ func FuzzAssembler(f *testing.F) {
 	f.Add([]byte("ok\xe2\x82"), []byte{}, uint8(0), uint16(0), true)
 	f.Add([]byte{}, []byte{0, 0}, uint8(0), uint16(1), true)
 	f.Fuzz(func(t *testing.T, data, shape []byte, chunk uint8, limit uint16, text bool) {
-		kind, first := messages.Binary, frames.OpBinary
+		kind, first := messages.KindBinary, frames.OpBinary
 		if text {
-			kind, first = messages.Text, frames.OpText
+			kind, first = messages.KindText, frames.OpText
 		}
 		cuts := cutAt(len(data), shape)
 		fs := make([]frames.Frame, 0, len(cuts)-1)

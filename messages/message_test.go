@@ -13,8 +13,8 @@ func TestKind(t *testing.T) {
 		name string
 		op   frames.Opcode
 	}{
-		{kind: messages.Text, name: "text", op: frames.OpText},
-		{kind: messages.Binary, name: "binary", op: frames.OpBinary},
+		{kind: messages.KindText, name: "text", op: frames.OpText},
+		{kind: messages.KindBinary, name: "binary", op: frames.OpBinary},
 		{kind: 0, name: "kind(0)", op: frames.OpContinuation},
 		{kind: 9, name: "kind(9)", op: frames.OpPing},
 	}
@@ -30,17 +30,29 @@ func TestKind(t *testing.T) {
 
 func TestMessageCopies(t *testing.T) {
 	p := []byte("hello")
-	m := messages.Message{Kind: messages.Text, Payload: p}
+	m := messages.Message{Kind: messages.KindText, Payload: p}
 	s := m.Text()
 	c := m.Clone()
 	p[0] = 'J'
 	if s != "hello" {
 		t.Errorf("Text() = %q after the payload changed, want %q", s, "hello")
 	}
-	if string(c.Payload) != "hello" || c.Kind != messages.Text {
+	if string(c.Payload) != "hello" || c.Kind != messages.KindText {
 		t.Errorf("Clone() = %v %q after the payload changed, want text %q", c.Kind, c.Payload, "hello")
 	}
-	if got := (messages.Message{Kind: messages.Binary}).Clone(); got.Payload != nil {
+	if got := (messages.Message{Kind: messages.KindBinary}).Clone(); got.Payload != nil {
 		t.Errorf("Clone of a nil payload = %q, want nil", got.Payload)
+	}
+}
+
+func TestTextAndBinaryBuildMessages(t *testing.T) {
+	s := "héllo"
+	if m := messages.Text(s); m.Kind != messages.KindText || string(m.Payload) != s {
+		t.Errorf("Text(%q) = %v %q", s, m.Kind, m.Payload)
+	}
+	b := []byte{0, 1, 2}
+	m := messages.Binary(b)
+	if m.Kind != messages.KindBinary || len(m.Payload) != 3 || &m.Payload[0] != &b[0] {
+		t.Errorf("Binary(b) = %v %v, want b itself", m.Kind, m.Payload)
 	}
 }

@@ -2,8 +2,10 @@
 // servers: request ids, panic recovery, request logging, Basic and bearer
 // authentication, an Origin allowlist and a rate limit on WebSocket
 // upgrades. Each is a func(http.Handler) http.Handler, or a constructor
-// returning one, and works with any router built on net/http; the package
-// imports nothing from colibri.
+// returning one, and works with any router built on net/http. From
+// colibri, the package imports only wsconn, whose origin check [Origins]
+// shares with the ws routes, and the application's logger in the request
+// context (see Order).
 //
 // # Middleware and WebSocket routes
 //
@@ -27,8 +29,12 @@
 // Listed from the outermost, which sees the request first and the response
 // last, a sensible stack is
 //
-//	RequestID, Recover(logger), Log(logger), Origins(...),
+//	RequestID, Recover(nil), Log(nil), Origins(...),
 //	UpgradeRateLimit(...), Bearer(...) or BasicAuth(...)
+//
+// Recover and Log given a nil logger log to the application's: colibri's
+// app package carries its Config.Logger in every request's context, so
+// one logger serves the application, its connections and its middleware.
 //
 // RequestID first so that every log line has the id; Recover before Log so
 // that Log records the 500 Recover writes; Origins and UpgradeRateLimit

@@ -95,7 +95,7 @@ func Example() {
 	// Output:
 	// chat: alice joins (request req-1)
 	// level=INFO msg=request method=GET path=/ws/chat status=101 bytes=0 remote=192.0.2.1:1234 request_id=req-1 upgrade=accepted
-	// level=WARN msg=request method=GET path=/ws/chat status=403 bytes=39 remote=192.0.2.1:1234 request_id=req-2 upgrade=refused
+	// level=WARN msg=request method=GET path=/ws/chat status=403 bytes=47 remote=192.0.2.1:1234 request_id=req-2 upgrade=refused
 	// level=WARN msg=request method=GET path=/ws/chat status=401 bytes=14 remote=192.0.2.1:1234 request_id=req-3 upgrade=refused
 }
 
@@ -201,8 +201,8 @@ func ExampleOrigins() {
 	// "http://localhost:5173"   200
 	// "https://chat.test"       200
 	// ""                        200
-	// "https://evil.test"       403 origin "https://evil.test" not allowed
-	// "null"                    403 origin "null" not allowed
+	// "https://evil.test"       403 origin "https://evil.test" is not allowed here
+	// "null"                    403 opaque origin "null" (a sandboxed page or a local file) cannot be allowed
 }
 
 // Log tells an accepted WebSocket upgrade (status 101) from a refused one.

@@ -4,11 +4,15 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/colibri-ws/colibri/internal/logctx"
 )
 
 // Log writes one line per request to logger, with the message "request",
-// after the rest of the chain has returned. A nil logger means
-// [slog.Default] at the time of the request.
+// after the rest of the chain has returned. A nil logger means the
+// application's: colibri's app package puts its Config.Logger in every
+// request's context, and Log finds it there; outside an app, or when the
+// app has no Logger, it is [slog.Default] at the time of the request.
 //
 // The line carries these attributes:
 //
@@ -62,7 +66,7 @@ func Log(logger *slog.Logger) func(http.Handler) http.Handler {
 
 func logRequest(logger *slog.Logger, rec *Recorder, r *http.Request, d time.Duration, panicked bool) {
 	if logger == nil {
-		logger = slog.Default()
+		logger = logctx.From(r.Context())
 	}
 	status := rec.Status()
 	asked := isUpgradeRequest(r)

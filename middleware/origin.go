@@ -2,11 +2,11 @@ package middleware
 
 import (
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"path"
 	"strings"
+
+	"github.com/colibri-ws/colibri/wsconn"
 )
 
 // Origins refuses requests sent by web pages of origins not on an
@@ -17,13 +17,15 @@ import (
 // what tells the server which page is asking, so a WebSocket server that
 // relies on browser-held credentials must check it.
 //
-// Origins lets a request through when
+// Origins makes the check that colibri's ws routes make on every handshake
+// ([wsconn.CheckOrigin], with the patterns of router.WithOrigins), on every
+// request that has an Origin header. It lets a request through when
 //
 //   - it has no Origin header: it does not come from a browser page, and a
 //     non-browser client could send any Origin it likes anyway;
-//   - its Origin is the request's own host: the host and port of the Origin
-//     equal the Host header, ignoring case and a default port (80 for http,
-//     443 for https);
+//   - its Origin names the request's own host: the host and port of the
+//     Origin equal the Host header, ignoring case and the default port of
+//     the Origin's scheme or of the request's (80 for http, 443 for https);
 //   - the host[:port] of its Origin matches one of patterns, in the glob
 //     syntax of [path.Match], ignoring case and the scheme: "example.com",
 //     "*.example.com" (subdomains at any depth, not example.com itself), "localhost:*"
@@ -32,11 +34,13 @@ import (
 //     "http://example.com:8080". The brackets of an IPv6 literal are
 //     pattern syntax and need escaping: `\[::1\]:*`.
 //
-// Any other request, including one whose Origin is malformed or "null" (a
-// sandboxed page or a local file), gets 403 Forbidden with a plain-text
-// body naming the origin. Origins checks every request that has an Origin
-// header, not only upgrades, so it also guards form posts and fetches.
-// With no patterns, only pages of the server's own host get through.
+// Any other request gets 403 Forbidden with a plain-text body that names
+// the origin: one from a page of another origin, one whose Origin is
+// "null" (an opaque origin: a sandboxed page or a local file), one whose
+// Origin is malformed or of a scheme other than http and https. Because
+// Origins checks every request that has an Origin header, not only
+// upgrades, it also guards form posts and fetches. With no patterns, only
+// pages of the server's own host get through.
 //
 // Origins panics if a pattern is malformed or holds a scheme or a path:
 // patterns name hosts, not URLs.
@@ -50,47 +54,11 @@ func Origins(patterns ...string) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			origin := r.Header.Get("Origin")
-			if origin == "" || originAllowed(origin, r.Host, lowered) {
-				next.ServeHTTP(w, r)
+			if e := wsconn.CheckOrigin(r, lowered); e != nil {
+				e.Write(w)
 				return
 			}
-			http.Error(w, fmt.Sprintf("origin %q not allowed", origin), http.StatusForbidden)
+			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-func originAllowed(origin, host string, patterns []string) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Scheme == "" || u.Host == "" || u.User != nil ||
-		u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return false
-	}
-	originHost := strings.ToLower(u.Host)
-	if originHost == stripDefaultPort(strings.ToLower(host), strings.ToLower(u.Scheme)) {
-		return true
-	}
-	for _, p := range patterns {
-		// The patterns were checked by Origins, so Match cannot fail.
-		if ok, _ := path.Match(p, originHost); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// stripDefaultPort drops the port from host when it is the default one for
-// scheme, as an Origin serialisation does (RFC 6454 §6.1).
-func stripDefaultPort(host, scheme string) string {
-	h, port, err := net.SplitHostPort(host)
-	if err != nil {
-		return host
-	}
-	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-		if strings.Contains(h, ":") {
-			return "[" + h + "]"
-		}
-		return h
-	}
-	return host
 }

@@ -3,7 +3,10 @@ package middleware
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"github.com/colibri-ws/colibri/wsconn"
 )
 
 func originRequest(host, origin string) *http.Request {
@@ -47,9 +50,11 @@ func TestOrigins(t *testing.T) {
 
 		{"null", "api.test", "null", false},
 		{"no scheme", "api.test", "partner.test", false},
+		{"other scheme", "api.test", "chrome-extension://partner.test", false},
 		{"path", "api.test", "https://partner.test/", false},
 		{"query", "api.test", "https://partner.test?", false},
 		{"user info", "api.test", "https://u@partner.test", false},
+		{"fragment", "api.test", "https://partner.test#x", false},
 		{"no host", "api.test", "https://", false},
 		{"list", "api.test", "https://partner.test https://evil.test", false},
 		{"bad escape", "api.test", "https://%zz", false},
@@ -64,10 +69,18 @@ func TestOrigins(t *testing.T) {
 	}
 }
 
-func TestOriginsRefusalNamesOrigin(t *testing.T) {
-	w := serve(Origins("app.example.com")(ok), originRequest("api.test", "https://evil.test"))
-	if w.Code != http.StatusForbidden || w.Body.String() != "origin \"https://evil.test\" not allowed\n" {
-		t.Errorf("got %d %q", w.Code, w.Body)
+// The refusal is the one a ws route answers with: wsconn.CheckOrigin's.
+func TestOriginsRefusalIsTheWSRoutesOne(t *testing.T) {
+	r := originRequest("api.test", "https://evil.test")
+	w := serve(Origins("app.example.com")(ok), r)
+	want := wsconn.CheckOrigin(r, []string{"app.example.com"})
+	if want == nil {
+		t.Fatal("wsconn.CheckOrigin let https://evil.test through")
+	}
+	if w.Code != http.StatusForbidden || w.Body.String() != want.Message+"\n" ||
+		!strings.Contains(w.Body.String(), `"https://evil.test"`) ||
+		w.Header().Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Errorf("got %d %q %v, want 403 %q naming the origin", w.Code, w.Body, w.Header(), want.Message)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+
+	"github.com/colibri-ws/colibri/internal/logctx"
 )
 
 // Recover turns a panic in a later handler into one error log line and,
@@ -12,8 +14,9 @@ import (
 //
 // The log line, at [slog.LevelError] with the message "panic", carries the
 // panic value, the stack of the panicking goroutine, the method, the path
-// and the request id when there is one. A nil logger means [slog.Default]
-// at the time of the panic.
+// and the request id when there is one. A nil logger means the
+// application's, as with [Log]: the app package's Config.Logger, or
+// [slog.Default] at the time of the panic outside an app.
 //
 // A panic with [http.ErrAbortHandler] is passed on untouched: it is how a
 // handler asks net/http to abort the response quietly. When the handler had
@@ -39,7 +42,7 @@ func Recover(logger *slog.Logger) func(http.Handler) http.Handler {
 				}
 				l := logger
 				if l == nil {
-					l = slog.Default()
+					l = logctx.From(r.Context())
 				}
 				attrs := []slog.Attr{
 					slog.Any("panic", v),

@@ -149,7 +149,7 @@ func BenchmarkRecordMessage(b *testing.B) {
 			co := <-s.co
 			b.ReportAllocs()
 			for b.Loop() {
-				co.Received(messages.Text, 32)
+				co.Received(messages.KindText, 32)
 			}
 			b.StopTimer()
 			c.Close()

@@ -246,7 +246,7 @@ func (o *Observer) routeAttrs(route string) *routeAttrs {
 	set := metric.WithAttributeSet(attribute.NewSet(kv))
 	ra := &routeAttrs{route: kv, add: []metric.AddOption{set}, record: []metric.RecordOption{set}}
 	for d, dir := range [2]string{"receive", "transmit"} {
-		for k, kind := range [2]messages.Kind{messages.Text, messages.Binary} {
+		for k, kind := range [2]messages.Kind{messages.KindText, messages.KindBinary} {
 			ra.msg[d][k].attrs = metric.WithAttributeSet(attribute.NewSet(
 				kv, AttrDirection.String(dir), AttrKind.String(kind.String())))
 		}
@@ -258,7 +258,7 @@ func (o *Observer) routeAttrs(route string) *routeAttrs {
 // count adds a message of size bytes in direction dir.
 func (ra *routeAttrs) count(dir int, kind messages.Kind, size int64) {
 	k := 0
-	if kind == messages.Binary {
+	if kind == messages.KindBinary {
 		k = 1
 	}
 	c := &ra.msg[dir][k]

@@ -90,7 +90,7 @@ func needUser(r *http.Request) (string, router.Decision) {
 	return user, router.Upgrade(nil)
 }
 
-var big = messages.Message{Kind: messages.Text, Payload: bytes.Repeat([]byte("x"), 200)}
+var big = messages.Message{Kind: messages.KindText, Payload: bytes.Repeat([]byte("x"), 200)}
 
 func (s *chatServer) room(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, sess *wsconn.Session[string]) error {
 	topic := "room/" + sess.Request().PathValue("name")
@@ -99,7 +99,7 @@ func (s *chatServer) room(ctx context.Context, in *wsconn.Inbound, out *wsconn.O
 		return err
 	}
 	for msg := range in.Messages(0) {
-		if msg.Kind == messages.Text && msg.Text() == "big" {
+		if msg.Kind == messages.KindText && msg.Text() == "big" {
 			if err := s.hub.Publish(ctx, topic, big); err != nil {
 				return err
 			}
@@ -167,7 +167,7 @@ func TestScriptedSession(t *testing.T) {
 	// stuck on a write and his queue holds its limit of 4 messages.
 	bob := srv.Dial(t, slowRoute, nil)
 	member := <-s.slow
-	chunk := messages.Message{Kind: messages.Binary, Payload: make([]byte, 64<<10)}
+	chunk := messages.Binary(make([]byte, 64<<10))
 	frameLen := wsconn.Prepare(chunk).Len()
 	fillQueue(t, s.hub, member, chunk)
 

@@ -19,9 +19,9 @@ import (
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/internal/h2test"
+	_ "github.com/colibri-ws/colibri/internal/xconnect" // extended CONNECT for this test binary
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
-	_ "github.com/colibri-ws/colibri/xconnect" // extended CONNECT for this test binary
 )
 
 // serveTLS runs r over TLS with HTTP/1.1 and HTTP/2 on a loopback port

@@ -154,7 +154,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if rec.wrote {
 		p.logger.Warn("ws route decided to upgrade but middleware wrote a response; not upgrading",
-			slog.String("path", req.URL.Path))
+			slog.String("route", p.route), slog.String("path", req.URL.Path))
 		r.upgradeEnded(req, began, rec.statusSent(), nil)
 		return
 	}
@@ -209,13 +209,14 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 			}
 		}
 	} else if rt.hasWS {
-		// A plain request to a WebSocket-only path: say so instead of 404.
+		// A plain request to a WebSocket-only path: the ws route says so
+		// (426 for a GET) instead of 404, after the route's middleware, so
+		// that authentication in a group answers first and the route is
+		// not revealed to whoever it refuses.
 		if _, pattern := rt.mux.Handler(req); pattern == "" {
 			if _, pattern := rt.ws.Handler(req); pattern != "" {
-				if e := wsconn.CheckRequest(req); e != nil {
-					e.Write(w)
-					return
-				}
+				rt.ws.ServeHTTP(w, req)
+				return
 			}
 		}
 	}
@@ -237,6 +238,7 @@ type pending struct {
 	serve    func() // set by start for an HTTP/2 stream (see startStream)
 	declined bool
 	logger   *slog.Logger
+	route    string // the ws route's pattern, for logger's lines
 }
 
 type pendingKey struct{}

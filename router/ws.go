@@ -2,11 +2,15 @@ package router
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/colibri-ws/colibri/internal/group"
+	"github.com/colibri-ws/colibri/internal/logctx"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -38,7 +42,9 @@ func Upgrade(header http.Header) Decision { return Decision{kind: upgrade, heade
 func DontUpgrade() Decision { return Decision{kind: dontUpgrade} }
 
 // Reject refuses the request with an HTTP status (401, 403, 429, ...) and a
-// plain-text body.
+// plain-text body. A status outside 400–599 becomes 403. A body that does
+// not end in a newline gets one, as every plain-text answer of the router
+// and of http.Error ends in one; an empty body stays empty.
 func Reject(status int, body string) Decision {
 	return Decision{kind: reject, status: status, body: body}
 }
@@ -67,19 +73,13 @@ func WS[T any](r *Router, pattern string, shouldUpgrade ShouldUpgrade[T], handle
 	for _, opt := range opts {
 		opt(&o)
 	}
-	logger := o.config.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
 	path := wsPath(pattern)
 	cfg := o.config
-	cfg.Logger = logger // the connection adds the route to its lines
 	if o.observer != nil {
 		cfg.Observer = o.observer
 	}
 	route := &wsRoute[T]{should: shouldUpgrade, handler: handler, opts: o, cfg: cfg,
-		root: r.root, grouped: len(r.mws) > 0,
-		route: path, log: logger.With(slog.String("route", path))}
+		root: r.root, grouped: len(r.mws) > 0, route: path}
 	r.routed = true
 	r.root.hasWS = true
 	r.root.ws.Handle(path, chain(r.mws, route))
@@ -89,24 +89,55 @@ type wsRoute[T any] struct {
 	should  ShouldUpgrade[T]
 	handler wsconn.Handler[T]
 	opts    wsOptions
-	cfg     wsconn.Config
-	route   string       // the pattern as ServeMux has it, for Conn.Route
-	log     *slog.Logger // carries the route
+	cfg     wsconn.Config // Logger nil: the request context's (logConfig)
+	route   string        // the pattern as ServeMux has it, for Conn.Route
 	root    *root
 	grouped bool // group middleware wraps the route
+
+	// logCfg is cfg with the Logger of the latest request whose context
+	// carried one, reused while that logger stays the same (an app has one).
+	logCfg atomic.Pointer[wsconn.Config]
+}
+
+// logger returns the logger of the route's lines about r: the one its
+// Config names, else the one r's context carries (the application's, see
+// app.Config.Logger), else slog.Default().
+func (rt *wsRoute[T]) logger(r *http.Request) *slog.Logger {
+	if rt.cfg.Logger != nil {
+		return rt.cfg.Logger
+	}
+	return logctx.From(r.Context())
+}
+
+// config returns the Config to serve r's connection with: the route's,
+// with the request's logger when the route names none.
+func (rt *wsRoute[T]) config(r *http.Request) *wsconn.Config {
+	if rt.cfg.Logger != nil {
+		return &rt.cfg
+	}
+	l := logctx.From(r.Context())
+	if c := rt.logCfg.Load(); c != nil && c.Logger == l {
+		return c
+	}
+	c := rt.cfg
+	c.Logger = l
+	rt.logCfg.Store(&c)
+	return &c
 }
 
 // ServeHTTP runs inside the middleware chain: it validates the handshake,
 // checks the origin and records the decision. It writes nothing on
-// Upgrade; Router.ServeHTTP performs the handshake afterwards.
+// Upgrade; Router.ServeHTTP performs the handshake afterwards. A request
+// that is no upgrade, sent by dispatch through the route's middleware,
+// gets the handshake's error (426 for a plain GET).
 func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e := wsconn.CheckRequest(r); e != nil {
+		e.Write(w)
+		return
+	}
 	p, _ := r.Context().Value(pendingKey{}).(*pending)
 	if p == nil {
 		http.Error(w, "router: ws route served outside its Router", http.StatusInternalServerError)
-		return
-	}
-	if e := wsconn.CheckRequest(r); e != nil {
-		e.Write(w)
 		return
 	}
 	if !rt.opts.anyOrigin {
@@ -132,7 +163,12 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(status)
-		_, _ = w.Write([]byte(d.body))
+		if d.body != "" {
+			_, _ = io.WriteString(w, d.body)
+			if !strings.HasSuffix(d.body, "\n") {
+				_, _ = io.WriteString(w, "\n")
+			}
+		}
 		return
 	}
 	h := w.Header()
@@ -150,7 +186,7 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		v := []string{"websocket", "Upgrade"}
 		h["Upgrade"], h["Connection"] = v[0:1:1], v[1:2:2]
 	}
-	p.logger = rt.log
+	p.logger, p.route = rt.logger(r), rt.route
 	p.start = func(w http.ResponseWriter, g *group.Group) (int, error) {
 		return rt.start(w, r, g, value)
 	}
@@ -172,20 +208,22 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Gro
 	u, err := wsconn.Accept(w, r, rt.acceptOptions(w, g))
 	if err != nil {
 		group.Leave(ctx)
-		rt.log.Debug("handshake failed", slog.Any("err", err))
+		rt.logger(r).LogAttrs(r.Context(), slog.LevelDebug, "handshake failed",
+			slog.String("route", rt.route), slog.Any("err", err))
 		if he, ok := errors.AsType[*wsconn.HandshakeError](err); ok {
 			return he.Status, nil
 		}
 		return http.StatusInternalServerError, err
 	}
 	u.Route = rt.route
+	cfg := rt.config(r)
 	if wsconn.IsExtendedConnect(r) {
-		serveStream(r, func() { _ = wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg) })
+		serveStream(r, func() { _ = wsconn.Serve(ctx, u, value, rt.handler, cfg) })
 		return http.StatusOK, nil
 	}
 	// The connection's goroutine begins in Serve, which gives the place
 	// in g back when the connection is over.
-	go wsconn.Serve(ctx, u, value, rt.handler, &rt.cfg)
+	go wsconn.Serve(ctx, u, value, rt.handler, cfg)
 	return http.StatusSwitchingProtocols, nil
 }
 
@@ -224,7 +262,9 @@ func WithAnyOrigin() Option {
 }
 
 // WithConfig sets the connection configuration (limits, keep-alive,
-// timeouts, logger); see wsconn.Config for every field and default.
+// timeouts, logger); see wsconn.Config for every field and default. A
+// Config without a Logger logs to the one the request's context carries:
+// the application's (app.Config.Logger), else slog.Default().
 func WithConfig(cfg wsconn.Config) Option {
 	return func(o *wsOptions) { o.config = cfg }
 }

@@ -58,7 +58,7 @@ func benchFanout(b *testing.B, subs, window int) {
 // publishes undelivered, then report the figures.
 func Publish(b *testing.B, fan *fanout.Subscribers, subs, window int, publish func(messages.Message) error) {
 	payload := make([]byte, 64)
-	msg := messages.Message{Kind: messages.Binary, Payload: payload}
+	msg := messages.Binary(payload)
 	// Warm up: every member's queue makes its ring on first use.
 	for range window {
 		fanout.Stamp(payload)

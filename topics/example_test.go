@@ -117,7 +117,7 @@ func ExampleHub_Join() {
 	_ = dashboard
 
 	// Anywhere else: a gauge update; KeepLatest keeps one per topic.
-	_ = hub.Publish(context.Background(), "gauges/cpu", messages.Message{Kind: messages.Text, Payload: []byte("0.42")})
+	_ = hub.Publish(context.Background(), "gauges/cpu", messages.Text("0.42"))
 }
 
 // Drop observability: count drops by reason, and see which connection.
@@ -153,7 +153,7 @@ func ExampleMember_Drain() {
 			return err
 		}
 		for _, line := range s.Value {
-			if err := m.Publish(ctx, "history", messages.Message{Kind: messages.Text, Payload: []byte(line)}, topics.ToSelf()); err != nil {
+			if err := m.Publish(ctx, "history", messages.Text(line), topics.ToSelf()); err != nil {
 				return err
 			}
 			if _, n := m.Buffered(); n >= 64 {
@@ -183,5 +183,5 @@ func ExampleInProcess() {
 	}
 	defer b.Close()
 	// Members of b subscribed to "news/#" receive this.
-	_ = a.Publish(context.Background(), "news/today", messages.Message{Kind: messages.Text, Payload: []byte("extra!")})
+	_ = a.Publish(context.Background(), "news/today", messages.Text("extra!"))
 }

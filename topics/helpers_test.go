@@ -195,7 +195,7 @@ func (p *peer) send(s string) {
 }
 
 func text(s string) messages.Message {
-	return messages.Message{Kind: messages.Text, Payload: []byte(s)}
+	return messages.Text(s)
 }
 
 // eventually polls cond for up to 5 s.

@@ -241,7 +241,7 @@ func (u *unit) member(filter string, p Policy) *Member {
 
 func (u *unit) publish(t *testing.T, topic, body string, opts ...PublishOption) {
 	t.Helper()
-	if err := u.h.Publish(context.Background(), topic, messages.Message{Kind: messages.Text, Payload: []byte(body)}, opts...); err != nil {
+	if err := u.h.Publish(context.Background(), topic, messages.Text(body), opts...); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -61,7 +61,7 @@ func TestColibriCloseCodesBothWays(t *testing.T) {
 		t.Run("client closes", func(t *testing.T) {
 			bye := &wsconn.CloseError{Code: 4001, Reason: "client is done"}
 			err := wsclient.Run(testCtx(t), srv.URL()+"/", func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
-				got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.Text, Payload: []byte("hi")})
+				got, err := roundTrip(ctx, in, out, messages.Text("hi"))
 				if err != nil || got.Text() != "hi" {
 					return fmt.Errorf("echo %q: %v", got.Payload, err)
 				}
@@ -121,7 +121,7 @@ func TestColibriKeepAliveBothWays(t *testing.T) {
 				// Stay quiet for a few intervals, then ask the server
 				// whether its PING was answered.
 				time.Sleep(3 * interval)
-				got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.Text, Payload: []byte("rtt?")})
+				got, err := roundTrip(ctx, in, out, messages.Text("rtt?"))
 				if err != nil {
 					return err
 				}
@@ -152,7 +152,7 @@ func TestColibriReceivesClientFragments(t *testing.T) {
 	servers(t, h, func(t *testing.T, srv *wstest.Server, o *wsclient.Options) {
 		o.Config.FragmentSize = 1000
 		err := wsclient.Run(testCtx(t), srv.URL(), func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
-			got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.Text, Payload: []byte(strings.Repeat("é", 2500))})
+			got, err := roundTrip(ctx, in, out, messages.Text(strings.Repeat("é", 2500)))
 			if err == nil && got.Text() != "5000 bytes in 5 frames" {
 				err = fmt.Errorf("server saw %s", got.Payload)
 			}
@@ -180,7 +180,7 @@ func TestColibriCompression(t *testing.T) {
 	servers(t, h, func(t *testing.T, srv *wstest.Server, o *wsclient.Options) {
 		o.Config.Compression.Enabled = true
 		err := wsclient.Run(testCtx(t), srv.URL(), func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
-			got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.Text, Payload: []byte(strings.Repeat("colibri ", 10000))})
+			got, err := roundTrip(ctx, in, out, messages.Text(strings.Repeat("colibri ", 10000)))
 			if err != nil {
 				return err
 			}

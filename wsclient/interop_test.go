@@ -54,9 +54,9 @@ func TestInteropEcho(t *testing.T) {
 				return fmt.Errorf("session value is a %d response", s.Value.StatusCode)
 			}
 			for _, m := range []messages.Message{
-				{Kind: messages.Text, Payload: []byte("hello, 🐦")},
-				{Kind: messages.Binary, Payload: []byte{0, 1, 254, 255}},
-				{Kind: messages.Text, Payload: nil},
+				{Kind: messages.KindText, Payload: []byte("hello, 🐦")},
+				{Kind: messages.KindBinary, Payload: []byte{0, 1, 254, 255}},
+				{Kind: messages.KindText, Payload: nil},
 			} {
 				got, err := roundTrip(ctx, in, out, m)
 				if err != nil {
@@ -82,14 +82,14 @@ func TestInteropFragmentsFromClient(t *testing.T) {
 		want := strings.Repeat("fragment ", 2000)
 		err := wsclient.Run(testCtx(t), p.url, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
 			// One message cut by FragmentSize, one streamed with Writer.
-			got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.Text, Payload: []byte(want)})
+			got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.KindText, Payload: []byte(want)})
 			if err != nil {
 				return err
 			}
 			if string(got.Payload) != want {
 				return fmt.Errorf("fragmented text came back as %d bytes", len(got.Payload))
 			}
-			w, err := out.Writer(ctx, messages.Binary)
+			w, err := out.Writer(ctx, messages.KindBinary)
 			if err != nil {
 				return err
 			}
@@ -102,7 +102,7 @@ func TestInteropFragmentsFromClient(t *testing.T) {
 				return err
 			}
 			for m := range in.Messages(0) {
-				if m.Kind != messages.Binary || len(m.Payload) != 3500 || m.Payload[3499] != 4 {
+				if m.Kind != messages.KindBinary || len(m.Payload) != 3500 || m.Payload[3499] != 4 {
 					return fmt.Errorf("streamed binary came back as %v of %d bytes", m.Kind, len(m.Payload))
 				}
 				return nil
@@ -146,7 +146,7 @@ func TestInteropFragmentsFromServer(t *testing.T) {
 func TestInteropServerPingAnswered(t *testing.T) {
 	each(t, func(t *testing.T, p *peer) {
 		err := wsclient.Run(testCtx(t), p.url, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
-			got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.Text, Payload: []byte("ping:are you there")})
+			got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.KindText, Payload: []byte("ping:are you there")})
 			if err != nil {
 				return err
 			}
@@ -209,7 +209,7 @@ func TestInteropSixteenMiB(t *testing.T) {
 		o := options()
 		o.Config.MaxMessageSize = 17 << 20
 		err := wsclient.Run(testCtx(t), p.url, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
-			got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.Binary, Payload: big})
+			got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.KindBinary, Payload: big})
 			if err != nil {
 				return err
 			}
@@ -235,7 +235,7 @@ func TestInteropCompression(t *testing.T) {
 						return fmt.Errorf("negotiated %v, want permessage-deflate", e)
 					}
 					for i, m := range []string{strings.Repeat("compress me, ", 5000), "short", strings.Repeat("again and again ", 3000)} {
-						got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.Text, Payload: []byte(m)})
+						got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.KindText, Payload: []byte(m)})
 						if err != nil {
 							return err
 						}
@@ -257,7 +257,7 @@ func TestInteropTLS(t *testing.T) {
 	p := gorillaPeer(t, true)
 	addr := p.srv.Listener.Addr().String()
 	echoOnce := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
-		got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.Text, Payload: []byte("over TLS")})
+		got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.KindText, Payload: []byte("over TLS")})
 		if err == nil && string(got.Payload) != "over TLS" {
 			err = fmt.Errorf("echo %q", got.Payload)
 		}

@@ -123,7 +123,7 @@ func (p *connectProxy) tunnels() []string {
 
 // echoText runs one text round trip.
 func echoText(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
-	got, err := roundTrip(ctx, in, out, messages.Message{Kind: messages.Text, Payload: []byte("through the tunnel")})
+	got, err := roundTrip(ctx, in, out, messages.Text("through the tunnel"))
 	if err == nil && string(got.Payload) != "through the tunnel" {
 		err = fmt.Errorf("echo %q", got.Payload)
 	}

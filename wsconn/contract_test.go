@@ -284,7 +284,7 @@ func TestConcurrentWritersNeverInterleave(t *testing.T) {
 		for i := range 4 {
 			wg.Go(func() {
 				for range 20 {
-					w, err := out.Writer(ctx, messages.Text)
+					w, err := out.Writer(ctx, messages.KindText)
 					if err != nil {
 						t.Error(err)
 						return
@@ -332,7 +332,7 @@ func TestConcurrentWritersNeverInterleave(t *testing.T) {
 func TestUnfinishedWriterDoesNotDelayTheClose(t *testing.T) {
 	later := make(chan error, 1)
 	url, _ := testServer(t, nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
-		w, err := out.Writer(ctx, messages.Binary)
+		w, err := out.Writer(ctx, messages.KindBinary)
 		if err != nil {
 			return err
 		}

@@ -219,7 +219,7 @@ func ExampleInbound() {
 // receives one message.
 func ExampleOutbound_Writer() {
 	handler := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
-		w, err := out.Writer(ctx, messages.Text)
+		w, err := out.Writer(ctx, messages.KindText)
 		if err != nil {
 			return err
 		}
@@ -402,7 +402,7 @@ func ExamplePrepare() {
 	<-joined
 	<-joined
 
-	p := wsconn.Prepare(messages.Message{Kind: messages.Text, Payload: []byte("goal! 1-0")})
+	p := wsconn.Prepare(messages.Text("goal! 1-0"))
 	mu.Lock()
 	for out := range subscribers {
 		if err := out.WritePrepared(context.Background(), p); err != nil {

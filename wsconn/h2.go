@@ -28,8 +28,8 @@ import (
 // IsExtendedConnect reports whether r opens a WebSocket over an HTTP/2
 // stream (RFC 8441 §4): a CONNECT request whose :protocol pseudo-header is
 // "websocket". net/http hands the pseudo-header over as r.Header[":protocol"],
-// and only when the server offers extended CONNECT (see the xconnect
-// package).
+// and only when the server offers extended CONNECT (a Go 1.26 process
+// started with GODEBUG=http2xconnect=1).
 func IsExtendedConnect(r *http.Request) bool {
 	return r.ProtoMajor == 2 && r.Method == http.MethodConnect &&
 		strings.EqualFold(r.Header.Get(":protocol"), "websocket")

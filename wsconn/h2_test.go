@@ -22,8 +22,8 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/colibri-ws/colibri/internal/h2test"
+	_ "github.com/colibri-ws/colibri/internal/xconnect" // extended CONNECT for this test binary
 	"github.com/colibri-ws/colibri/wsconn"
-	_ "github.com/colibri-ws/colibri/xconnect" // extended CONNECT for this test binary
 )
 
 // logBuffer collects log lines from many goroutines.

@@ -123,8 +123,13 @@ func CheckOrigin(r *http.Request, patterns []string) *HandshakeError {
 	if origin == "" {
 		return nil
 	}
+	if origin == "null" {
+		// RFC 6454 §7.3: the serialization of an opaque origin.
+		return refuse(http.StatusForbidden, `opaque origin "null" (a sandboxed page or a local file) cannot be allowed`)
+	}
 	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") ||
+		u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return refuse(http.StatusForbidden, "malformed Origin header %q", origin)
 	}
 	host := withoutDefaultPort(strings.ToLower(u.Host), u.Scheme)
@@ -140,7 +145,7 @@ func CheckOrigin(r *http.Request, patterns []string) *HandshakeError {
 			return nil
 		}
 	}
-	return refuse(http.StatusForbidden, "origin %q is not allowed to open a WebSocket here", origin)
+	return refuse(http.StatusForbidden, "origin %q is not allowed here", origin)
 }
 
 // withoutDefaultPort drops ":80" or ":443" when it is the scheme's default,

@@ -202,5 +202,5 @@ func closePayload(code frames.CloseCode, reason string) []byte {
 }
 
 func textMessage(s string) messages.Message {
-	return messages.Message{Kind: messages.Text, Payload: []byte(s)}
+	return messages.Text(s)
 }

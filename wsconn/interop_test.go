@@ -135,7 +135,7 @@ func TestFragmentedMessageFromServer(t *testing.T) {
 		if err := out.WriteText(ctx, strings.Repeat("a", 3500)); err != nil {
 			return err
 		}
-		w, err := out.Writer(ctx, messages.Binary)
+		w, err := out.Writer(ctx, messages.KindBinary)
 		if err != nil {
 			return err
 		}

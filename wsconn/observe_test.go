@@ -101,7 +101,7 @@ func TestObserverSeesEveryWayToReadAndWrite(t *testing.T) {
 		if err := out.WriteBinary(ctx, []byte{9, 9}); err != nil {
 			return err
 		}
-		w, err := out.Writer(ctx, messages.Text)
+		w, err := out.Writer(ctx, messages.KindText)
 		if err != nil {
 			return err
 		}
@@ -113,7 +113,7 @@ func TestObserverSeesEveryWayToReadAndWrite(t *testing.T) {
 		if err := out.WriteBinary(ctx, []byte("12345")); err != nil {
 			return err
 		}
-		if err := out.WritePrepared(ctx, wsconn.Prepare(messages.Message{Kind: messages.Text, Payload: []byte("prep")})); err != nil {
+		if err := out.WritePrepared(ctx, wsconn.Prepare(messages.Text("prep"))); err != nil {
 			return err
 		}
 		return &wsconn.CloseError{Code: 4001, Reason: "done"}

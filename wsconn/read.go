@@ -366,7 +366,7 @@ func (c *Conn) newInflatingReader(src *frameReader, kind messages.Kind) *inflati
 	if !c.deflate.params.peerNoTakeover {
 		dict = c.deflate.inDict
 	}
-	return &inflatingReader{c: c, src: src, in: getInflater(src, dict), text: kind == messages.Text && c.set.checkUTF8}
+	return &inflatingReader{c: c, src: src, in: getInflater(src, dict), text: kind == messages.KindText && c.set.checkUTF8}
 }
 
 func (r *inflatingReader) Read(p []byte) (int, error) {

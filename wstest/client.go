@@ -362,8 +362,8 @@ func (c *Client) ExpectText(want string) {
 	c.tb.Helper()
 	w := "text " + quote(want)
 	m := c.nextMessage(w)
-	if m.Kind != messages.Text || string(m.Payload) != want {
-		c.tb.Fatalf("wstest: want %s, got %s%s", w, describe(m), difference(m.Payload, []byte(want), m.Kind == messages.Text))
+	if m.Kind != messages.KindText || string(m.Payload) != want {
+		c.tb.Fatalf("wstest: want %s, got %s%s", w, describe(m), difference(m.Payload, []byte(want), m.Kind == messages.KindText))
 	}
 }
 
@@ -371,10 +371,10 @@ func (c *Client) ExpectText(want string) {
 // binary message equal to want.
 func (c *Client) ExpectBinary(want []byte) {
 	c.tb.Helper()
-	w := describe(messages.Message{Kind: messages.Binary, Payload: want})
+	w := describe(messages.Binary(want))
 	m := c.nextMessage(w)
-	if m.Kind != messages.Binary || !bytes.Equal(m.Payload, want) {
-		c.tb.Fatalf("wstest: want %s, got %s%s", w, describe(m), difference(m.Payload, want, m.Kind == messages.Binary))
+	if m.Kind != messages.KindBinary || !bytes.Equal(m.Payload, want) {
+		c.tb.Fatalf("wstest: want %s, got %s%s", w, describe(m), difference(m.Payload, want, m.Kind == messages.KindBinary))
 	}
 }
 
@@ -532,7 +532,7 @@ func quote(s string) string {
 
 // describe renders a message for a failure message.
 func describe(m messages.Message) string {
-	if m.Kind == messages.Text {
+	if m.Kind == messages.KindText {
 		return "text " + quote(string(m.Payload))
 	}
 	if len(m.Payload) <= maxShown/2 {

@@ -25,7 +25,7 @@ func keepAliveServer(t *testing.T, cfg wsconn.Config) (*wstest.Server, *wstest.C
 	h := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
 		for m := range in.Messages(0) {
 			if m.Text() == "rtt" {
-				m = messages.Message{Kind: messages.Text, Payload: []byte(s.RTT().String())}
+				m = messages.Text(s.RTT().String())
 			}
 			if err := out.WriteMessage(ctx, m); err != nil {
 				return err

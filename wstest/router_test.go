@@ -43,7 +43,7 @@ func TestRouterRoute(t *testing.T) {
 	c.ExpectClose(4000, "bye, ann")
 
 	wantFailure(t, failure(t, func(tb testing.TB) { srv.Dial(tb, "/ws/chat/lobby", nil) }),
-		"wstest: dial /ws/chat/lobby: wsclient: handshake refused: 400 Bad Request: username required\nresponse body:\nusername required")
+		"wstest: dial /ws/chat/lobby: wsclient: handshake refused: 400 Bad Request: username required\nresponse body:\nusername required\n")
 
 	// Sessions run in the router's group, not in ServeHTTP; Close waits
 	// for them too.

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,10 @@ import (
 
 // browserEnv makes the browser test mandatory (CI sets it).
 const browserEnv = "COLIBRI_BROWSER_TEST"
+
+// noChromium is what a run without Chromium says.
+const noChromium = "BROWSER TESTS NOT RUN: no chromium, chromium-browser or google-chrome on PATH; " +
+	"install Chromium (Debian and Ubuntu: `sudo apt-get install chromium`) and run the tests again"
 
 // chromium finds Debian's Chromium, or skips (or fails, where the browser
 // test is required) with the package to install.
@@ -24,18 +30,42 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	msg := "BROWSER TEST NOT RUN: no Chromium found; install it with `apt-get install chromium`"
 	if os.Getenv(browserEnv) == "required" {
-		t.Fatal(msg)
+		t.Fatal(noChromium)
 	}
-	t.Skip(msg)
+	tellTerminal(noChromium)
+	t.Skip(noChromium)
 	return ""
 }
 
+var toldTerminal sync.Once
+
+// tellTerminal writes msg, once per test binary, on the terminal the tests
+// run in. `go test ./...` shows a passing package's output, a skip's
+// reason included, only with -v, so a skipped browser test would go
+// unnoticed; the terminal is where the person running the tests looks.
+// Without a terminal (CI), the skip's reason is in -v and -json output, and
+// COLIBRI_BROWSER_TEST=required turns the skip into a failure.
+func tellTerminal(msg string) {
+	if testing.Verbose() {
+		return // the skip's line is shown already
+	}
+	toldTerminal.Do(func() {
+		tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		defer tty.Close()
+		fmt.Fprintf(tty, "github.com/colibri-ws/colibri/cmd/example: %s\n", msg)
+	})
+}
+
 // TestBrowserChat drives two headless Chromium tabs through the example's
-// page: they join one room, one speaks and the other hears it; a message
-// with emoji and a 1 MiB message make the round trip through /ws/echo; and
-// closing a tab reaches the server as a closing handshake.
+// page: they join one room, and the join form hides; one speaks and the
+// other hears it; a message with emoji and a 1 MiB message make the round
+// trip through /ws/echo; closing a tab reaches the server as a closing
+// handshake; and a third tab that submits Join twice, and again once
+// joined, opens one socket only, which Leave closes.
 func TestBrowserChat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test skipped in -short mode")
@@ -72,6 +102,7 @@ func TestBrowserChat(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s joining: %v", name, err)
 		}
+		assertJoinFormHidden(t, tab, name)
 	}
 	join(tabA, "ada")
 	tabB, cancelB := chromedp.NewContext(tabA)
@@ -127,5 +158,55 @@ func TestBrowserChat(t *testing.T) {
 	}
 	if _, err := chromedp.Run(tabA, chromedp.Poll[string](`[...document.querySelectorAll("#messages li")].map(li => li.textContent).find(s => s.includes("grace left"))`)); err != nil {
 		t.Fatalf("ada never saw grace leave: %v", err)
+	}
+
+	// Joining twice: both submits come before the first socket opens, a
+	// third once it is open (the form is hidden, but a script can still
+	// submit it). One upgrade request reaches the server, and Leave
+	// leaves nobody behind.
+	tabC, cancelC := chromedp.NewContext(tabA)
+	defer cancelC()
+	if err := chromedp.Do(tabC,
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#join")),
+		chromedp.SetValue(chromedp.CSS("#room"), "twice"),
+		chromedp.SetValue(chromedp.CSS("#username"), "eve"),
+	); err != nil {
+		t.Fatal(err)
+	}
+	submitTwice := `(() => { const f = document.getElementById("join"); f.requestSubmit(); f.requestSubmit(); return true; })()`
+	if _, err := chromedp.Run(tabC, chromedp.Evaluate[bool](submitTwice)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(tabC, chromedp.WaitVisible(chromedp.CSS("#chat"))); err != nil {
+		t.Fatal(err)
+	}
+	assertJoinFormHidden(t, tabC, "eve")
+	if _, err := chromedp.Run(tabC, chromedp.Evaluate[bool](`document.getElementById("join").requestSubmit() ?? true`)); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, srv, "twice", 1)
+	time.Sleep(300 * time.Millisecond) // time for a second socket's request to arrive, were there one
+	upgrades := regexp.MustCompile(`msg=request .*path=/ws/chat/twice .*upgrade=accepted`)
+	if n := len(upgrades.FindAllString(logs.String(), -1)); n != 1 {
+		t.Fatalf("joining twice made %d upgrades to /ws/chat/twice, want 1; logs:\n%s", n, logs.String())
+	}
+	if err := chromedp.Do(tabC, chromedp.Click(chromedp.CSS("#leave")), chromedp.WaitVisible(chromedp.CSS("#join"))); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, srv, "twice", 0)
+}
+
+// assertJoinFormHidden checks that the join form takes no room on tab's
+// page once its socket is open: the hidden attribute must win over the
+// stylesheet's display rule for forms.
+func assertJoinFormHidden(t *testing.T, tab context.Context, name string) {
+	t.Helper()
+	display, err := chromedp.Run(tab, chromedp.Evaluate[string](`getComputedStyle(document.getElementById("join")).display`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if display != "none" {
+		t.Fatalf("%s joined, but the join form is still shown (display: %s)", name, display)
 	}
 }

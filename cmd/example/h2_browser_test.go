@@ -18,7 +18,7 @@ import (
 
 	"github.com/colibri-ws/colibri/app"
 	"github.com/colibri-ws/colibri/internal/h2test"
-	_ "github.com/colibri-ws/colibri/xconnect" // extended CONNECT for this test binary
+	_ "github.com/colibri-ws/colibri/internal/xconnect" // extended CONNECT for this test binary
 )
 
 // streamLog records how each request reached the server and, for the

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -21,7 +22,11 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:]); err != nil {
+	err := run(context.Background(), os.Args[1:])
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		// -h or -help: the usage was printed, as asked.
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "example:", err)
 		os.Exit(1)
 	}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +21,16 @@ import (
 	"github.com/colibri-ws/colibri/app"
 )
 
+// mainEnv makes the test binary run the example's main with the
+// arguments in it, separated by spaces (see TestHelpExitsZero).
+const mainEnv = "COLIBRI_EXAMPLE_MAIN_ARGS"
+
 func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv(mainEnv); ok {
+		os.Args = append([]string{"example"}, strings.Fields(args)...)
+		main()
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"))
@@ -198,9 +209,41 @@ func TestProtectedRoutes(t *testing.T) {
 	}
 }
 
+// runMain runs the example's main in a process of its own with args, and
+// returns its combined output and exit code.
+func runMain(t *testing.T, args string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), mainEnv+"="+args, "COLIBRI_ADDR=127.0.0.1:0")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), 0
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		out, code := runMain(t, arg)
+		if code != 0 || !strings.Contains(out, "Usage of example") || !strings.Contains(out, "-addr") {
+			t.Errorf("example %s: exit %d, output:\n%s", arg, code, out)
+		}
+	}
+	if out, code := runMain(t, "-no-such-flag"); code == 0 || !strings.Contains(out, "-no-such-flag") {
+		t.Errorf("example -no-such-flag: exit %d, output:\n%s", code, out)
+	}
+}
+
 func TestHealthAndPage(t *testing.T) {
 	base, _, _ := startExample(t)
-	for path, want := range map[string]string{"/healthz": "ok", "/": "colibri chat", "/static/app.js": "WebSocket"} {
+	for path, want := range map[string]string{
+		"/healthz":       "ok",
+		"/":              "colibri chat",
+		"/static/app.js": "WebSocket",
+	} {
 		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)
@@ -209,6 +252,15 @@ func TestHealthAndPage(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
 			t.Fatalf("%s: %d %.60q", path, resp.StatusCode, b)
+		}
+		if path != "/" {
+			continue
+		}
+		// The page says what it is and links to the other routes.
+		for _, want := range []string{"example server of", `href="/ws/echo"`, `href="/metrics"`, `href="/healthz"`} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("the page lacks %s", want)
+			}
 		}
 	}
 }

@@ -26,7 +26,7 @@ var static embed.FS
 type options struct {
 	Token  string       // bearer token for the protected routes
 	NATS   string       // NATS URL for rooms across instances; "" for in-process
-	Logger *slog.Logger // where logs go
+	Logger *slog.Logger // the rooms' own lines; the rest logs to the app's
 }
 
 // server is the example's router with what its handlers share.
@@ -57,9 +57,11 @@ func newServer(o options) (*server, error) {
 		return nil, err
 	}
 	s := &server{rooms: rm, log: o.Logger, stats: stats}
-	r := router.New(router.WithConfig(wsconn.Config{Logger: o.Logger, MaxMessageSize: 4 << 20}),
+	// The connections and the middleware log to the app's Config.Logger:
+	// none of them is given a logger of its own.
+	r := router.New(router.WithConfig(wsconn.Config{MaxMessageSize: 4 << 20}),
 		router.WithObserver(stats.obs))
-	r.Use(middleware.RequestID, middleware.Recover(o.Logger), middleware.Log(o.Logger))
+	r.Use(middleware.RequestID, middleware.Recover(nil), middleware.Log(nil))
 
 	files, _ := fs.Sub(static, "static")
 	r.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(files)))
@@ -75,7 +77,6 @@ func newServer(o options) (*server, error) {
 	// Benchmarks and conformance tools use the echo route; it accepts
 	// permessage-deflate so that they can exercise compression too.
 	router.WS(r, "/ws/echo", nil, echo, router.WithAnyOrigin(), router.WithConfig(wsconn.Config{
-		Logger:         o.Logger,
 		MaxMessageSize: 16 << 20,
 		Compression:    wsconn.Compression{Enabled: true},
 	}))
@@ -150,7 +151,7 @@ type chatLine struct {
 
 func encode(l chatLine) messages.Message {
 	b, _ := json.Marshal(l)
-	return messages.Message{Kind: messages.Text, Payload: b}
+	return messages.Message{Kind: messages.KindText, Payload: b}
 }
 
 // statsJSON reports this instance's chat members.

@@ -61,7 +61,7 @@ func benchFanoutNATS(b *testing.B, subs, window int) {
 	defer fan.Close()
 
 	payload := make([]byte, 64)
-	msg := messages.Message{Kind: messages.Binary, Payload: payload}
+	msg := messages.Binary(payload)
 	publish := func() {
 		fanout.Stamp(payload)
 		if err := pub.Publish(context.Background(), "bench/fanout", msg); err != nil {

@@ -332,7 +332,7 @@ func (l *link) receive(msg *nats.Msg) {
 	kind := messages.Kind(d[1])
 	node := binary.BigEndian.Uint64(d[2:10])
 	seq := binary.BigEndian.Uint64(d[10:18])
-	if node == l.node || (kind != messages.Text && kind != messages.Binary) {
+	if node == l.node || (kind != messages.KindText && kind != messages.KindBinary) {
 		return
 	}
 	klen, n := binary.Uvarint(d[envHeader:])

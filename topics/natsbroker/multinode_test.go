@@ -383,7 +383,7 @@ func TestPublicationCrossesIntact(t *testing.T) {
 		t.Fatal(err)
 	}
 	payload := []byte{0, 1, 2, 255}
-	pub := topics.Publication{Topic: "s/é.1/x y", Key: "k1", Message: wsconn.Prepare(messages.Message{Kind: messages.Binary, Payload: payload})}
+	pub := topics.Publication{Topic: "s/é.1/x y", Key: "k1", Message: wsconn.Prepare(messages.Binary(payload))}
 	if err := linkA.Publish(context.Background(), pub); err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +400,7 @@ func TestPublicationCrossesIntact(t *testing.T) {
 	}
 	p := got[0]
 	m := p.Message.Message()
-	if p.Topic != pub.Topic || p.Key != "k1" || m.Kind != messages.Binary || string(m.Payload) != string(payload) {
+	if p.Topic != pub.Topic || p.Key != "k1" || m.Kind != messages.KindBinary || string(m.Payload) != string(payload) {
 		t.Errorf("got %q key %q %v %x", p.Topic, p.Key, m.Kind, m.Payload)
 	}
 }

@@ -7,6 +7,9 @@ const $ = (id) => document.getElementById(id);
 let socket = null;
 let me = "";
 
+// The echo link names the URL a WebSocket client dials.
+$("echo").title = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws/echo`;
+
 function show(cls, from, text) {
   const li = document.createElement("li");
   if (cls) li.className = cls;
@@ -21,28 +24,35 @@ function show(cls, from, text) {
   li.scrollIntoView({ block: "end" });
 }
 
+// join opens the page's one socket. While it is connecting or open, the
+// join form is disabled or hidden, and a second Join does nothing: Leave
+// first.
 function join(room, username) {
+  if (socket) return;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const url = `${scheme}//${location.host}/ws/chat/${encodeURIComponent(room)}?username=${encodeURIComponent(username)}`;
-  socket = new WebSocket(url);
+  const ws = new WebSocket(url);
+  socket = ws;
   me = username;
+  $("join-button").disabled = true;
   $("status").textContent = "connecting…";
-  socket.onopen = () => {
+  ws.onopen = () => {
     $("status").textContent = `connected as ${username}`;
     $("join").hidden = true;
     $("chat").hidden = false;
     $("title").textContent = `#${room}`;
     $("text").focus();
   };
-  socket.onmessage = (ev) => {
+  ws.onmessage = (ev) => {
     let msg;
     try { msg = JSON.parse(ev.data); } catch { return; }
     if (msg.system) show("system", "", msg.system);
     else show("", msg.from, msg.text);
   };
-  socket.onclose = (ev) => {
+  ws.onclose = (ev) => {
     $("status").textContent = `disconnected (${ev.code}${ev.reason ? ": " + ev.reason : ""})`;
     $("join").hidden = false;
+    $("join-button").disabled = false;
     $("chat").hidden = true;
     socket = null;
   };

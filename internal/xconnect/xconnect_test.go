@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/colibri-ws/colibri/internal/h2test"
-	"github.com/colibri-ws/colibri/xconnect"
+	"github.com/colibri-ws/colibri/internal/xconnect"
 )
 
 func TestMain(m *testing.M) {

@@ -1,4 +1,6 @@
-package app_test
+// Command quickstart serves a health check and a WebSocket route that
+// answers each message with its sender's name; go run ./cmd/quickstart.
+package main
 
 import (
 	"context"
@@ -12,11 +14,9 @@ import (
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
-// The README's quickstart, kept here so that it always compiles. (It has no
-// Output: it would serve until stopped.)
-func Example_quickstart() {
+func main() {
 	r := router.New()
-	r.Use(middleware.RequestID, middleware.Recover(nil), middleware.Log(nil))
+	r.Use(middleware.RequestID, middleware.Recover(nil), middleware.Log(nil)) // nil: the app's logger
 	r.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 
 	router.WS(r, "/ws/chat/{room}",
@@ -36,5 +36,10 @@ func Example_quickstart() {
 			return in.Err() // nil when the peer closed cleanly; returning closes with 1000
 		})
 
-	log.Fatal(app.New(r, app.Config{Addr: ":8080"}).Run(context.Background())) // SIGTERM: 1001 to every socket
+	a := app.New(r, app.Config{Addr: ":8080"})
+	// Run returns on SIGINT or SIGTERM, after 1001 to every socket: nil
+	// when the shutdown was clean.
+	if err := a.Run(context.Background()); err != nil {
+		log.Fatal(err)
+	}
 }
