@@ -22,6 +22,7 @@ import (
 // server's debug endpoints.
 type child struct {
 	addr  string // host:port the server listens on
+	raw   bool   // the server speaks the rawtcp floor's protocol
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	done  chan struct{} // closed when the process has been waited for
@@ -45,6 +46,7 @@ func startChild(ctx context.Context, exe, lib string) (*child, error) {
 		return nil, fmt.Errorf("starting the %s server: %w", lib, err)
 	}
 	c := &child{
+		raw:   kindOf(lib) == floorLib,
 		cmd:   cmd,
 		stdin: stdin,
 		done:  make(chan struct{}),
