@@ -69,6 +69,30 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "serve":
 		return serveMain(args[1:], stdin, stdout, stderr)
+	case "capacity":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := capacityMain(ctx, args[1:], stdout, stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintf(stderr, "wsbench: %v\n", err)
+			return 1
+		}
+		return 0
+	case "render":
+		if err := renderMain(args[1:], stdout, stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintf(stderr, "wsbench: %v\n", err)
+			return 1
+		}
+		return 0
+	case "nats":
+		return natsMain(args[1:], stdin, stdout, stderr)
+	case "node":
+		return nodeMain(args[1:], stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
@@ -83,5 +107,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   wsbench run [flags]          compare the libraries (wsbench run -h for flags)
   wsbench serve -lib NAME      run one library's server (started by run)
+  wsbench capacity [flags]     measure colibri's cost model and cross-node figures
+  wsbench render [flags]       rewrite the docs' tables and charts from results files
+  wsbench nats | node          a NATS server, a colibri node (started by capacity)
 `)
 }
