@@ -362,11 +362,8 @@ func measureIdle(ctx context.Context, srv *child, n int) (gcKiB, noGCKiB float64
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	// The baseline after a collection: the same process with the
-	// connections closed again would not give the memory back at once,
-	// so the baseline is the runtime's own floor measured in a fresh
-	// process by the idle scenario; here the growth is over the RSS the
-	// server had before any connection, collected.
+	// Both figures are growth over the RSS the fresh server had before
+	// its first connection, when it had made next to no garbage yet.
 	fn := float64(n)
 	return float64(after.RSSKiB-rss0) / fn, float64(rss1-rss0) / fn,
 		map[string]any{"conns": n, "rss_before_kib": rss0, "rss_open_kib": rss1, "after_gc": after}, nil

@@ -12,9 +12,9 @@ import (
 )
 
 // TestMain lets the test binary stand in for wsbench: the driver under test
-// starts os.Executable() as "serve", which lands here.
+// starts os.Executable() as "serve", "nats" or "node", which land here.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "serve" {
+	if len(os.Args) > 1 && (os.Args[1] == "serve" || os.Args[1] == "nats" || os.Args[1] == "node") {
 		os.Exit(dispatch(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
