@@ -5,7 +5,10 @@
 #   scripts/wsbench.sh                      # full run, every library
 #   scripts/wsbench.sh -quick               # smoke run, about a minute
 #   scripts/wsbench.sh -libs gws,gorilla -json /tmp/wsbench.json
+#
+# wsbench is a Go module of its own (cmd/wsbench/go.mod) that builds
+# against the colibri in this repository.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-go build -o /tmp/wsbench ./cmd/wsbench
+cd "$(dirname "$0")/../cmd/wsbench"
+go build -o /tmp/wsbench .
 exec /tmp/wsbench run "$@"

@@ -22,6 +22,8 @@ import (
 // server's debug endpoints.
 type child struct {
 	addr  string // host:port the server listens on
+	raw   bool   // the server speaks the rawtcp floor's protocol
+	extra string // what the first line had after the address
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	done  chan struct{} // closed when the process has been waited for
@@ -31,7 +33,19 @@ type child struct {
 
 // startChild runs exe serve -lib lib and waits for its address.
 func startChild(ctx context.Context, exe, lib string) (*child, error) {
-	cmd := exec.Command(exe, "serve", "-lib", lib, "-addr", "127.0.0.1:0")
+	c, err := startProcess(ctx, lib, exe, "serve", "-lib", lib, "-addr", "127.0.0.1:0")
+	if c != nil {
+		c.raw = kindOf(lib) == floorLib
+	}
+	return c, err
+}
+
+// startProcess runs exe with args, a wsbench subcommand that prints the
+// address it listens on as its first line and runs until its standard
+// input closes, and waits for that line. what names it in errors.
+func startProcess(ctx context.Context, what, exe string, args ...string) (*child, error) {
+	lib := what
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
 	lines := &firstLine{ready: make(chan struct{})}
 	cmd.Stdout = lines
@@ -74,6 +88,7 @@ func startChild(ctx context.Context, exe, lib string) (*child, error) {
 		c.stop()
 		return nil, ctx.Err()
 	}
+	c.addr, c.extra, _ = strings.Cut(c.addr, " ")
 	if err := checkLoopback(c.addr); err != nil {
 		c.stop()
 		return nil, fmt.Errorf("the %s server: %w", lib, err)
@@ -94,6 +109,13 @@ func (c *child) stop() {
 	}
 	_ = c.cmd.Process.Kill()
 	<-c.done
+}
+
+// kill ends the process at once, as a crash would.
+func (c *child) kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.done
+	_ = c.stdin.Close()
 }
 
 func (c *child) waitFor(d time.Duration) bool {
@@ -176,7 +198,7 @@ func (c *child) request(ctx context.Context, method, path string) ([]byte, error
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
 		return nil, err
 	}

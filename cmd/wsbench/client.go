@@ -32,15 +32,20 @@ var errServerClosed = errors.New("server sent a close frame")
 // clientConn is the client's end of one WebSocket connection. It is used by
 // one goroutine at a time.
 type clientConn struct {
+	raw     bool // the rawtcp floor's protocol, not WebSocket
 	nc      net.Conn
 	br      *bufio.Reader // created on first read: idle connections hold none
 	bufSize int
 	ctl     [125]byte // payload of a control frame
 }
 
-// dial opens a WebSocket connection to path on addr. bufSize is the size
-// of the read buffer it allocates on first read.
-func dial(ctx context.Context, addr, path string, bufSize int) (*clientConn, error) {
+// dial opens a WebSocket connection to path on addr, or with raw a
+// connection speaking the rawtcp floor's protocol. bufSize is the size of
+// the read buffer it allocates on first read.
+func dial(ctx context.Context, addr string, raw bool, path string, bufSize int) (*clientConn, error) {
+	if raw {
+		return dialRaw(ctx, addr, path, bufSize)
+	}
 	d := ws.Dialer{Timeout: dialTimeout}
 	nc, br, _, err := d.Dial(ctx, "ws://"+addr+path)
 	if err != nil {
@@ -51,9 +56,36 @@ func dial(ctx context.Context, addr, path string, bufSize int) (*clientConn, err
 	return &clientConn{nc: nc, br: br, bufSize: bufSize}, nil
 }
 
-// frame returns a complete masked client frame carrying payload, ready to
-// be written as it is any number of times.
-func frame(op ws.OpCode, payload []byte) []byte {
+// dialRaw opens a rawtcp connection to the endpoint named by path.
+func dialRaw(ctx context.Context, addr, path string, bufSize int) (*clientConn, error) {
+	if path != "/echo" {
+		return nil, fmt.Errorf("%s serves /echo only, not %s", rawTCP, path)
+	}
+	d := net.Dialer{Timeout: dialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", path, err)
+	}
+	if _, err := nc.Write([]byte{rawRouteEcho}); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("dial %s: %w", path, err)
+	}
+	return &clientConn{raw: true, nc: nc, bufSize: bufSize}, nil
+}
+
+// frame returns a complete message of type op carrying payload in c's
+// protocol, ready to be written as it is any number of times.
+func (c *clientConn) frame(op ws.OpCode, payload []byte) []byte {
+	if c.raw {
+		h := rawHeader(byte(op), len(payload))
+		return append(h[:], payload...)
+	}
+	return wsFrame(op, payload)
+}
+
+// wsFrame returns a complete masked client frame carrying payload, ready
+// to be written as it is any number of times.
+func wsFrame(op ws.OpCode, payload []byte) []byte {
 	h := ws.Header{Fin: true, OpCode: op, Masked: true, Mask: ws.NewMask(), Length: int64(len(payload))}
 	var b bytes.Buffer
 	b.Grow(ws.HeaderSize(h) + len(payload))
@@ -78,6 +110,9 @@ func (c *clientConn) write(f []byte) error {
 func (c *clientConn) readMessage(dst []byte) (op ws.OpCode, n int, err error) {
 	if c.br == nil {
 		c.br = bufio.NewReaderSize(c.nc, c.bufSize)
+	}
+	if c.raw {
+		return c.readRaw(dst)
 	}
 	for {
 		fin, fop, length, err := c.readHeader()
@@ -106,6 +141,22 @@ func (c *clientConn) readMessage(dst []byte) (op ws.OpCode, n int, err error) {
 			return op, n, nil
 		}
 	}
+}
+
+// readRaw reads the next rawtcp message.
+func (c *clientConn) readRaw(dst []byte) (ws.OpCode, int, error) {
+	h, err := c.br.Peek(rawHeaderSize)
+	if err != nil {
+		return 0, 0, err
+	}
+	op, n := parseRawHeader(h)
+	if _, err := c.br.Discard(rawHeaderSize); err != nil {
+		return 0, 0, err
+	}
+	if err := c.payload(dst, 0, n); err != nil {
+		return 0, 0, err
+	}
+	return ws.OpCode(op), n, nil
 }
 
 // payload reads length payload bytes, copying those that fall within dst
@@ -173,7 +224,7 @@ func (c *clientConn) control(op ws.OpCode, length int) error {
 	}
 	switch op {
 	case ws.OpPing:
-		return c.write(frame(ws.OpPong, p))
+		return c.write(wsFrame(ws.OpPong, p))
 	case ws.OpClose:
 		return errServerClosed
 	}
@@ -184,14 +235,18 @@ func (c *clientConn) control(op ws.OpCode, length int) error {
 // waiting for the server's reply: the next scenario runs against a new
 // server process, and nothing is measured here.
 func (c *clientConn) close() {
+	if c.raw {
+		_ = c.nc.Close()
+		return
+	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = c.write(frame(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
+	_ = c.write(wsFrame(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
 	_ = c.nc.Close()
 }
 
 // dialMany opens n connections to path with a few dialers in parallel. On
 // error it closes what it opened.
-func dialMany(ctx context.Context, addr, path string, n, parallel, bufSize int) ([]*clientConn, error) {
+func dialMany(ctx context.Context, addr string, raw bool, path string, n, parallel, bufSize int) ([]*clientConn, error) {
 	conns := make([]*clientConn, n)
 	var (
 		next int
@@ -209,7 +264,7 @@ func dialMany(ctx context.Context, addr, path string, n, parallel, bufSize int) 
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				c, err := dial(ctx, addr, path, bufSize)
+				c, err := dial(ctx, addr, raw, path, bufSize)
 				if err != nil {
 					errs[w] = fmt.Errorf("connection %d of %d: %w", i+1, n, err)
 					mu.Lock()

@@ -35,7 +35,7 @@ func BenchmarkHandshake(b *testing.B) {
 			defer func() { closeAll(open) }()
 			b.ResetTimer()
 			for range b.N {
-				c, err := dial(ctx, ln.Addr().String(), "/echo", 512)
+				c, err := dial(ctx, ln.Addr().String(), kindOf(name) == floorLib, "/echo", 512)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -4,7 +4,10 @@
 // Usage:
 //
 //	wsbench run [-quick] [-libs a,b] [-scenarios s,t] [-json FILE] [flags]
+//	wsbench capacity [-quick] [-json FILE] [flags]
+//	wsbench render -run FILE -capacity FILE [-docs DIR]
 //	wsbench serve -lib NAME [-addr 127.0.0.1:0]
+//	wsbench nats | node [flags]
 //
 // "run" is the driver. For every scenario and every library it starts a
 // fresh "wsbench serve" child process, measures it with the same load
@@ -24,6 +27,19 @@
 //	idle             10,000 idle connections: server RSS and goroutines
 //	                 per connection, after garbage collection
 //	handshake        1,000 connections opened one after another: mean time
+//
+// The colibri column runs colibri with its defaults, keep-alive on;
+// colibri-lean has keep-alive off, and rawtcp is the same echo over plain
+// TCP, the floor (not a WebSocket). With -json FILE, run also writes SVG
+// charts beside FILE; on a terminal it keeps a progress line up to date.
+//
+// "capacity" measures colibri's cost model: memory per idle socket and per
+// socket receiving a large message, CPU per handshake, per echoed message
+// and per local and remote delivery, and, with two colibri nodes ("node")
+// sharing a topic through a NATS server ("nats"), each in its own
+// process, publish-to-receipt latency across nodes and what a NATS outage
+// costs. "render" rewrites the generated parts of docs/performance.md and
+// docs/capacity.md, and their charts, from the two results files.
 //
 // "serve" runs one library's server until standard input closes or
 // SIGTERM arrives, printing the address it listens on as its only line of
@@ -69,6 +85,30 @@ func dispatch(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "serve":
 		return serveMain(args[1:], stdin, stdout, stderr)
+	case "capacity":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := capacityMain(ctx, args[1:], stdout, stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintf(stderr, "wsbench: %v\n", err)
+			return 1
+		}
+		return 0
+	case "render":
+		if err := renderMain(args[1:], stdout, stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintf(stderr, "wsbench: %v\n", err)
+			return 1
+		}
+		return 0
+	case "nats":
+		return natsMain(args[1:], stdin, stdout, stderr)
+	case "node":
+		return nodeMain(args[1:], stdin, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
@@ -83,5 +123,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   wsbench run [flags]          compare the libraries (wsbench run -h for flags)
   wsbench serve -lib NAME      run one library's server (started by run)
+  wsbench capacity [flags]     measure colibri's cost model and cross-node figures
+  wsbench render [flags]       rewrite the docs' tables and charts from results files
+  wsbench nats | node          a NATS server, a colibri node (started by capacity)
 `)
 }

@@ -12,9 +12,9 @@ import (
 )
 
 // TestMain lets the test binary stand in for wsbench: the driver under test
-// starts os.Executable() as "serve", which lands here.
+// starts os.Executable() as "serve", "nats" or "node", which land here.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "serve" {
+	if len(os.Args) > 1 && (os.Args[1] == "serve" || os.Args[1] == "nats" || os.Args[1] == "node") {
 		os.Exit(dispatch(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
@@ -30,7 +30,7 @@ func TestRunQuickTable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	jsonFile := filepath.Join(t.TempDir(), "results.json")
-	libs := []string{"gobwas", "gorilla"}
+	libs := []string{colibri, "gorilla", rawTCP}
 	var stdout, stderr bytes.Buffer
 	err := run(ctx, []string{
 		"-quick",
@@ -63,14 +63,24 @@ func TestRunQuickTable(t *testing.T) {
 	var rows int
 	for _, s := range scenarioList(&config{echoConns: 4, fanoutSubs: 20, idleConns: 200, handshakes: 20}) {
 		for _, m := range s.metrics {
+			if m.hidden {
+				continue
+			}
 			line := lineWith(out, m.label)
 			if line == "" {
 				t.Errorf("no row for %q", m.label)
 				continue
 			}
 			rows++
-			if n := strings.Count(line, "×"); n != len(libs) {
-				t.Errorf("row %q has %d ratios, want %d: %s", m.label, n, len(libs), line)
+			want := len(libs)
+			if s.wsOnly {
+				want-- // rawtcp's cell is n/a
+				if !strings.Contains(line, "n/a") {
+					t.Errorf("row %q has no n/a for %s: %s", m.label, rawTCP, line)
+				}
+			}
+			if n := strings.Count(line, "×"); n != want {
+				t.Errorf("row %q has %d ratios, want %d: %s", m.label, n, want, line)
 			}
 		}
 	}
@@ -89,6 +99,9 @@ func TestRunQuickTable(t *testing.T) {
 	for _, lib := range libs {
 		for _, m := range rep.Metrics {
 			o := rep.Results[lib][m.Scenario]
+			if o != nil && o.Skipped != "" && lib == rawTCP {
+				continue
+			}
 			if o == nil || o.Error != "" {
 				t.Errorf("%s %s: %+v", lib, m.Scenario, o)
 				continue
@@ -96,6 +109,18 @@ func TestRunQuickTable(t *testing.T) {
 			if v := o.Values[m.Key]; v <= 0 && m.Higher {
 				t.Errorf("%s %s = %v, want a positive figure", lib, m.Key, v)
 			}
+		}
+	}
+
+	// The charts are beside the JSON, and are SVG.
+	for _, name := range []string{"comparison", "latency"} {
+		b, err := os.ReadFile(chartPath(jsonFile, name))
+		if err != nil {
+			t.Errorf("chart %s: %v", name, err)
+			continue
+		}
+		if !bytes.Contains(b, []byte("<svg")) || !bytes.Contains(b, []byte(colibri)) {
+			t.Errorf("chart %s is not an SVG naming %s", name, colibri)
 		}
 	}
 }

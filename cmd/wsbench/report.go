@@ -25,13 +25,13 @@ func printHeader(w io.Writer, rep *report) {
 }
 
 // baseline is the figure a row's ratios are taken against: the best peer's
-// (every library but colibri), or the best library's when no peer has a
-// figure.
+// (every WebSocket library but colibri and its variants), or the best
+// library's when no peer has a figure.
 func baseline(rep *report, m metric, s scenario) (float64, bool) {
 	best, found := 0.0, false
 	for _, peersOnly := range []bool{true, false} {
 		for _, lib := range rep.Libs {
-			if peersOnly && lib == colibri {
+			if peersOnly && kindOf(lib) != peerLib {
 				continue
 			}
 			out := rep.Results[lib][s.key]
@@ -61,6 +61,9 @@ func printTable(w io.Writer, rep *report, scens []scenario) {
 	var errs []string
 	for _, s := range scens {
 		for _, m := range s.metrics {
+			if m.hidden {
+				continue
+			}
 			better := "lower"
 			if m.higher {
 				better = "higher"
@@ -72,6 +75,8 @@ func printTable(w io.Writer, rep *report, scens []scenario) {
 				switch {
 				case out == nil:
 					cells = append(cells, "not run")
+				case out.Skipped != "":
+					cells = append(cells, "n/a")
 				case out.Error != "":
 					cells = append(cells, "error")
 				default:
@@ -97,7 +102,7 @@ func printTable(w io.Writer, rep *report, scens []scenario) {
 	}
 	_ = tw.Flush()
 
-	ref := "the best peer's figure in its row (peers: every library but " + colibri + ")"
+	ref := "the best peer's figure in its row (peers: every WebSocket library but " + colibri + " and its variants; " + rawTCP + " is not a WebSocket)"
 	if !hasPeer(rep.Libs) {
 		ref = "the best figure in its row"
 	}
@@ -110,7 +115,7 @@ func printTable(w io.Writer, rep *report, scens []scenario) {
 
 func hasPeer(libs []string) bool {
 	for _, l := range libs {
-		if l != colibri {
+		if kindOf(l) == peerLib {
 			return true
 		}
 	}

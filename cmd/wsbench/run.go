@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -80,7 +79,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.handshakes, "handshakes", 1000, "sequential handshakes in the handshake scenario")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of every scenario but idle, each taking the libraries in a rotated order; the table has each figure's median")
 	fs.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "limit on the whole run")
-	fs.StringVar(&cfg.jsonFile, "json", "", "also write the raw results to this file as JSON")
+	fs.StringVar(&cfg.jsonFile, "json", "", "also write the raw results to this file as JSON, and SVG charts beside it (FILE without .json, then -NAME.svg); \"-\" writes the JSON to standard output instead of the table, and no charts")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -176,6 +175,7 @@ type metricInfo struct {
 	Label    string `json:"label"`
 	Unit     string `json:"unit"`
 	Higher   bool   `json:"higher_is_better"`
+	Hidden   bool   `json:"hidden,omitempty"` // in the JSON and charts, not the table
 }
 
 // run is "wsbench run": the scenarios in order, each against every
@@ -212,57 +212,87 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if slices.Contains(cfg.scenarios, s.key) {
 			scens = append(scens, s)
 			for _, m := range s.metrics {
-				rep.Metrics = append(rep.Metrics, metricInfo{Key: m.key, Scenario: s.key, Label: m.label, Unit: m.unit, Higher: m.higher})
+				rep.Metrics = append(rep.Metrics, metricInfo{Key: m.key, Scenario: s.key, Label: m.label, Unit: m.unit, Higher: m.higher, Hidden: m.hidden})
 			}
 		}
 	}
 	for _, lib := range cfg.libs {
 		rep.Results[lib] = map[string]*outcome{}
 	}
-	printHeader(stdout, rep)
+	toStdout := cfg.jsonFile == "-"
+	if !toStdout {
+		printHeader(stdout, rep)
+	}
+
+	// On a shared machine the load drifts while a row is measured: rounds
+	// interleave the libraries, each round in a rotated order, and the
+	// table takes the median. Memory at idle does not drift, and its round
+	// is the longest, so it runs once.
+	roundsOf := func(s scenario) int {
+		if s.once {
+			return 1
+		}
+		return cfg.rounds
+	}
+	var steps []progressStep
+	for i, s := range scens {
+		for r := range roundsOf(s) {
+			for j := range cfg.libs {
+				lib := cfg.libs[(j+r)%len(cfg.libs)]
+				steps = append(steps, progressStep{scenario: s.key, index: i + 1, lib: lib,
+					round: r + 1, rounds: roundsOf(s), guess: s.guess(cfg)})
+			}
+		}
+	}
+	prog := newProgress(stderr, toStdout, steps)
 
 	var runErr error
 scenarios:
 	for _, s := range scens {
-		// On a shared machine the load drifts while a row is measured:
-		// rounds interleave the libraries, each round in a rotated order,
-		// and the table takes the median. Memory at idle does not drift,
-		// and its round is the longest, so it runs once.
-		rounds := cfg.rounds
-		if s.key == "idle" {
-			rounds = 1
-		}
 		outs := map[string][]*outcome{}
-		for r := range rounds {
+		for r := range roundsOf(s) {
 			for i := range cfg.libs {
 				lib := cfg.libs[(i+r)%len(cfg.libs)]
 				if runErr = ctx.Err(); runErr != nil {
 					break scenarios
 				}
-				fmt.Fprintf(stderr, "wsbench: %-9s %-8s ", s.key, lib)
-				if rounds > 1 {
-					fmt.Fprintf(stderr, "round %d/%d ", r+1, rounds)
+				prog.begin(len(scens))
+				start := time.Now()
+				var out *outcome
+				if why := s.skips(lib); why != "" {
+					out = &outcome{Skipped: why}
+				} else {
+					out = runOne(ctx, cfg, s, lib)
 				}
-				out := runOne(ctx, cfg, s, lib)
 				outs[lib] = append(outs[lib], out)
-				fmt.Fprintln(stderr, describe(s, out))
+				prog.end(time.Since(start), describe(s, out))
 			}
 		}
 		for lib, o := range outs {
 			rep.Results[lib][s.key] = medianOf(s, o)
 		}
 	}
+	prog.finish()
 	rep.WallSeconds = time.Since(rep.Started).Seconds()
 
-	printTable(stdout, rep, scens)
-	fmt.Fprintf(stdout, "\ntotal wall time: %s\n", time.Duration(rep.WallSeconds*float64(time.Second)).Round(100*time.Millisecond))
-	if cfg.jsonFile != "" {
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
+	if toStdout {
+		if err := writeJSON(stdout, rep); err != nil {
 			return err
 		}
-		if err := os.WriteFile(cfg.jsonFile, append(b, '\n'), 0o644); err != nil {
+	} else {
+		printTable(stdout, rep, scens)
+		fmt.Fprintf(stdout, "\ntotal wall time: %s\n", time.Duration(rep.WallSeconds*float64(time.Second)).Round(100*time.Millisecond))
+	}
+	if cfg.jsonFile != "" && !toStdout {
+		if err := writeJSONFile(cfg.jsonFile, rep); err != nil {
 			return err
+		}
+		svgs, err := writeRunCharts(cfg.jsonFile, rep)
+		if err != nil {
+			return fmt.Errorf("charts: %w", err)
+		}
+		for _, f := range svgs {
+			fmt.Fprintf(stdout, "chart: %s\n", f)
 		}
 	}
 	if runErr != nil {
@@ -293,7 +323,7 @@ func runOne(ctx context.Context, cfg *config, s scenario, lib string) *outcome {
 // the rounds themselves stay in its detail. It fails only if every round
 // failed.
 func medianOf(s scenario, outs []*outcome) *outcome {
-	if len(outs) == 1 {
+	if len(outs) == 1 || outs[0].Skipped != "" {
 		return outs[0]
 	}
 	var ok []*outcome
@@ -333,8 +363,14 @@ func describe(s scenario, out *outcome) string {
 	if out.Error != "" {
 		return "error: " + out.Error
 	}
+	if out.Skipped != "" {
+		return "not run: " + out.Skipped
+	}
 	var parts []string
 	for _, m := range s.metrics {
+		if m.hidden {
+			continue
+		}
 		if v, ok := out.Values[m.key]; ok {
 			parts = append(parts, fmt.Sprintf("%s "+m.format+" %s", m.key, v, m.unit))
 		}

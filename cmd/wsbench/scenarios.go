@@ -20,6 +20,9 @@ type metric struct {
 	unit   string
 	higher bool   // whether a higher figure is better
 	format string // fmt verb for the figure
+	// hidden figures are kept in the JSON results (and charts) but have
+	// no row in the table.
+	hidden bool
 }
 
 // A scenario is one measurement, run against a fresh server process for
@@ -28,6 +31,31 @@ type scenario struct {
 	key     string // the -scenarios value
 	metrics []metric
 	run     func(ctx context.Context, cfg *config, srv *child) (outcome, error)
+	// once runs the scenario in one round whatever -rounds says: memory
+	// does not drift with the machine's load, and measuring it is slow.
+	once bool
+	// wsOnly scenarios need WebSocket endpoints the rawtcp floor does not
+	// serve.
+	wsOnly bool
+	// estimate guesses how long one run takes, for the progress line's
+	// ETA until a run has been timed.
+	estimate func(cfg *config) time.Duration
+}
+
+// skips says why s is not run against lib, or "" when it is.
+func (s scenario) skips(lib string) string {
+	if s.wsOnly && kindOf(lib) == floorLib {
+		return rawTCP + " serves echo only"
+	}
+	return ""
+}
+
+// guess is s.estimate, or a few seconds.
+func (s scenario) guess(cfg *config) time.Duration {
+	if s.estimate == nil {
+		return 3 * time.Second
+	}
+	return s.estimate(cfg)
 }
 
 // outcome is what one scenario measured for one library.
@@ -35,6 +63,7 @@ type outcome struct {
 	Values  map[string]float64 `json:"values,omitempty"`
 	Detail  map[string]any     `json:"detail,omitempty"`
 	Error   string             `json:"error,omitempty"`
+	Skipped string             `json:"skipped,omitempty"` // why it was not run
 	Seconds float64            `json:"seconds"`
 }
 
@@ -59,6 +88,7 @@ func scenarioList(cfg *config) []scenario {
 			run: func(ctx context.Context, cfg *config, srv *child) (outcome, error) {
 				return runEcho(ctx, cfg, srv, smallPayload, "echo32")
 			},
+			estimate: echoEstimate,
 		},
 		{
 			key: "echo16k",
@@ -71,6 +101,7 @@ func scenarioList(cfg *config) []scenario {
 			run: func(ctx context.Context, cfg *config, srv *child) (outcome, error) {
 				return runEcho(ctx, cfg, srv, largePayload, "echo16k")
 			},
+			estimate: echoEstimate,
 		},
 		{
 			key: "latency",
@@ -79,14 +110,24 @@ func scenarioList(cfg *config) []scenario {
 					label: fmt.Sprintf("latency p50, %d B, 1 conn", smallPayload)},
 				{key: "latency_p99_us", unit: "µs", format: "%.1f",
 					label: fmt.Sprintf("latency p99, %d B, 1 conn", smallPayload)},
+				{key: "latency_p90_us", unit: "µs", format: "%.1f", hidden: true, label: "latency p90"},
+				{key: "latency_p999_us", unit: "µs", format: "%.1f", hidden: true, label: "latency p99.9"},
+				{key: "latency_p9999_us", unit: "µs", format: "%.1f", hidden: true, label: "latency p99.99"},
 			},
 			run: runLatency,
+			estimate: func(cfg *config) time.Duration {
+				return time.Second + time.Duration(cfg.latencyN)*40*time.Microsecond
+			},
 		},
 		{
 			key: "fanout",
 			metrics: []metric{{key: "fanout_deliveries_per_sec", unit: "deliveries/s", higher: true, format: "%.0f",
 				label: fmt.Sprintf("fan-out %d B to %d subs", fanoutPayload, cfg.fanoutSubs)}},
-			run: runFanout,
+			run:    runFanout,
+			wsOnly: true,
+			estimate: func(cfg *config) time.Duration {
+				return 2*time.Second + time.Duration(cfg.fanoutSubs*cfg.fanoutMsgs)*3*time.Microsecond
+			},
 		},
 		{
 			key: "idle",
@@ -96,7 +137,11 @@ func scenarioList(cfg *config) []scenario {
 				{key: "idle_goroutines_per_conn", unit: "goroutines", format: "%.2f",
 					label: "goroutines per idle conn"},
 			},
-			run: runIdle,
+			run:  runIdle,
+			once: true,
+			estimate: func(cfg *config) time.Duration {
+				return 5*time.Second + time.Duration(cfg.idleConns)*400*time.Microsecond
+			},
 		},
 		{
 			key: "handshake",
@@ -107,8 +152,15 @@ func scenarioList(cfg *config) []scenario {
 					label: "server CPU per handshake"},
 			},
 			run: runHandshake,
+			estimate: func(cfg *config) time.Duration {
+				return time.Second + time.Duration(cfg.handshakes)*400*time.Microsecond
+			},
 		},
 	}
+}
+
+func echoEstimate(cfg *config) time.Duration {
+	return time.Second + cfg.echoWarmup + cfg.echoDuration
 }
 
 // payload returns n bytes of a repeating pattern starting with tag.
@@ -145,7 +197,7 @@ func roundTrip(c *clientConn, f []byte, op ws.OpCode, want []byte) error {
 // configured duration after a warm-up. It reports name_msgs_per_sec and
 // the server's CPU time per message, name_server_cpu_us.
 func runEcho(ctx context.Context, cfg *config, srv *child, size int, name string) (outcome, error) {
-	conns, err := dialMany(ctx, srv.addr, "/echo", cfg.echoConns, 4, max(4096, size+64))
+	conns, err := dialMany(ctx, srv.addr, srv.raw, "/echo", cfg.echoConns, 4, max(4096, size+64))
 	if err != nil {
 		return outcome{}, err
 	}
@@ -153,14 +205,14 @@ func runEcho(ctx context.Context, cfg *config, srv *child, size int, name string
 
 	// Both message types must come back as they went out.
 	text := []byte("wsbench: text echo")
-	if err := roundTrip(conns[0], frame(ws.OpText, text), ws.OpText, text); err != nil {
+	if err := roundTrip(conns[0], conns[0].frame(ws.OpText, text), ws.OpText, text); err != nil {
 		return outcome{}, fmt.Errorf("text echo: %w", err)
 	}
 	p := payload(size, 'e')
 	deadline := time.Now().Add(cfg.echoWarmup + cfg.echoDuration + 30*time.Second)
 	frames := make([][]byte, len(conns))
 	for i, c := range conns {
-		frames[i] = frame(ws.OpBinary, p)
+		frames[i] = c.frame(ws.OpBinary, p)
 		if err := roundTrip(c, frames[i], ws.OpBinary, p); err != nil {
 			return outcome{}, fmt.Errorf("binary echo: %w", err)
 		}
@@ -255,13 +307,13 @@ func waitOrFail(ctx context.Context, errc <-chan error, d time.Duration) error {
 // runLatency measures round-trip time on one connection: a small binary
 // message, then its echo, one at a time.
 func runLatency(ctx context.Context, cfg *config, srv *child) (outcome, error) {
-	c, err := dial(ctx, srv.addr, "/echo", 4096)
+	c, err := dial(ctx, srv.addr, srv.raw, "/echo", 4096)
 	if err != nil {
 		return outcome{}, err
 	}
 	defer c.close()
 	p := payload(smallPayload, 'l')
-	f := frame(ws.OpBinary, p)
+	f := c.frame(ws.OpBinary, p)
 	if err := roundTrip(c, f, ws.OpBinary, p); err != nil {
 		return outcome{}, err
 	}
@@ -290,15 +342,25 @@ func runLatency(ctx context.Context, cfg *config, srv *child) (outcome, error) {
 		}
 	}
 	slices.Sort(lat)
-	us := func(q float64) float64 {
-		i := max(int(math.Ceil(q*float64(n)))-1, 0)
-		return float64(lat[i]) / float64(time.Microsecond)
+	values := map[string]float64{}
+	for _, lq := range latencyQuantiles {
+		values["latency_"+lq.name+"_us"] = float64(quantile(lat, lq.q)) / float64(time.Microsecond)
 	}
 	return outcome{
-		Values: map[string]float64{"latency_p50_us": us(0.50), "latency_p99_us": us(0.99)},
+		Values: values,
 		Detail: map[string]any{"iterations": n, "warmup_iterations": warm,
 			"min_us": float64(lat[0]) / 1e3, "max_us": float64(lat[n-1]) / 1e3},
 	}, nil
+}
+
+// quantile returns the q-quantile of sorted, the smallest value that at
+// least a fraction q of the values do not exceed.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := max(int(math.Ceil(q*float64(len(sorted))))-1, 0)
+	return sorted[min(i, len(sorted)-1)]
 }
 
 // Tags in the first byte of a fan-out message.
@@ -313,11 +375,11 @@ const (
 // the endpoint is a subscriber) before the next one is sent, so that no
 // server's queues grow without bound.
 func runFanout(ctx context.Context, cfg *config, srv *child) (outcome, error) {
-	subs, err := dialMany(ctx, srv.addr, "/broadcast", cfg.fanoutSubs, 4, 4096)
+	subs, err := dialMany(ctx, srv.addr, srv.raw, "/broadcast", cfg.fanoutSubs, 4, 4096)
 	if err != nil {
 		return outcome{}, err
 	}
-	pub, err := dial(ctx, srv.addr, "/broadcast", 4096)
+	pub, err := dial(ctx, srv.addr, srv.raw, "/broadcast", 4096)
 	if err != nil {
 		closeAll(subs)
 		return outcome{}, err
@@ -373,7 +435,7 @@ func runFanout(ctx context.Context, cfg *config, srv *child) (outcome, error) {
 
 	// A server may register a subscriber a moment after its handshake:
 	// probe until every connection has received something.
-	probe := frame(ws.OpBinary, payload(fanoutPayload, tagProbe))
+	probe := pub.frame(ws.OpBinary, payload(fanoutPayload, tagProbe))
 	readyBy := time.Now().Add(10 * time.Second)
 	_ = pub.nc.SetWriteDeadline(readyBy)
 	for ready.Load() < int64(len(all)) {
@@ -388,7 +450,7 @@ func runFanout(ctx context.Context, cfg *config, srv *child) (outcome, error) {
 		}
 	}
 
-	msg := frame(ws.OpBinary, payload(fanoutPayload, tagMeasured))
+	msg := pub.frame(ws.OpBinary, payload(fanoutPayload, tagMeasured))
 	start := time.Now()
 	for sent := 0; sent < cfg.fanoutMsgs; {
 		b := min(cfg.fanoutBatch, cfg.fanoutMsgs-sent)
@@ -431,7 +493,7 @@ func runIdle(ctx context.Context, cfg *config, srv *child) (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
-	conns, err := dialMany(ctx, srv.addr, "/echo", cfg.idleConns, 4, 4096)
+	conns, err := dialMany(ctx, srv.addr, srv.raw, "/echo", cfg.idleConns, 4, 4096)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -458,7 +520,7 @@ func runIdle(ctx context.Context, cfg *config, srv *child) (outcome, error) {
 // until all are made.
 func runHandshake(ctx context.Context, cfg *config, srv *child) (outcome, error) {
 	// Warm the server's handshake path first.
-	warm, err := dialMany(ctx, srv.addr, "/echo", 10, 1, 512)
+	warm, err := dialMany(ctx, srv.addr, srv.raw, "/echo", 10, 1, 512)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -469,7 +531,7 @@ func runHandshake(ctx context.Context, cfg *config, srv *child) (outcome, error)
 	cpu0, cpuErr := srv.cpuTime()
 	start := time.Now()
 	for range cfg.handshakes {
-		c, err := dial(ctx, srv.addr, "/echo", 512)
+		c, err := dial(ctx, srv.addr, srv.raw, "/echo", 512)
 		if err != nil {
 			return outcome{}, fmt.Errorf("after %d handshakes: %w", len(conns), err)
 		}

@@ -104,19 +104,55 @@ func register(s server) {
 // and the other libraries ("peers") set the baseline it is measured against.
 const colibri = "colibri"
 
-// libraryNames returns every registered library: colibri first, then the
-// peers in alphabetical order.
+// libKind says what a library's column is for.
+type libKind int
+
+const (
+	// peerLib is another WebSocket library: the best peer's figure in a
+	// row is the baseline of that row's ratios.
+	peerLib libKind = iota
+	// colibriLib is colibri as its users get it.
+	colibriLib
+	// variantLib is colibri configured otherwise, labelled in its name.
+	variantLib
+	// floorLib is not a WebSocket library at all: the same work over plain
+	// TCP, the least a server can do.
+	floorLib
+)
+
+// A kinded server says what its column is for; servers that do not are
+// peers.
+type kinded interface{ kind() libKind }
+
+// kindOf returns the kind of the library named lib.
+func kindOf(lib string) libKind {
+	if k, ok := registry[lib].(kinded); ok {
+		return k.kind()
+	}
+	return peerLib
+}
+
+// libraryNames returns every registered library: colibri and its variants
+// first, then the peers in alphabetical order, then the floor.
 func libraryNames() []string {
 	var names []string
 	for n := range registry {
 		names = append(names, n)
 	}
-	slices.SortFunc(names, func(a, b string) int {
-		switch {
-		case a == colibri:
-			return -1
-		case b == colibri:
+	rank := func(n string) int {
+		switch kindOf(n) {
+		case colibriLib:
+			return 0
+		case variantLib:
 			return 1
+		case floorLib:
+			return 3
+		}
+		return 2
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra - rb
 		}
 		return strings.Compare(a, b)
 	})

@@ -16,16 +16,47 @@ import (
 // colibri, the way its docs show: a router with ws routes, served by an
 // app. Echo ranges over whole messages and writes each back; broadcast
 // publishes on a topics hub.
+//
+// The "colibri" column is colibri as its users get it: every setting at
+// its default, keep-alive pings included (the peers have none unless the
+// application writes them). "colibri-lean" is the same server with
+// keep-alive off (PingInterval -1), a labelled variant that shows what
+// keep-alive costs; neither sets the baseline the ratios are taken
+// against.
 
-func init() { register(colibriServer{}) }
+func init() {
+	register(colibriServer{})
+	register(colibriServer{lean: true})
+}
 
-type colibriServer struct{}
+// colibriLean is the name of the keep-alive-off variant.
+const colibriLean = colibri + "-lean"
 
-func (colibriServer) name() string { return "colibri" }
+type colibriServer struct {
+	lean bool // keep-alive off
+}
 
-func (colibriServer) serve(ctx context.Context, ln net.Listener, dbg http.Handler) error {
+func (s colibriServer) name() string {
+	if s.lean {
+		return colibriLean
+	}
+	return colibri
+}
+
+func (s colibriServer) kind() libKind {
+	if s.lean {
+		return variantLib
+	}
+	return colibriLib
+}
+
+func (s colibriServer) serve(ctx context.Context, ln net.Listener, dbg http.Handler) error {
 	quiet := slog.New(slog.DiscardHandler)
-	r := router.New(router.WithConfig(wsconn.Config{Logger: quiet, PingInterval: -1}))
+	cfg := wsconn.Config{Logger: quiet}
+	if s.lean {
+		cfg.PingInterval = -1
+	}
+	r := router.New(router.WithConfig(cfg))
 	r.Handle("/debug/", dbg)
 	router.WS(r, "/echo", nil, colibriEcho)
 	hub, err := topics.NewHub(&topics.Options{
