@@ -221,9 +221,8 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Gro
 		serveStream(r, func() { _ = wsconn.Serve(ctx, u, value, rt.handler, cfg) })
 		return http.StatusOK, nil
 	}
-	// The connection's goroutine begins in Serve, which gives the place
-	// in g back when the connection is over.
-	go wsconn.Serve(ctx, u, value, rt.handler, cfg)
+	// The connection gives its place in g back when it is over.
+	_ = wsconn.Start(ctx, u, value, rt.handler, cfg)
 	return http.StatusSwitchingProtocols, nil
 }
 

@@ -43,6 +43,8 @@ type Session[T any] struct {
 	*Conn
 	// Value is the value the upgrade decision produced for this connection.
 	Value T
+
+	handler Handler[T]
 }
 
 // Upgraded is a connection whose opening handshake is complete, ready to be
@@ -103,9 +105,9 @@ type Conn struct {
 	mu sync.Mutex
 	st state // under mu
 
-	tasks errgroup.Group // the handler's sibling tasks (Go)
-	bg    sync.WaitGroup // background readers (see background.go)
-	timer connTimer      // keep-alive, idle timeout, background starts
+	tasks *errgroup.Group // the handler's sibling tasks; made by the first Go, under mu
+	bg    sync.WaitGroup  // background readers (see background.go)
+	timer connTimer       // keep-alive, idle timeout, background starts
 
 	// Reading. The holder of readMu reads the socket and owns the frame
 	// state below it.
@@ -190,25 +192,62 @@ func newConn(u Upgraded, cfg *Config, deflate *deflateParams) *Conn {
 // Serve returns the handler's error, or the reason the connection failed
 // (nil after a clean close).
 func Serve[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], cfg *Config) error {
-	defer group.Leave(ctx)
+	s, err := open(ctx, u, value, handler, cfg)
+	if err != nil {
+		return err
+	}
+	return s.serve()
+}
+
+// Start is Serve in the background: it sets the connection up in the
+// calling goroutine and runs the handler and the closing handshake in a
+// goroutine of the connection's own, which begins with the handler, so
+// that an idle connection whose handler ranges over an iterator keeps the
+// runtime's smallest stack. Start returns an error, having closed u.Conn,
+// only when u cannot be served.
+func Start[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], cfg *Config) error {
+	s, err := open(ctx, u, value, handler, cfg)
+	if err != nil {
+		return err
+	}
+	go s.serve()
+	return nil
+}
+
+// open sets up the connection and everything its handler runs with.
+func open[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], cfg *Config) (*Session[T], error) {
 	p, err := deflateFrom(u.Extensions, u.Client)
 	if err != nil {
 		_ = u.Conn.Close()
-		return err
+		group.Leave(ctx)
+		return nil, err
 	}
 	c := newConn(u, cfg, p)
 	c.begin(ctx)
-	s := &Session[T]{Conn: c, Value: value}
-	return c.end(c.run(func(ctx context.Context) error { return handler(ctx, &c.in, &c.out, s) }))
+	return &Session[T]{Conn: c, Value: value, handler: handler}, nil
+}
+
+// serve runs the handler and ends the connection. Under Start it is the
+// first frame of the connection's goroutine; the frames above the wait for
+// the peer must stay within the runtime's smallest stack (see awaitFrame),
+// so the recovery from a panic is a deferred call rather than a wrapper.
+func (s *Session[T]) serve() (err error) {
+	defer func() { err = s.end(recovered(recover(), err)) }()
+	return s.handler(s.ctx, &s.in, &s.out, s)
+}
+
+// recovered turns v, a recovered panic if not nil, into the error that
+// takes the place of err.
+func recovered(v any, err error) error {
+	if v != nil {
+		return &panicError{value: v, stack: debug.Stack()}
+	}
+	return err
 }
 
 // run calls f with the handler's context, turning a panic into an error.
 func (c *Conn) run(f func(ctx context.Context) error) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = &panicError{value: v, stack: debug.Stack()}
-		}
-	}()
+	defer func() { err = recovered(recover(), err) }()
 	return f(c.ctx)
 }
 
@@ -249,8 +288,12 @@ func (c *Conn) end(herr error) error {
 
 	c.mu.Lock()
 	c.st.tasksClosed = true
+	tasks := c.tasks
 	c.mu.Unlock()
-	gerr := c.tasks.Wait()
+	var gerr error
+	if tasks != nil {
+		gerr = tasks.Wait()
+	}
 	c.timer.stop()
 	if c.stopWatch != nil && c.stopWatch() {
 		c.bg.Done() // it will not run
@@ -260,6 +303,7 @@ func (c *Conn) end(herr error) error {
 	c.reportClose()
 	c.cancel(ErrClosed)
 	group.Quit(c.parent, (*member)(c))
+	group.Leave(c.parent)
 
 	switch {
 	case herr != nil:
@@ -299,6 +343,9 @@ func (c *Conn) Go(f func(ctx context.Context) error) error {
 	defer c.mu.Unlock()
 	if c.st.tasksClosed {
 		return ErrClosed
+	}
+	if c.tasks == nil {
+		c.tasks = new(errgroup.Group)
 	}
 	c.tasks.Go(func() error {
 		err := c.run(f)

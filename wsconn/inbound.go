@@ -77,7 +77,8 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 		defer c.endLoop()
 		c.asm.Limit = 0
 		for {
-			h, err := c.awaitFrame(c.frameLimit())
+			c.awaitFrame()
+			h, err := c.nextFrame(c.frameLimit())
 			if err != nil {
 				in.setErr(c.loopErr(err))
 				return
@@ -108,7 +109,9 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 				c.stats.messagesIn.Add(1)
 			}
 			c.inFrame.add(c, h.Op, len(p), h.Fin)
-			more := c.yieldTo(func() bool { return yield(frames.Frame{Op: h.Op, Fin: h.Fin, Rsv: h.Rsv, Payload: p}) })
+			c.bodyBegins()
+			more := yield(frames.Frame{Op: h.Op, Fin: h.Fin, Rsv: h.Rsv, Payload: p})
+			c.bodyEnds()
 			bufpool.Put(buf)
 			if !more {
 				return
@@ -137,7 +140,8 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 		var buf *[]byte
 		defer func() { bufpool.Put(buf) }()
 		for {
-			h, err := c.awaitFrame(0)
+			c.awaitFrame()
+			h, err := c.nextFrame(0)
 			if err != nil {
 				in.setErr(c.loopErr(err))
 				return
@@ -166,7 +170,9 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 				p = *buf
 			}
 			c.received(kind, int64(len(p)))
-			more := c.yieldTo(func() bool { return yield(messages.Message{Kind: kind, Payload: p}) })
+			c.bodyBegins()
+			more := yield(messages.Message{Kind: kind, Payload: p})
+			c.bodyEnds()
 			// Give the buffer back before waiting for the next message, so
 			// that an idle connection holds none.
 			bufpool.Put(buf)
@@ -192,7 +198,8 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 		defer c.endLoop()
 		c.asm.Limit = 0
 		for {
-			h, err := c.awaitFrame(0)
+			c.awaitFrame()
+			h, err := c.nextFrame(0)
 			if err != nil {
 				in.setErr(c.loopErr(err))
 				return
@@ -209,7 +216,9 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 				msg = ir
 			}
 			in.body = bodyReader{c: c, src: msg}
-			more := c.yieldTo(func() bool { return yield(kind, &in.body) })
+			c.bodyBegins()
+			more := yield(kind, &in.body)
+			c.bodyEnds()
 			// Discard what the body left unread; sequencing and UTF-8
 			// are still checked.
 			in.body.src = nil
@@ -306,41 +315,42 @@ func (c *Conn) takeRead() {
 	c.mu.Unlock()
 }
 
-// yieldTo runs a loop body without holding the reading side, so that the
-// background reader may serve control frames if the body takes long.
-func (c *Conn) yieldTo(body func() bool) bool {
+// bodyBegins lets the reading side go while a loop body runs, so that the
+// background reader may serve control frames if the body takes long, and
+// makes sure the timer looks.
+func (c *Conn) bodyBegins() {
 	c.readMu.Unlock()
-	if c.body.Add(1)&1 == 1 {
-		c.timer.watchBody(c)
-	}
-	more := body()
 	c.body.Add(1)
-	c.takeRead()
-	return more
+	c.timer.watchBody(c)
 }
 
-// awaitFrame waits for the next data frame for a loop and returns its
-// header, checked against limit (0: none) and the fragment sequence; its
-// error is the one the loop reports. The wait for the peer's first bytes
-// happens here, near the top of the connection's stack: the goroutine of
-// an idle connection then fits in the runtime's smallest stack (2 KiB),
-// which the deeper frame parsing below would overflow.
-func (c *Conn) awaitFrame(limit int64) (frames.Header, error) {
-	if c.ctx.Err() != nil {
-		return frames.Header{}, errStop
-	}
-	if c.rd.buffered() == 0 && c.remaining == 0 {
+// bodyEnds takes the reading side back after a loop body.
+func (c *Conn) bodyEnds() {
+	c.body.Add(1)
+	c.takeRead()
+}
+
+// awaitFrame waits for the peer's next bytes when none are buffered. Loops
+// call it before nextFrame so that a connection waits for its peer from a
+// shallow call: the goroutine of an idle connection then fits in the
+// runtime's smallest stack (2 KiB), which the deeper frame parsing would
+// overflow. Whatever the wait meets (bytes, an error, a deadline) is what
+// nextFrame then finds.
+func (c *Conn) awaitFrame() {
+	if c.rd.buffered() == 0 && c.remaining == 0 && c.ctx.Err() == nil {
 		c.waiting.Store(true)
 		c.rd.wait()
 		c.waiting.Store(false)
 	}
-	return c.nextFrame(limit)
 }
 
 // nextFrame returns the header of the next data frame for a loop, checked
 // against limit (0: none) and the fragment sequence. Its errors go through
 // loopErr.
 func (c *Conn) nextFrame(limit int64) (frames.Header, error) {
+	if c.ctx.Err() != nil {
+		return frames.Header{}, errStop
+	}
 	h, err := c.nextData()
 	if err != nil {
 		return h, err

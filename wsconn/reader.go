@@ -24,7 +24,6 @@ type netReader struct {
 	pool *[]byte // borrowed buffer, nil while idle
 	buf  []byte  // idle[:] or *pool
 	r, w int
-	err  error // from wait, for the next read
 	idle [idleReadSize]byte
 }
 
@@ -43,10 +42,6 @@ func (b *netReader) buffered() int { return b.w - b.r }
 // fill reads at least once more from src, making room for at least need
 // unread bytes.
 func (b *netReader) fill(need int) error {
-	if err := b.err; err != nil {
-		b.err = nil
-		return err
-	}
 	if b.r == b.w {
 		b.r, b.w = 0, 0
 		b.giveBack()
@@ -85,12 +80,14 @@ func (b *netReader) giveBack() {
 	}
 }
 
-// wait blocks until src has bytes (or fails: the error is kept for the
-// next read). It is fill called from the top of a loop, where a
-// connection waits for its peer, rather than from deep in frame parsing.
+// wait blocks until src has bytes. It is fill called from the top of a
+// loop, where a connection waits for its peer, rather than from deep in
+// frame parsing. An error is dropped: the read that follows meets it
+// again if it lasts (a closed or broken transport), and not if it was a
+// read deadline since moved on purpose.
 func (b *netReader) wait() {
-	if b.err == nil && b.r == b.w {
-		b.err = b.fill(1)
+	if b.r == b.w {
+		_ = b.fill(1)
 	}
 }
 
@@ -126,10 +123,6 @@ func (b *netReader) read(p []byte) (int, error) {
 	if len(p) >= len(b.idle) {
 		b.r, b.w = 0, 0
 		b.giveBack()
-		if err := b.err; err != nil {
-			b.err = nil
-			return 0, err
-		}
 		n, err := b.src.Read(p)
 		if n > 0 {
 			return n, nil

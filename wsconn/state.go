@@ -49,7 +49,7 @@ type state struct {
 	draining  bool // the closing handshake reads, for the peer's CLOSE
 
 	closeDeadline time.Time // reads end by then once our CLOSE is out
-	readDeadline  time.Time // the read deadline in force on the socket
+	woken         bool      // the read deadline in force is wakeReaders
 }
 
 // wakeReaders is a read deadline in the past: it wakes a reader blocked on
@@ -69,10 +69,8 @@ func (c *Conn) applyReadDeadline() {
 	case !c.st.closeDeadline.IsZero():
 		d = c.st.closeDeadline
 	}
-	if !d.Equal(c.st.readDeadline) {
-		c.st.readDeadline = d
-		_ = c.nc.SetReadDeadline(d)
-	}
+	_ = c.nc.SetReadDeadline(d)
+	c.st.woken = d.Equal(wakeReaders)
 }
 
 // interrupted reports whether a read that timed out was woken on purpose
@@ -80,7 +78,7 @@ func (c *Conn) applyReadDeadline() {
 func (c *Conn) interrupted() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.st.readDeadline.Equal(wakeReaders)
+	return c.st.woken
 }
 
 // stop cancels the handler's context with cause (the first cause wins) and

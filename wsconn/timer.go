@@ -33,13 +33,14 @@ const bgDelay = 20 * time.Millisecond
 type connTimer struct {
 	mu      sync.Mutex
 	t       Timer
-	due     time.Time // when t fires next; zero while it is not armed
+	due     time.Duration // when t fires next; 0 while it is not armed
 	stopped bool
 
-	lastTick            time.Time
-	lastHeard, lastData time.Time // as seen at the ticks
-	pingOut             bool      // our PING waits for an answer
-	pingSent            time.Time // when it left; zero while it waits to leave
+	// Times are durations since the connection started, on its clock.
+	lastTick            time.Duration
+	lastHeard, lastData time.Duration // as seen at the ticks
+	pingOut             bool          // our PING waits for an answer
+	pingSent            time.Duration // when it left; notYet while it waits to leave
 	pingPayload         [8]byte
 	startBg             bool   // start the background reader at the next tick
 	lastBody            uint64 // Conn.body at the last tick
@@ -53,13 +54,18 @@ type connTimer struct {
 // reads the socket (its answer may be sitting unread).
 const recheck = time.Second
 
+// notYet is pingSent while the PING waits to leave.
+const notYet = -1
+
+// now returns the time on the connection's clock, as a duration since
+// the connection started.
+func (c *Conn) now() time.Duration { return c.set.clock.Now().Sub(c.start) }
+
 func (t *connTimer) start(c *Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := c.set.clock.Now()
-	t.lastTick, t.lastHeard, t.lastData = now, now, now
 	t.startBg = true
-	t.due = now.Add(bgDelay)
+	t.due = bgDelay
 	t.t = c.set.clock.AfterFunc(bgDelay, func() { t.tick(c) })
 }
 
@@ -77,8 +83,8 @@ func (t *connTimer) within(c *Conn, d time.Duration) {
 	if t.stopped {
 		return
 	}
-	due := c.set.clock.Now().Add(d)
-	if t.due.IsZero() || due.Before(t.due) {
+	due := c.now() + d
+	if t.due == 0 || due < t.due {
 		t.due = due
 		t.t.Reset(d)
 	}
@@ -113,18 +119,18 @@ func (t *connTimer) pingLeft(c *Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.pingOut {
-		t.pingSent = c.set.clock.Now()
+		t.pingSent = c.now()
 	}
 }
 
 // pong measures the round trip if p answers our PING.
 func (t *connTimer) pong(c *Conn, p []byte) {
 	t.mu.Lock()
-	ours := t.pingOut && !t.pingSent.IsZero() && bytes.Equal(p, t.pingPayload[:])
+	ours := t.pingOut && t.pingSent != notYet && bytes.Equal(p, t.pingPayload[:])
 	var rtt time.Duration
 	if ours {
 		t.pingOut = false
-		rtt = c.set.clock.Now().Sub(t.pingSent)
+		rtt = c.now() - t.pingSent
 		t.rtt.Store(int64(rtt))
 	}
 	t.mu.Unlock()
@@ -145,8 +151,9 @@ func (t *connTimer) tick(c *Conn) {
 	c.bg.Add(1)
 	defer c.bg.Done()
 	set := c.set
-	now := set.clock.Now()
-	t.due = time.Time{}
+	wall := set.clock.Now()
+	now := wall.Sub(c.start)
+	t.due = 0
 	t.watching.Store(false)
 	// A flag says a frame came since the last tick, not when: the PING is
 	// timed from the last tick (it may go out up to a tick early), the
@@ -174,26 +181,26 @@ func (t *connTimer) tick(c *Conn) {
 		next = min(next, set.idleTimeout/4)
 	}
 	if set.idleTimeout > 0 {
-		if now.Sub(t.lastData) >= set.idleTimeout {
+		if now-t.lastData >= set.idleTimeout {
 			fail = &CloseError{Code: frames.CloseGoingAway, Reason: "idle timeout", Err: ErrIdleTimeout, byColibri: true}
 		}
-		next = min(next, t.lastData.Add(set.idleTimeout).Sub(now))
+		next = min(next, t.lastData+set.idleTimeout-now)
 	}
 	if set.pingInterval >= 0 {
 		switch {
-		case !t.pingOut && now.Sub(t.lastHeard) >= set.pingInterval:
-			ping, t.pingOut, t.pingSent = true, true, time.Time{}
-			binary.BigEndian.PutUint64(t.pingPayload[:], uint64(now.UnixNano()))
+		case !t.pingOut && now-t.lastHeard >= set.pingInterval:
+			ping, t.pingOut, t.pingSent = true, true, notYet
+			binary.BigEndian.PutUint64(t.pingPayload[:], uint64(wall.UnixNano()))
 			if set.pongTimeout >= 0 {
 				next = min(next, set.pongTimeout)
 			}
 		case !t.pingOut:
-			next = min(next, t.lastHeard.Add(set.pingInterval).Sub(now))
+			next = min(next, t.lastHeard+set.pingInterval-now)
 		case set.pongTimeout < 0:
-		case t.pingSent.IsZero():
+		case t.pingSent == notYet:
 			next = min(next, set.pongTimeout) // still waiting to leave
-		case now.Sub(t.pingSent) < set.pongTimeout:
-			next = min(next, t.pingSent.Add(set.pongTimeout).Sub(now))
+		case now-t.pingSent < set.pongTimeout:
+			next = min(next, t.pingSent+set.pongTimeout-now)
 		case c.waiting.Load():
 			fail = &CloseError{Code: frames.CloseGoingAway, Reason: "ping timeout", Err: ErrPingTimeout, byColibri: true}
 		default:
