@@ -24,40 +24,47 @@
 // until the loop body returns.
 //
 // The goroutine that ranges does the reading itself, so a frame costs no
-// goroutine switch and no allocation. While nobody ranges, a background
-// task reads instead, answering PING and seeing the peer's CLOSE, so a
-// handler that only writes still keeps its connection healthy.
+// goroutine switch and no allocation. When nobody has read for 20 ms (no
+// loop runs, or a loop body is busy), a background task reads instead,
+// answering PING and taking the peer's CLOSE, so that a handler that only
+// writes, or a slow loop body, still keeps its connection healthy (see
+// Inbound for the bound on what it reads ahead).
 //
 // # Writing
 //
 // Outbound is safe for concurrent use. Messages longer than
 // Config.FragmentSize are fragmented, and control frames go out between
-// fragments. Writer streams a message of unknown length. Close starts the
-// closing handshake; so does returning from the handler.
+// fragments. Writer streams a message of unknown length and owns it until
+// its Close. Close starts the closing handshake; so does returning from
+// the handler. Once the connection has started closing, for whatever
+// reason, writes fail with an error matching ErrClosed.
 //
 // # Closing
 //
 // The code of the CLOSE frame follows from how the connection ended:
 //
-//	handler returned nil               1000, or the peer's code echoed
+//	handler returned nil               1000
 //	handler returned a *CloseError     its code and reason
 //	handler or a task failed, panicked 1011 (logged once)
+//	the peer closed first              the peer's code, echoed at once
 //	peer broke the protocol            1002, 1007 or 1009
 //	keep-alive or idle timeout         1001
-//	server shutdown (ErrShutdown)      1001, after accepted writes are sent
+//	server shutdown (ErrShutdown)      1001, at once, after accepted writes
 //
-// colibri then waits up to Config.CloseTimeout for the peer's CLOSE before
-// closing the transport.
+// The first of these fixes the code; the CLOSE frame goes out after the
+// message being written. colibri then waits up to Config.CloseTimeout for
+// the peer's CLOSE before closing the transport.
 //
 // # Serving
 //
 // Accept validates a handshake and hijacks the connection; Serve runs a
-// handler on the result; Group owns many connections and shuts them down.
-// Most applications use the router package, which does all three.
+// handler on the result in the calling goroutine, Start in one of the
+// connection's own. Most applications use the router package, which does
+// both and shuts its connections down with 1001.
 //
 // Accept also completes a WebSocket handshake made over HTTP/2 (an
 // extended CONNECT, RFC 8441): it answers 200 and the connection runs over
 // the request's stream, which ends when the handler that accepted it
-// returns, so it is served in that handler's goroutine (Group.Run).
+// returns, so it is served with Serve in that handler's goroutine.
 // Conn.HTTP2 tells the two kinds apart; nothing else differs.
 package wsconn
