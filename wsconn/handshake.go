@@ -206,14 +206,13 @@ type AcceptOptions struct {
 // Accept completes the opening handshake of r: it validates the request,
 // checks its origin, picks a subprotocol, hijacks the connection and writes
 // the 101 response. On a refusal it writes the HTTP error itself and
-// returns a *HandshakeError. The result is served with Serve.
+// returns a *HandshakeError. The result is served with Serve or Start.
 //
 // Over HTTP/2 (an extended CONNECT, RFC 8441) nothing is hijacked: Accept
 // answers 200 with the negotiated subprotocol and extensions, and the
 // WebSocket runs over the request's stream, which net/http ends when
-// ServeHTTP returns. Serve the result before returning, in the same
-// goroutine: Group.Run around Accept and Serve does that and still counts
-// the connection.
+// ServeHTTP returns. Serve the result with Serve, before returning, in the
+// same goroutine.
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgraded, error) {
 	var o AcceptOptions
 	if opts != nil {
