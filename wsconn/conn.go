@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/httphead"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -58,7 +57,7 @@ type Upgraded struct {
 	// Subprotocol is the negotiated subprotocol, empty if none.
 	Subprotocol string
 	// Extensions are the negotiated extensions.
-	Extensions []httphead.Option
+	Extensions []Extension
 	// Client is true on the dialing side: its frames are masked and the
 	// peer's must not be (RFC 6455 §5.1).
 	Client bool
@@ -78,7 +77,7 @@ type Conn struct {
 	set   *settings // shared with the connections of equal Configs
 	req   *http.Request
 	proto string
-	exts  []httphead.Option
+	exts  []Extension
 	id    uint64
 	log   atomic.Pointer[slog.Logger] // built by logger() on first use
 	start int64                       // unix ns, on the Config's clock
@@ -384,7 +383,7 @@ func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 func (c *Conn) Subprotocol() string { return c.proto }
 
 // Extensions returns the negotiated extensions.
-func (c *Conn) Extensions() []httphead.Option { return c.exts }
+func (c *Conn) Extensions() []Extension { return c.exts }
 
 // RTT returns the round-trip time measured by the last keep-alive PING that
 // was answered, or 0 before the first.

@@ -1,7 +1,6 @@
 package wsconn
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/gobwas/httphead"
 
 	"github.com/colibri-ws/colibri/internal/bufpool"
 )
@@ -90,9 +87,7 @@ func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, prot
 		delete(h, "Sec-Websocket-Protocol")
 	}
 	if len(exts) > 0 {
-		var b bytes.Buffer
-		_, _ = httphead.WriteOptions(&b, exts)
-		h.Set("Sec-WebSocket-Extensions", b.String())
+		h.Set("Sec-WebSocket-Extensions", string(appendExtensions(nil, exts)))
 	} else {
 		delete(h, "Sec-Websocket-Extensions")
 	}
