@@ -104,7 +104,12 @@ func (c Compression) NegotiateCompression(offers []Extension) (resp Extension, o
 		if serverNoTakeover || !c.ContextTakeover {
 			resp.Params = append(resp.Params, ExtensionParam{Name: "server_no_context_takeover"})
 		}
-		if !c.ContextTakeover {
+		if seen[1] || !c.ContextTakeover {
+			// An offer with client_no_context_takeover says the client
+			// resets its context anyway; saying so in the answer costs
+			// nothing, lets the decompressor be pooled, and is what
+			// clients such as gorilla/websocket require to accept the
+			// answer (RFC 7692 §7.1.1.2).
 			resp.Params = append(resp.Params, ExtensionParam{Name: "client_no_context_takeover"})
 		}
 		if seen[2] {

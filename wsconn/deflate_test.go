@@ -291,6 +291,8 @@ func TestNegotiation(t *testing.T) {
 		{"permessage-deflate", wsconn.Compression{}, ""},
 		{"permessage-deflate", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate"},
 		{"permessage-deflate; server_no_context_takeover", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; server_no_context_takeover"},
+		{"permessage-deflate; client_no_context_takeover", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; client_no_context_takeover"},
+		{"permessage-deflate; server_no_context_takeover; client_no_context_takeover", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
 		{"permessage-deflate; server_max_window_bits=12", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; server_max_window_bits=12"},
 	}
 	for _, tt := range tests {
