@@ -107,8 +107,12 @@ func (c *client) expectClose(code frames.CloseCode, reason string) {
 // echo sends payload(kind, size) and expects it back.
 func (c *client) echo(kind string, size int) {
 	c.t.Helper()
+	start := time.Now()
 	c.send(kind, size)
 	c.expectMessage(kind, size)
+	if d := time.Since(start); d > time.Second {
+		c.t.Logf("%s: echo of %d bytes of %s took %v", c.s.name, size, kind, d.Round(time.Millisecond))
+	}
 }
 
 // close closes with code and reason and checks what the server answered
@@ -312,6 +316,9 @@ func deflateEcho(t *testing.T, a *testApp, c *client, path string, want *deflate
 func TestClients(t *testing.T) {
 	for _, s := range allStacks() {
 		t.Run(s.name, func(t *testing.T) {
+			// Each client waits on its own process or network most of
+			// the time; side by side they take half as long.
+			t.Parallel()
 			opener := s.use(t)
 			t.Logf("%s", s.version)
 			a := startApp(t)
