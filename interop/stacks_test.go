@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/colibri-ws/colibri/internal/testenv"
 )
 
 // requiredEnv makes the interop tests mandatory: with
@@ -53,32 +55,18 @@ func (s *stack) use(t *testing.T) func(t *testing.T) driver {
 	return s.open
 }
 
-var noticed sync.Map // messages already shown
-
 // unavailable reports a client that is not installed: the test fails
-// where requiredEnv says so, and is skipped otherwise, with the notice
-// shown on the terminal even without -v, where go test would hide it.
+// where requiredEnv says so, and is skipped otherwise, with a notice on the
+// terminal even without -v.
 func unavailable(t *testing.T, why string) {
 	t.Helper()
-	msg := "INTEROP TEST NOT RUN: " + why
-	if os.Getenv(requiredEnv) == "required" {
-		t.Fatal(msg)
-	}
-	if _, seen := noticed.LoadOrStore(msg, true); !seen {
-		notice(msg)
-	}
-	t.Skip(msg)
+	t.Skip(missing(t, why))
 }
 
-// notice writes msg to the terminal, which go test does not capture, or
-// to stderr when there is none.
-func notice(msg string) {
-	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
-		fmt.Fprintf(tty, "interop: %s\n", msg)
-		_ = tty.Close()
-		return
-	}
-	fmt.Fprintf(os.Stderr, "interop: %s\n", msg)
+// missing is unavailable for a test that goes on without the client.
+func missing(t *testing.T, why string) string {
+	t.Helper()
+	return testenv.Missing(t, requiredEnv, "interop: "+why)
 }
 
 var nodeStack = sync.OnceValue(func() *stack {

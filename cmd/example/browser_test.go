@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/colibri-ws/colibri/internal/testenv"
 )
 
 // browserEnv makes the browser test mandatory (CI sets it).
@@ -24,11 +25,7 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	msg := "BROWSER TEST NOT RUN: no Chromium found; install it with `apt-get install chromium`"
-	if os.Getenv(browserEnv) == "required" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	t.Skip(testenv.Missing(t, browserEnv, "browser: no Chromium found; install it with `apt-get install chromium`"))
 	return ""
 }
 

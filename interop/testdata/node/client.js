@@ -69,14 +69,18 @@ function connect(c) {
     let extensions = "";
     ws = new WebSocket(c.url, c.protocols || [], { perMessageDeflate, maxPayload: 64 << 20 });
     ws.on("upgrade", (res) => (extensions = res.headers["sec-websocket-extensions"] || ""));
-    ws.on("open", () => resolve({ ok: true, protocol: ws.protocol, extensions }));
+    let opened = false;
+    ws.on("open", () => {
+      opened = true;
+      resolve({ ok: true, protocol: ws.protocol, extensions });
+    });
     ws.on("message", (data, isBinary) => push(describe(data, isBinary)));
     ws.on("close", (code, reason) => {
       closeEvent = { ok: true, event: "close", code, reason: reason.toString("utf8") };
       push(closeEvent);
     });
     ws.on("error", (err) => {
-      if (ws.readyState === WebSocket.CONNECTING) resolve({ ok: false, error: String(err.message) });
+      if (!opened) resolve({ ok: false, error: String(err.message) });
     });
   });
 }
