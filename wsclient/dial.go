@@ -50,8 +50,10 @@ type Options struct {
 	// extension that was not offered, or one extension twice, fails the
 	// handshake. Dial only negotiates: offer only extensions that the
 	// connection serving the result implements. For permessage-deflate,
-	// which wsconn implements, set Config.Compression instead. Default
-	// none.
+	// which wsconn implements, set Config.Compression; an offer of it here
+	// replaces the one Compression makes (to add client_max_window_bits,
+	// say; the client then compresses with the window the server answers).
+	// Default none.
 	Extensions []wsconn.Extension
 
 	// TLSConfig is used for wss:// URLs. Dial works on a clone: when

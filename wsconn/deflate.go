@@ -21,7 +21,9 @@ type Compression struct {
 	Enabled bool
 
 	// Level is the compress/flate level, 1 (fastest) to 9 (smallest).
-	// Default 1: chat and JSON traffic shrinks several times even so.
+	// Default 1: chat and JSON traffic shrinks several times even so. A
+	// peer that limits this side's window below 15 bits (RFC 7692
+	// §7.1.2) gets a windowed compressor instead, which has no levels.
 	Level int
 
 	// Threshold is the payload size, in bytes, under which messages are
