@@ -69,7 +69,7 @@ func (co *connObserver) startSpan(c *wsconn.Conn) {
 // compression names the connection's negotiated compression.
 func compression(c *wsconn.Conn) string {
 	for _, e := range c.Extensions() {
-		if string(e.Name) == "permessage-deflate" {
+		if e.Name == "permessage-deflate" {
 			return "permessage-deflate"
 		}
 	}

@@ -50,9 +50,11 @@ type Options struct {
 	// extension that was not offered, or one extension twice, fails the
 	// handshake. Dial only negotiates: offer only extensions that the
 	// connection serving the result implements. For permessage-deflate,
-	// which wsconn implements, set Config.Compression instead. Default
-	// none.
-	Extensions []httphead.Option
+	// which wsconn implements, set Config.Compression; an offer of it here
+	// replaces the one Compression makes (to add client_max_window_bits,
+	// say; the client then compresses with the window the server answers).
+	// Default none.
+	Extensions []wsconn.Extension
 
 	// TLSConfig is used for wss:// URLs. Dial works on a clone: when
 	// ServerName is empty it is set to the URL's host name, and NextProtos
@@ -197,11 +199,11 @@ func newRequest(rawURL string, o *Options) (req *http.Request, target string, se
 	}
 	h.Del("Sec-WebSocket-Extensions")
 	if exts := offers(o); len(exts) > 0 {
-		var b bytes.Buffer
-		if _, err := httphead.WriteOptions(&b, exts); err != nil {
-			return nil, "", false, fmt.Errorf("wsclient: extensions: %w", err)
+		v, err := formatOffers(exts)
+		if err != nil {
+			return nil, "", false, err
 		}
-		h.Set("Sec-WebSocket-Extensions", b.String())
+		h.Set("Sec-WebSocket-Extensions", v)
 	}
 	if u.User != nil && h.Get("Authorization") == "" {
 		pass, _ := u.User.Password()
@@ -328,7 +330,7 @@ func (d *dialer) handshake(ctx context.Context, conn net.Conn, proxyURL *url.URL
 	}
 	resp.Body = http.NoBody
 	proto, reason := checkResponse(d.req, resp, d.opts)
-	var exts []httphead.Option
+	var exts []wsconn.Extension
 	var cause error
 	if reason == "" {
 		exts, reason, cause = checkExtensions(resp.Header, offers(d.opts))

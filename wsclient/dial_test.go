@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/httphead"
-
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/wsclient"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -108,7 +106,7 @@ func TestDialRejectsInvalidSwitch(t *testing.T) {
 		}, nil, `extension "permessage-deflate", which was not offered`},
 		{"malformed extensions", func(req *http.Request) string {
 			return "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept(req) + "\r\nSec-WebSocket-Extensions: x-a; =\r\n"
-		}, func(o *wsclient.Options) { o.Extensions = []httphead.Option{httphead.NewOption("x-a", nil)} }, "malformed Sec-WebSocket-Extensions"},
+		}, func(o *wsclient.Options) { o.Extensions = []wsconn.Extension{{Name: "x-a"}} }, "malformed Sec-WebSocket-Extensions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := rawServer(t, func(conn net.Conn, _ *bufio.Reader, req *http.Request) {
@@ -145,13 +143,13 @@ func TestDialRequestAndNegotiation(t *testing.T) {
 	o := options()
 	o.Header = http.Header{"X-Token": {"t0k"}, "Host": {"chat.example"}, "Sec-Websocket-Version": {"8"}}
 	o.Subprotocols = []string{"v1", "v2"}
-	o.Extensions = []httphead.Option{httphead.NewOption("x-colibri-test", map[string]string{"level": "2"})}
+	o.Extensions = []wsconn.Extension{{Name: "x-colibri-test", Params: []wsconn.ExtensionParam{{Name: "level", Value: "2"}}}}
 	var early string
 	err := wsclient.Run(testCtx(t), "ws://ann:pw@"+addr+"/rooms/1?x=y", func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
 		if s.Subprotocol() != "v2" {
 			return fmt.Errorf("subprotocol %q", s.Subprotocol())
 		}
-		if e := s.Extensions(); len(e) != 1 || string(e[0].Name) != "x-colibri-test" {
+		if e := s.Extensions(); len(e) != 1 || e[0].String() != "x-colibri-test; level=2" {
 			return fmt.Errorf("extensions %v", e)
 		}
 		if c := s.Value.Cookies(); len(c) != 1 || c[0].Value != "abc" {
@@ -175,7 +173,7 @@ func TestDialRequestAndNegotiation(t *testing.T) {
 		"Authorization":            "Basic YW5uOnB3", // ann:pw
 		"Sec-Websocket-Version":    "13",
 		"Sec-Websocket-Protocol":   "v1, v2",
-		"Sec-Websocket-Extensions": "x-colibri-test;level=2",
+		"Sec-Websocket-Extensions": "x-colibri-test; level=2",
 		"Upgrade":                  "websocket",
 		"Connection":               "Upgrade",
 	} {
@@ -192,7 +190,7 @@ func TestDialRequestAndNegotiation(t *testing.T) {
 }
 
 func TestDialCompressionAnswers(t *testing.T) {
-	const offer = "permessage-deflate;client_no_context_takeover;server_no_context_takeover"
+	const offer = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
 	for _, tc := range []struct {
 		answer string
 		reason string // "" for an answer to accept
@@ -205,6 +203,7 @@ func TestDialCompressionAnswers(t *testing.T) {
 		{"permessage-deflate; server_no_context_takeover; server_no_context_takeover", "given twice"},
 		{"permessage-deflate; server_no_context_takeover=1", "takes no value"},
 		{"permessage-deflate; server_no_context_takeover; client_max_window_bits=10", "client_max_window_bits was not offered"},
+		{"permessage-deflate; server_no_context_takeover; server_max_window_bits=010", "not 8 to 15"},
 		{"permessage-deflate; server_no_context_takeover; server_max_window_bits=16", "not 8 to 15"},
 		{"permessage-deflate; server_no_context_takeover, permessage-deflate; server_no_context_takeover", "twice"},
 	} {

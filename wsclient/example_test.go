@@ -162,6 +162,6 @@ func ExampleOptions_compression() {
 		log.Fatal(err)
 	}
 	// Output:
-	// negotiated: permessage-deflate;server_no_context_takeover;client_no_context_takeover
+	// negotiated: permessage-deflate; server_no_context_takeover; client_no_context_takeover
 	// echoed 8000 bytes
 }

@@ -1,11 +1,11 @@
 package wsclient
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/gobwas/httphead"
 
@@ -18,34 +18,70 @@ const deflateName = "permessage-deflate"
 // offers returns the extensions Dial offers: Options.Extensions, then
 // permessage-deflate when Config.Compression asks for it and Extensions
 // does not offer it already.
-func offers(o *Options) []httphead.Option {
+func offers(o *Options) []wsconn.Extension {
 	exts := o.Extensions
 	if o.Config == nil || !o.Config.Compression.Enabled {
 		return exts
 	}
 	for _, e := range exts {
-		if string(e.Name) == deflateName {
+		if e.Name == deflateName {
 			return exts
 		}
 	}
 	return append(slices.Clip(exts), o.Config.Compression.Offer())
 }
 
+// formatOffers returns the Sec-WebSocket-Extensions value that offers
+// exts, or an error when a name is not a token, which the header could not
+// carry.
+func formatOffers(exts []wsconn.Extension) (string, error) {
+	var b strings.Builder
+	for i, e := range exts {
+		if !isToken(e.Name) {
+			return "", fmt.Errorf("wsclient: extension name %q is not a token", e.Name)
+		}
+		for _, p := range e.Params {
+			if !isToken(p.Name) {
+				return "", fmt.Errorf("wsclient: extension %s: parameter name %q is not a token", e.Name, p.Name)
+			}
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(e.String())
+	}
+	return b.String(), nil
+}
+
+// isToken reports whether s is a non-empty token (RFC 9110 §5.6.2).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !httphead.OctetTypes[s[i]].IsToken() {
+			return false
+		}
+	}
+	return true
+}
+
 // checkExtensions validates the server's Sec-WebSocket-Extensions against
 // what was offered (RFC 6455 §9.1) and returns what it accepted, or the
 // reason the answer is refused and the error behind it, if any.
-func checkExtensions(h http.Header, offered []httphead.Option) ([]httphead.Option, string, error) {
-	var exts []httphead.Option
+func checkExtensions(h http.Header, offered []wsconn.Extension) ([]wsconn.Extension, string, error) {
+	var exts []wsconn.Extension
 	for _, v := range h.Values("Sec-WebSocket-Extensions") {
-		var ok bool
-		if exts, ok = httphead.ParseOptions([]byte(v), exts); !ok {
+		more, err := wsconn.ParseExtensions(v)
+		if err != nil {
 			return nil, fmt.Sprintf("malformed Sec-WebSocket-Extensions %q", v), nil
 		}
+		exts = append(exts, more...)
 	}
 	for i, e := range exts {
-		var mine []httphead.Option
+		var mine []wsconn.Extension
 		for _, x := range offered {
-			if bytes.EqualFold(x.Name, e.Name) {
+			if strings.EqualFold(x.Name, e.Name) {
 				mine = append(mine, x)
 			}
 		}
@@ -54,15 +90,15 @@ func checkExtensions(h http.Header, offered []httphead.Option) ([]httphead.Optio
 		}
 		reason := ""
 		for _, prev := range exts[:i] {
-			if bytes.EqualFold(prev.Name, e.Name) {
+			if strings.EqualFold(prev.Name, e.Name) {
 				reason = "accepted twice"
 			}
 		}
-		if reason == "" && string(e.Name) == deflateName {
+		if reason == "" && e.Name == deflateName {
 			reason = checkDeflate(e, mine)
 		}
 		switch {
-		case reason != "" && string(e.Name) == deflateName:
+		case reason != "" && e.Name == deflateName:
 			return nil, "permessage-deflate: " + reason, wsconn.ErrCompressionResponse
 		case reason != "":
 			return nil, fmt.Sprintf("extension %q: %s", e.Name, reason), nil
@@ -72,50 +108,40 @@ func checkExtensions(h http.Header, offered []httphead.Option) ([]httphead.Optio
 }
 
 // checkDeflate applies RFC 7692 §7.1 to a permessage-deflate response,
-// given the client's offers of it, with what colibri's compressor can do:
-// it always uses a 32 KiB window.
-func checkDeflate(resp httphead.Option, offers []httphead.Option) string {
+// given the client's offers of it. colibri's compressor can use any window
+// from 8 to 15 bits and its decompressor inflates any.
+func checkDeflate(resp wsconn.Extension, offers []wsconn.Extension) string {
 	offered := func(param string) (all, any bool) {
 		all = true
 		for _, o := range offers {
-			_, has := o.Parameters.Get(param)
+			_, has := o.Param(param)
 			all, any = all && has, any || has
 		}
 		return all, any
 	}
 	seen := map[string]bool{}
-	reason := ""
-	resp.Parameters.ForEach(func(k, v []byte) bool {
-		name := string(k)
-		if seen[name] {
-			reason = fmt.Sprintf("parameter %s given twice", name)
-			return false
+	for _, p := range resp.Params {
+		if seen[p.Name] {
+			return fmt.Sprintf("parameter %s given twice", p.Name)
 		}
-		seen[name] = true
-		switch name {
+		seen[p.Name] = true
+		switch p.Name {
 		case "server_no_context_takeover", "client_no_context_takeover":
-			if len(v) > 0 {
-				reason = fmt.Sprintf("parameter %s takes no value, got %q", name, v)
+			if p.Value != "" {
+				return fmt.Sprintf("parameter %s takes no value, got %q", p.Name, p.Value)
 			}
-		case "server_max_window_bits":
-			if n, err := strconv.Atoi(string(v)); err != nil || n < 8 || n > 15 {
-				reason = fmt.Sprintf("server_max_window_bits=%q is not 8 to 15", v)
+		case "server_max_window_bits", "client_max_window_bits":
+			if !windowBits(p.Value) {
+				return fmt.Sprintf("%s=%q is not 8 to 15", p.Name, p.Value)
 			}
-		case "client_max_window_bits":
-			// Allowed only if offered (RFC 7692 §7.1.2.2); colibri's
-			// compressor needs the full window.
-			if _, any := offered(name); !any {
-				reason = "client_max_window_bits was not offered"
-			} else if string(v) != "15" {
-				reason = fmt.Sprintf("client_max_window_bits=%q: the client compresses with a 15-bit window", v)
+			// client_max_window_bits is allowed only if offered (RFC 7692
+			// §7.1.2.2).
+			if _, any := offered(p.Name); p.Name == "client_max_window_bits" && !any {
+				return "client_max_window_bits was not offered"
 			}
 		default:
-			reason = fmt.Sprintf("unknown parameter %q", name)
+			return fmt.Sprintf("unknown parameter %q", p.Name)
 		}
-		return reason == ""
-	})
-	if reason != "" {
-		return reason
 	}
 	if all, _ := offered("server_no_context_takeover"); all && !seen["server_no_context_takeover"] {
 		// Every offer asked for it; an answer without it answers none of them
@@ -123,4 +149,11 @@ func checkDeflate(resp httphead.Option, offers []httphead.Option) string {
 		return "server_no_context_takeover was asked for and not granted"
 	}
 	return ""
+}
+
+// windowBits reports whether v is a window size RFC 7692 §7.1.2 allows: 8
+// to 15, in plain digits.
+func windowBits(v string) bool {
+	n, err := strconv.Atoi(v)
+	return err == nil && n >= 8 && n <= 15 && strconv.Itoa(n) == v
 }

@@ -231,7 +231,7 @@ func TestInteropCompression(t *testing.T) {
 				o := options()
 				o.Config.Compression = wsconn.Compression{Enabled: true, ContextTakeover: takeover}
 				err := wsclient.Run(testCtx(t), p.url, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
-					if e := s.Extensions(); len(e) != 1 || string(e[0].Name) != "permessage-deflate" {
+					if e := s.Extensions(); len(e) != 1 || e[0].Name != "permessage-deflate" {
 						return fmt.Errorf("negotiated %v, want permessage-deflate", e)
 					}
 					for i, m := range []string{strings.Repeat("compress me, ", 5000), "short", strings.Repeat("again and again ", 3000)} {

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/httphead"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -61,7 +60,7 @@ type Upgraded struct {
 	// Subprotocol is the negotiated subprotocol, empty if none.
 	Subprotocol string
 	// Extensions are the negotiated extensions.
-	Extensions []httphead.Option
+	Extensions []Extension
 	// Client is true on the dialing side: its frames are masked and the
 	// peer's must not be (RFC 6455 §5.1).
 	Client bool
@@ -87,7 +86,7 @@ type Conn struct {
 	set       settings
 	req       *http.Request
 	proto     string
-	exts      []httphead.Option
+	exts      []Extension
 	id        uint64
 	client    bool
 	route     string
@@ -401,7 +400,7 @@ func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 func (c *Conn) Subprotocol() string { return c.proto }
 
 // Extensions returns the negotiated extensions.
-func (c *Conn) Extensions() []httphead.Option { return c.exts }
+func (c *Conn) Extensions() []Extension { return c.exts }
 
 // Route returns the pattern of the router's ws route that accepted the
 // connection, as ServeMux matched it ("/ws/chat/{room}"), or "" for a

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/gobwas/httphead"
-
 	"github.com/colibri-ws/colibri/internal/bufpool"
 )
 
@@ -23,7 +21,9 @@ type Compression struct {
 	Enabled bool
 
 	// Level is the compress/flate level, 1 (fastest) to 9 (smallest).
-	// Default 1: chat and JSON traffic shrinks several times even so.
+	// Default 1: chat and JSON traffic shrinks several times even so. A
+	// peer that limits this side's window below 15 bits (RFC 7692
+	// §7.1.2) gets a windowed compressor instead, which has no levels.
 	Level int
 
 	// Threshold is the payload size, in bytes, under which messages are
@@ -42,84 +42,110 @@ const (
 	defaultLevel     = flate.BestSpeed
 	defaultThreshold = 256
 	deflateName      = "permessage-deflate"
-	windowBits       = 15 // compress/flate always uses a 32 KiB window
+	windowBits       = 15 // the largest window, 32 KiB, and compress/flate's
+	minWindowBits    = 8  // the smallest window RFC 7692 §7.1.2 allows
 )
 
 // deflateParams are the parameters a negotiation settled on, seen from
-// this side: whether we and the peer keep context between messages.
+// this side: whether we and the peer keep context between messages, and
+// the window our compressor may use (RFC 7692 §7.1.2), in bits. Our
+// decompressor keeps the full window, which inflates any smaller one.
 type deflateParams struct {
 	ownNoTakeover  bool
 	peerNoTakeover bool
+	ownWindow      int // 8 to 15; 0 means 15
 }
 
 // NegotiateCompression picks the first of a client's permessage-deflate
 // offers that this server can honour (RFC 7692 §5, §7.1) and returns the
-// response option, or ok false when it declines them all. Offers that ask
-// for a window smaller than 32 KiB for the server's compressor, that repeat
-// a parameter, carry an unknown one or a bad value are declined rather than
-// failing the handshake.
-func (c Compression) NegotiateCompression(offers []httphead.Option) (resp httphead.Option, ok bool) {
+// response, or ok false when it declines them all. An offer that limits
+// the server's window with server_max_window_bits (8 to 15) is honoured: the
+// response repeats the value and the server compresses with that window.
+// Offers that repeat a parameter, carry an unknown one or a bad value are
+// declined rather than failing the handshake.
+func (c Compression) NegotiateCompression(offers []Extension) (resp Extension, ok bool) {
 	if !c.Enabled {
 		return resp, false
 	}
 	for _, offer := range offers {
-		if string(offer.Name) != deflateName {
+		if offer.Name != deflateName {
 			continue
 		}
 		var seen [4]bool
-		serverNoTakeover, valid := false, true
-		offer.Parameters.ForEach(func(k, v []byte) bool {
+		serverNoTakeover, serverWindow, valid := false, "", true
+		for _, p := range offer.Params {
 			i := -1
-			switch string(k) {
+			switch p.Name {
 			case "server_no_context_takeover":
-				i, valid = 0, len(v) == 0
+				i, valid = 0, p.Value == ""
 				serverNoTakeover = true
 			case "client_no_context_takeover":
-				i, valid = 1, len(v) == 0
+				i, valid = 1, p.Value == ""
 			case "server_max_window_bits":
-				// compress/flate cannot use a smaller window.
-				n, err := strconv.Atoi(string(v))
-				i, valid = 2, err == nil && n == windowBits
+				i, valid = 2, windowValue(p.Value) > 0
+				serverWindow = p.Value
 			case "client_max_window_bits":
 				// A hint that the client could use a smaller window; our
 				// decompressor handles any, so the response leaves it out.
-				n, err := strconv.Atoi(string(v))
-				i, valid = 3, len(v) == 0 || (err == nil && n >= 8 && n <= 15)
+				i, valid = 3, p.Value == "" || windowValue(p.Value) > 0
 			default:
 				valid = false
 			}
 			if valid && seen[i] {
 				valid = false
 			}
-			if valid {
-				seen[i] = true
+			if !valid {
+				break
 			}
-			return valid
-		})
+			seen[i] = true
+		}
 		if !valid {
 			continue
 		}
-		resp = httphead.Option{Name: []byte(deflateName)}
+		resp = Extension{Name: deflateName, Params: make([]ExtensionParam, 0, 3)}
 		if serverNoTakeover || !c.ContextTakeover {
-			resp.Parameters.Set([]byte("server_no_context_takeover"), nil)
+			resp.Params = append(resp.Params, ExtensionParam{Name: "server_no_context_takeover"})
 		}
-		if !c.ContextTakeover {
-			resp.Parameters.Set([]byte("client_no_context_takeover"), nil)
+		if seen[1] || !c.ContextTakeover {
+			// An offer with client_no_context_takeover says the client
+			// resets its context anyway; saying so in the answer costs
+			// nothing, lets the decompressor be pooled, and is what
+			// clients such as gorilla/websocket require to accept the
+			// answer (RFC 7692 §7.1.1.2).
+			resp.Params = append(resp.Params, ExtensionParam{Name: "client_no_context_takeover"})
 		}
 		if seen[2] {
-			resp.Parameters.Set([]byte("server_max_window_bits"), []byte(strconv.Itoa(windowBits)))
+			// The same value: the server's compressor is limited to it
+			// (RFC 7692 §7.1.2.1).
+			resp.Params = append(resp.Params, ExtensionParam{Name: "server_max_window_bits", Value: serverWindow})
+		}
+		if len(resp.Params) == 0 {
+			resp.Params = nil
 		}
 		return resp, true
 	}
 	return resp, false
 }
 
+// windowValue returns the window size in bits that v, the value of a
+// *_max_window_bits parameter, names: 8 to 15 written as plain digits
+// (RFC 7692 §7.1.2.1), or 0 when v is not a valid value.
+func windowValue(v string) int {
+	if len(v) == 0 || len(v) > 2 || v[0] == '0' {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < minWindowBits || n > windowBits {
+		return 0
+	}
+	return n
+}
+
 // Offer returns the permessage-deflate offer a client sends for c.
-func (c Compression) Offer() httphead.Option {
-	o := httphead.Option{Name: []byte(deflateName)}
+func (c Compression) Offer() Extension {
+	o := Extension{Name: deflateName}
 	if !c.ContextTakeover {
-		o.Parameters.Set([]byte("client_no_context_takeover"), nil)
-		o.Parameters.Set([]byte("server_no_context_takeover"), nil)
+		o.Params = []ExtensionParam{{Name: "client_no_context_takeover"}, {Name: "server_no_context_takeover"}}
 	}
 	return o
 }
@@ -129,37 +155,38 @@ func (c Compression) Offer() httphead.Option {
 var ErrCompressionResponse = errors.New("wsconn: unusable permessage-deflate response")
 
 // deflateFrom reads the negotiated permessage-deflate parameters, if any,
-// from exts; client tells which side of the connection we are.
-func deflateFrom(exts []httphead.Option, client bool) (*deflateParams, error) {
+// from exts; client tells which side of the connection we are. A window
+// limit for our side (client_max_window_bits for a client,
+// server_max_window_bits for a server) becomes the compressor's window.
+func deflateFrom(exts []Extension, client bool) (*deflateParams, error) {
 	for _, e := range exts {
-		if string(e.Name) != deflateName {
+		if e.Name != deflateName {
 			continue
 		}
 		var serverNo, clientNo bool
-		var err error
-		e.Parameters.ForEach(func(k, v []byte) bool {
-			switch string(k) {
+		serverWindow, clientWindow := windowBits, windowBits
+		for _, p := range e.Params {
+			switch p.Name {
 			case "server_no_context_takeover":
 				serverNo = true
 			case "client_no_context_takeover":
 				clientNo = true
 			case "server_max_window_bits":
+				if serverWindow = windowValue(p.Value); serverWindow == 0 {
+					return nil, ErrCompressionResponse
+				}
 			case "client_max_window_bits":
-				if n, e := strconv.Atoi(string(v)); client && (e != nil || n != windowBits) {
-					err = ErrCompressionResponse
+				if clientWindow = windowValue(p.Value); clientWindow == 0 {
+					return nil, ErrCompressionResponse
 				}
 			default:
-				err = ErrCompressionResponse
+				return nil, ErrCompressionResponse
 			}
-			return err == nil
-		})
-		if err != nil {
-			return nil, err
 		}
 		if client {
-			return &deflateParams{ownNoTakeover: clientNo, peerNoTakeover: serverNo}, nil
+			return &deflateParams{ownNoTakeover: clientNo, peerNoTakeover: serverNo, ownWindow: clientWindow}, nil
 		}
-		return &deflateParams{ownNoTakeover: serverNo, peerNoTakeover: clientNo}, nil
+		return &deflateParams{ownNoTakeover: serverNo, peerNoTakeover: clientNo, ownWindow: serverWindow}, nil
 	}
 	return nil, nil
 }
@@ -169,9 +196,35 @@ func deflateFrom(exts []httphead.Option, client bool) (*deflateParams, error) {
 // empty stored block so that the reader sees the end of the stream.
 var deflateTail = []byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
 
-// compressor pools, one per level; used when our side has no context
+// A compressor's kind, which the level field of deflateState holds and
+// which keys its pool, is its flate level (1 to 9) when it may use the whole
+// 32 KiB window. A compressor limited to a smaller window is klauspost's
+// windowed encoder, which has no levels (it compresses about as level 5
+// does); its kind is windowedKind(bits), past the levels.
+func windowedKind(bits int) int { return flate.BestCompression + 1 + bits - minWindowBits }
+
+// compressorKind returns the kind for a level and a window in bits.
+func compressorKind(level, bits int) int {
+	if bits >= minWindowBits && bits < windowBits {
+		return windowedKind(bits)
+	}
+	return level
+}
+
+// newCompressor returns a compressor of the given kind writing to w.
+func newCompressor(kind int, w io.Writer) *flate.Writer {
+	if kind > flate.BestCompression {
+		bits := kind - flate.BestCompression - 1 + minWindowBits
+		fw, _ := flate.NewWriterWindow(w, 1<<bits)
+		return fw
+	}
+	fw, _ := flate.NewWriter(w, kind)
+	return fw
+}
+
+// compressor pools, one per kind; used when our side has no context
 // takeover.
-var compressors [flate.BestCompression + 1]sync.Pool
+var compressors [flate.BestCompression + 1 + windowBits - minWindowBits]sync.Pool
 
 func getCompressor(level int, w io.Writer) *flate.Writer {
 	if v := compressors[level].Get(); v != nil {
@@ -179,8 +232,7 @@ func getCompressor(level int, w io.Writer) *flate.Writer {
 		fw.Reset(w)
 		return fw
 	}
-	fw, _ := flate.NewWriter(w, level)
-	return fw
+	return newCompressor(level, w)
 }
 
 func putCompressor(level int, fw *flate.Writer) {
@@ -256,7 +308,7 @@ func keepWindow(dict *[]byte, p []byte) {
 // deflateState is a connection's compression state.
 type deflateState struct {
 	params    deflateParams
-	level     int
+	level     int // the compressor's kind: a flate level, or windowedKind
 	threshold int
 	// With context takeover on our side, one compressor for the life of
 	// the connection; with it on the peer's side, the window of what the
@@ -304,7 +356,7 @@ func newDeflateState(p *deflateParams, c Compression) *deflateState {
 	if threshold <= 0 {
 		threshold = defaultThreshold
 	}
-	return &deflateState{params: *p, level: level, threshold: threshold}
+	return &deflateState{params: *p, level: compressorKind(level, p.ownWindow), threshold: threshold}
 }
 
 // compress returns the compressed form of p, without the trailing empty
@@ -329,7 +381,7 @@ func (d *deflateState) compressor() *flate.Writer {
 		return getCompressor(d.level, &d.out)
 	}
 	if d.fw == nil {
-		d.fw, _ = flate.NewWriter(&d.out, d.level)
+		d.fw = newCompressor(d.level, &d.out)
 	}
 	return d.fw
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/colibri-ws/colibri/internal/group"
 
 	coder "github.com/coder/websocket"
-	"github.com/gobwas/httphead"
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -35,7 +34,7 @@ func deflateServer(t *testing.T, cfg *wsconn.Config) (string, chan string) {
 	url, _ := testServerAccept(t, cfg, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
 		var names []string
 		for _, e := range s.Extensions() {
-			names = append(names, string(e.Name))
+			names = append(names, e.Name)
 		}
 		exts <- strings.Join(names, ",")
 		return echo(ctx, in, out, s)
@@ -276,11 +275,16 @@ func TestNegotiation(t *testing.T) {
 		cfg   wsconn.Compression
 		want  string // "" declines
 	}{
-		{"permessage-deflate", on, "permessage-deflate;server_no_context_takeover;client_no_context_takeover"},
-		{"permessage-deflate; client_max_window_bits", on, "permessage-deflate;server_no_context_takeover;client_no_context_takeover"},
-		{"permessage-deflate; server_max_window_bits=10, permessage-deflate", on, "permessage-deflate;server_no_context_takeover;client_no_context_takeover"},
-		{"permessage-deflate; server_max_window_bits=15", on, "permessage-deflate;server_no_context_takeover;client_no_context_takeover;server_max_window_bits=15"},
-		{"permessage-deflate; server_max_window_bits=9", on, ""},
+		{"permessage-deflate", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+		{"permessage-deflate; client_max_window_bits", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+		{"permessage-deflate; server_max_window_bits=10, permessage-deflate", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10"},
+		{"permessage-deflate; server_max_window_bits=15", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15"},
+		{"permessage-deflate; server_max_window_bits=8", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=8"},
+		{`permessage-deflate; server_max_window_bits="9"`, on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9"},
+		{"permessage-deflate; server_max_window_bits=7, permessage-deflate; server_max_window_bits=16, permessage-deflate", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+		{"permessage-deflate; server_max_window_bits=09", on, ""},
+		{"permessage-deflate; server_max_window_bits", on, ""},
+		{"permessage-deflate; server_max_window_bits=10; server_max_window_bits=10", on, ""},
 		{"permessage-deflate; client_max_window_bits=16", on, ""},
 		{"permessage-deflate; unknown_param", on, ""},
 		{"permessage-deflate; server_no_context_takeover; server_no_context_takeover", on, ""},
@@ -288,24 +292,20 @@ func TestNegotiation(t *testing.T) {
 		{"x-webkit-deflate-frame", on, ""},
 		{"permessage-deflate", wsconn.Compression{}, ""},
 		{"permessage-deflate", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate"},
-		{"permessage-deflate; server_no_context_takeover", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate;server_no_context_takeover"},
+		{"permessage-deflate; server_no_context_takeover", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; server_no_context_takeover"},
+		{"permessage-deflate; client_no_context_takeover", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; client_no_context_takeover"},
+		{"permessage-deflate; server_no_context_takeover; client_no_context_takeover", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+		{"permessage-deflate; server_max_window_bits=12", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; server_max_window_bits=12"},
 	}
 	for _, tt := range tests {
-		offers, ok := httphead.ParseOptions([]byte(tt.offer), nil)
-		if !ok {
-			t.Fatalf("bad test offer %q", tt.offer)
+		offers, err := wsconn.ParseExtensions(tt.offer)
+		if err != nil {
+			t.Fatalf("bad test offer %q: %v", tt.offer, err)
 		}
 		resp, accepted := tt.cfg.NegotiateCompression(offers)
 		got := ""
 		if accepted {
-			got = string(resp.Name)
-			resp.Parameters.ForEach(func(k, v []byte) bool {
-				got += ";" + string(k)
-				if len(v) > 0 {
-					got += "=" + string(v)
-				}
-				return true
-			})
+			got = resp.String()
 		}
 		if got != tt.want {
 			t.Errorf("offer %q: got %q, want %q", tt.offer, got, tt.want)

@@ -463,3 +463,42 @@ func hangUp(c *websocket.Conn) {
 	}
 	c.Close()
 }
+
+// Extensions travel as Extension values: ParseExtensions reads the
+// Sec-WebSocket-Extensions header of a request, NegotiateCompression
+// answers a permessage-deflate offer, and String formats the answer for
+// the header. Accept does all of this itself; Conn.Extensions returns the
+// result.
+func ExampleParseExtensions() {
+	offers, err := wsconn.ParseExtensions("permessage-deflate; server_max_window_bits=10; client_max_window_bits, x-webkit-deflate-frame")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, o := range offers {
+		bits, ok := o.Param("server_max_window_bits")
+		fmt.Printf("offer %s (server window %q, %v)\n", o.Name, bits, ok)
+	}
+	resp, ok := wsconn.Compression{Enabled: true}.NegotiateCompression(offers)
+	fmt.Println(ok, resp)
+	// Output:
+	// offer permessage-deflate (server window "10", true)
+	// offer x-webkit-deflate-frame (server window "", false)
+	// true permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10
+}
+
+// An Extension's String quotes a value that is not a token, as the
+// header's grammar requires (RFC 6455 §9.1).
+func ExampleExtension_String() {
+	e := wsconn.Extension{Name: "x-colibri", Params: []wsconn.ExtensionParam{
+		{Name: "mode", Value: "fast"},
+		{Name: "note", Value: `a "quoted" word`},
+		{Name: "flag"},
+	}}
+	fmt.Println(e)
+	back, _ := wsconn.ParseExtensions(e.String())
+	fmt.Printf("%q\n", back[0].Params[1].Value)
+	// Output:
+	// x-colibri; mode=fast; note="a \"quoted\" word"; flag
+	// "a \"quoted\" word"
+}

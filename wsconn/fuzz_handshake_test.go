@@ -18,7 +18,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -96,7 +98,7 @@ func containsFold(elems []string, token string) bool {
 // with the status of the first rule broken; CheckOrigin lets through only
 // the request's own host and the allowed patterns; SelectSubprotocol picks
 // the client's first supported choice; and NegotiateCompression, given
-// what httphead.ParseOptions makes of Sec-WebSocket-Extensions, answers
+// what ParseExtensions makes of Sec-WebSocket-Extensions, answers
 // only a permessage-deflate offer, with parameters both sides of a
 // connection accept, and accepts its own answer offered back.
 func FuzzCheckRequest(f *testing.F) {
@@ -285,63 +287,70 @@ func checkSubprotocolChoice(t *testing.T, r *http.Request) {
 // in values.
 func checkNegotiation(t *testing.T, values []string, takeover bool) {
 	t.Helper()
-	var offers []httphead.Option
 	for _, v := range values {
-		var ok bool
-		if offers, ok = httphead.ParseOptions([]byte(v), offers); !ok {
+		if _, ok := httphead.ParseOptions([]byte(v), nil); !ok {
 			return // Accept refuses a malformed header before negotiating
 		}
+	}
+	offers, err := wsconn.ParseExtensions(values...)
+	if err != nil {
+		t.Fatalf("httphead parses %q, ParseExtensions does not: %v", values, err)
 	}
 	c := wsconn.Compression{Enabled: true, ContextTakeover: takeover}
 	resp, ok := c.NegotiateCompression(offers)
 	if !ok {
 		return
 	}
-	if !slices.ContainsFunc(offers, func(o httphead.Option) bool { return string(o.Name) == "permessage-deflate" }) {
+	if !slices.ContainsFunc(offers, func(o wsconn.Extension) bool { return o.Name == "permessage-deflate" }) {
 		t.Fatalf("NegotiateCompression answered %s to offers without permessage-deflate", resp)
 	}
-	if string(resp.Name) != "permessage-deflate" {
+	if resp.Name != "permessage-deflate" {
 		t.Fatalf("NegotiateCompression answered %s", resp)
 	}
-	resp.Parameters.ForEach(func(k, v []byte) bool {
-		switch string(k) {
+	for _, p := range resp.Params {
+		switch p.Name {
 		case "server_no_context_takeover", "client_no_context_takeover":
-			if len(v) != 0 {
-				t.Fatalf("answer %s: %s with a value", resp, k)
+			if p.Value != "" {
+				t.Fatalf("answer %s: %s with a value", resp, p.Name)
 			}
 		case "server_max_window_bits":
-			if string(v) != "15" {
-				t.Fatalf("answer %s: server_max_window_bits=%s", resp, v)
+			// The offer's own value, which must be 8 to 15 (RFC 7692
+			// §7.1.2.1).
+			n, err := strconv.Atoi(p.Value)
+			if err != nil || n < 8 || n > 15 || strconv.Itoa(n) != p.Value {
+				t.Fatalf("answer %s: server_max_window_bits=%s", resp, p.Value)
+			}
+			if !slices.ContainsFunc(offers, func(o wsconn.Extension) bool {
+				v, ok := o.Param("server_max_window_bits")
+				return o.Name == "permessage-deflate" && ok && v == p.Value
+			}) {
+				t.Fatalf("answer %s: a window no offer asked for", resp)
 			}
 		default:
-			t.Fatalf("answer %s: parameter %s", resp, k)
+			t.Fatalf("answer %s: parameter %s", resp, p.Name)
 		}
-		return true
-	})
+	}
 	if !takeover {
 		for _, k := range []string{"server_no_context_takeover", "client_no_context_takeover"} {
-			if _, ok := resp.Parameters.Get(k); !ok {
+			if _, ok := resp.Param(k); !ok {
 				t.Fatalf("answer %s without %s, though context takeover is off", resp, k)
 			}
 		}
 	}
 	// What goes on the wire parses back to the answer, and both ends of
 	// the connection agree to use it.
-	var wire bytes.Buffer
-	if _, err := httphead.WriteOptions(&wire, []httphead.Option{resp}); err != nil {
-		t.Fatal(err)
-	}
-	back, ok := httphead.ParseOptions(wire.Bytes(), nil)
-	if !ok || len(back) != 1 || !back[0].Equal(resp) {
-		t.Fatalf("answer %s went on the wire as %q and came back as %v", resp, wire.Bytes(), back)
+	wire := resp.String()
+	back, err := wsconn.ParseExtensions(wire)
+	if err != nil || len(back) != 1 || !reflect.DeepEqual(back[0], resp) {
+		t.Fatalf("answer %#v went on the wire as %q and came back as %#v, %v", resp, wire, back, err)
 	}
 	for _, client := range []bool{false, true} {
 		if on, err := wsconn.DeflateAgreed(back, client); !on || err != nil {
-			t.Fatalf("answer %q: deflate on %v, %v (client %v)", wire.Bytes(), on, err, client)
+			t.Fatalf("answer %q: deflate on %v, %v (client %v)", wire, on, err, client)
 		}
 	}
 	again, ok := c.NegotiateCompression(back)
-	if !ok || !again.Equal(resp) {
+	if !ok || !reflect.DeepEqual(again, resp) {
 		t.Fatalf("answer %s offered back gave %s, %v", resp, again, ok)
 	}
 }
@@ -617,12 +626,9 @@ func checkAcceptAnswer(t *testing.T, trial *acceptTrial, out []byte) int {
 	if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "" && (!slices.Contains(fuzzSubprotocols, p) || !slices.Contains(trial.offered, p)) {
 		t.Fatalf("subprotocol %q chosen from %q", p, trial.offered)
 	}
-	var exts []httphead.Option
-	for _, v := range resp.Header.Values("Sec-WebSocket-Extensions") {
-		var ok bool
-		if exts, ok = httphead.ParseOptions([]byte(v), exts); !ok {
-			t.Fatalf("malformed Sec-WebSocket-Extensions answer %q", v)
-		}
+	exts, err := wsconn.ParseExtensions(resp.Header.Values("Sec-WebSocket-Extensions")...)
+	if err != nil {
+		t.Fatalf("answer: %v", err)
 	}
 	deflate, err := wsconn.DeflateAgreed(exts, true)
 	if err != nil || len(exts) > 1 || (deflate && !trial.deflate) {

@@ -17,8 +17,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gobwas/httphead"
-
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/internal/race"
 	"github.com/colibri-ws/colibri/messages"
@@ -141,7 +139,7 @@ func runInbound(t *testing.T, data []byte, mode inboundMode) {
 			offer = "permessage-deflate"
 		}
 		cfg.Compression = wsconn.Compression{Enabled: true, ContextTakeover: mode.takeover}
-		u.Extensions, _ = httphead.ParseOptions([]byte(offer), nil)
+		u.Extensions, _ = wsconn.ParseExtensions(offer)
 	}
 	body := data
 	if mode.buffered {

@@ -1,7 +1,6 @@
 package wsconn
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/gobwas/httphead"
 
 	"github.com/colibri-ws/colibri/internal/bufpool"
 )
@@ -89,9 +86,7 @@ func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, prot
 		delete(h, "Sec-Websocket-Protocol")
 	}
 	if len(exts) > 0 {
-		var b bytes.Buffer
-		_, _ = httphead.WriteOptions(&b, exts)
-		h.Set("Sec-WebSocket-Extensions", b.String())
+		h.Set("Sec-WebSocket-Extensions", string(appendExtensions(nil, exts)))
 	} else {
 		delete(h, "Sec-Websocket-Extensions")
 	}

@@ -9,8 +9,6 @@ import (
 	"path"
 	"strings"
 	"time"
-
-	"github.com/gobwas/httphead"
 )
 
 // HandshakeError is an opening handshake that colibri refused, with the
@@ -235,7 +233,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgrad
 	if IsExtendedConnect(r) {
 		return acceptStream(w, r, &o, proto)
 	}
-	var exts []httphead.Option
+	var exts []Extension
 	if o.Compression.Enabled {
 		var e *HandshakeError
 		if exts, e = negotiateExtensions(r, o.Compression); e != nil {
@@ -247,19 +245,18 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (Upgrad
 }
 
 // negotiateExtensions answers the request's extension offers: the
-// permessage-deflate response, if c accepts an offer. An httphead.Option
-// is about 450 bytes, so it stays in this call's frame, which is gone by
-// the time the handshake goes deeper (hashing the key, writing); held in
-// Accept's frame and passed down by value, it made the handshake's stack
-// 1.5 KiB deeper on the request's goroutine, whose stack the runtime then
-// had to grow and copy.
-func negotiateExtensions(r *http.Request, c Compression) ([]httphead.Option, *HandshakeError) {
-	offers, ok := extensionOffers(r)
-	if !ok {
+// permessage-deflate response, if c accepts an offer. It is a call of its
+// own so that the parsed offers stay in its frame, which is gone by the
+// time the handshake goes deeper (hashing the key, writing); held in
+// Accept's frame, they made the handshake's stack deeper on the request's
+// goroutine, whose stack the runtime then had to grow and copy.
+func negotiateExtensions(r *http.Request, c Compression) ([]Extension, *HandshakeError) {
+	offers, err := ParseExtensions(r.Header.Values("Sec-WebSocket-Extensions")...)
+	if err != nil {
 		return nil, refuse(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions header")
 	}
 	if resp, ok := c.NegotiateCompression(offers); ok {
-		return []httphead.Option{resp}, nil
+		return []Extension{resp}, nil
 	}
 	return nil, nil
 }
@@ -267,7 +264,7 @@ func negotiateExtensions(r *http.Request, c Compression) ([]httphead.Option, *Ha
 // hijackAndSwitch takes the connection from net/http and writes the 101
 // response in one write, bounded by o.Timeout. CheckRequest has checked the
 // request; what is left is the response (RFC 6455 §4.2.2).
-func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, proto string, exts []httphead.Option) (Upgraded, error) {
+func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, proto string, exts []Extension) (Upgraded, error) {
 	nc, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		e := refuse(http.StatusInternalServerError, "this connection cannot be upgraded")
@@ -283,9 +280,7 @@ func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, p
 		b = append(append(append(b, "Sec-WebSocket-Protocol: "...), proto...), "\r\n"...)
 	}
 	if len(exts) > 0 {
-		ext := appender{append(b, "Sec-WebSocket-Extensions: "...)}
-		_, _ = httphead.WriteOptions(&ext, exts)
-		b = append(ext.b, "\r\n"...)
+		b = append(appendExtensions(append(b, "Sec-WebSocket-Extensions: "...), exts), "\r\n"...)
 	}
 	b = appendHeader(b, o.Header)
 	b = append(b, "\r\n"...)
@@ -359,31 +354,7 @@ func validFieldName(k string) bool {
 	if k == "" {
 		return false
 	}
-	for i := 0; i < len(k); i++ {
-		if !httphead.OctetTypes[k[i]].IsToken() {
-			return false
-		}
-	}
-	return true
-}
-
-// appender is an io.Writer that appends to b.
-type appender struct{ b []byte }
-
-func (a *appender) Write(p []byte) (int, error) {
-	a.b = append(a.b, p...)
-	return len(p), nil
-}
-
-// extensionOffers parses every Sec-WebSocket-Extensions header of r; ok is
-// false when one is malformed.
-func extensionOffers(r *http.Request) (offers []httphead.Option, ok bool) {
-	for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
-		if offers, ok = httphead.ParseOptions([]byte(v), offers); !ok {
-			return nil, false
-		}
-	}
-	return offers, true
+	return isToken(k)
 }
 
 // headerHasToken reports whether any of the comma-separated values of

@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/gobwas/httphead"
-
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/messages"
 )
@@ -178,9 +176,9 @@ func (c *Conn) logAttrs() []any {
 }
 
 // compressionOf names the negotiated compression extension, or "none".
-func compressionOf(exts []httphead.Option) string {
+func compressionOf(exts []Extension) string {
 	for _, e := range exts {
-		if string(e.Name) == "permessage-deflate" {
+		if e.Name == "permessage-deflate" {
 			return "permessage-deflate"
 		}
 	}

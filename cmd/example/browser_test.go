@@ -2,23 +2,22 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/colibri-ws/colibri/internal/testenv"
 )
 
 // browserEnv makes the browser test mandatory (CI sets it).
 const browserEnv = "COLIBRI_BROWSER_TEST"
 
 // noChromium is what a run without Chromium says.
-const noChromium = "BROWSER TESTS NOT RUN: no chromium, chromium-browser or google-chrome on PATH; " +
+const noChromium = "browser tests: no chromium, chromium-browser or google-chrome on PATH; " +
 	"install Chromium (Debian and Ubuntu: `sudo apt-get install chromium`) and run the tests again"
 
 // chromium finds Debian's Chromium, or skips (or fails, where the browser
@@ -30,34 +29,8 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv(browserEnv) == "required" {
-		t.Fatal(noChromium)
-	}
-	tellTerminal(noChromium)
-	t.Skip(noChromium)
+	t.Skip(testenv.Missing(t, browserEnv, noChromium))
 	return ""
-}
-
-var toldTerminal sync.Once
-
-// tellTerminal writes msg, once per test binary, on the terminal the tests
-// run in. `go test ./...` shows a passing package's output, a skip's
-// reason included, only with -v, so a skipped browser test would go
-// unnoticed; the terminal is where the person running the tests looks.
-// Without a terminal (CI), the skip's reason is in -v and -json output, and
-// COLIBRI_BROWSER_TEST=required turns the skip into a failure.
-func tellTerminal(msg string) {
-	if testing.Verbose() {
-		return // the skip's line is shown already
-	}
-	toldTerminal.Do(func() {
-		tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)
-		if err != nil {
-			return
-		}
-		defer tty.Close()
-		fmt.Fprintf(tty, "github.com/colibri-ws/colibri/cmd/example: %s\n", msg)
-	})
 }
 
 // TestBrowserChat drives two headless Chromium tabs through the example's
