@@ -340,8 +340,9 @@ func (m *Member) fits(size int) bool {
 // the queue is empty, so that an idle member costs no goroutine.
 func (m *Member) wakeSender() {
 	if !m.sending && m.conn != nil { // the queue's own tests have no connection
-		m.sending = true
-		m.conn.Go(m.runFn)
+		// Go refuses once the connection is ending; the member leaves the
+		// hub then, and what it holds is reported as dropped.
+		m.sending = m.conn.Go(m.runFn) == nil
 	}
 }
 
