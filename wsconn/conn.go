@@ -113,7 +113,6 @@ type Conn struct {
 	readMu    sync.Mutex
 	rd        netReader
 	hdr       frames.Header // the data frame being read
-	hdrLen    int           // size of the header peekData returned
 	remaining int64         // its payload bytes not yet read
 	maskPos   int
 	asm       messages.Assembler

@@ -91,9 +91,6 @@ func (b *netReader) wait() {
 	}
 }
 
-// peek returns the next n unread bytes without consuming them.
-func (b *netReader) peek(n int) ([]byte, error) { return b.peekAt(0, n) }
-
 // peekAt returns n unread bytes from off on, without consuming them.
 func (b *netReader) peekAt(off, n int) ([]byte, error) {
 	for b.w-b.r < off+n {
