@@ -203,8 +203,8 @@ func (a *App) Addr() net.Addr {
 }
 
 // ServeHTTP puts the App's logger in the request's context, applies the
-// connection limit and the upgrade hooks to upgrade requests, names the
-// App's Group for their connections, and serves the handler.
+// connection limit and the upgrade hooks to upgrade requests, has the App
+// count and shut down their connections, and serves the handler.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if logctx.From(r.Context()) != a.log {
 		// Served by an http.Server other than Serve's, whose base
@@ -239,8 +239,9 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Shutdown sends 1001 Going Away to every open WebSocket and waits for
 // their handlers until ctx ends, then closes what remains. Run calls it;
-// call it yourself when serving the App with your own http.Server, after
-// that server's Shutdown.
+// call it yourself when serving the App with your own http.Server, at the
+// same time as that server's Shutdown (with WebSockets over HTTP/2, the
+// server's Shutdown waits for their streams).
 func (a *App) Shutdown(ctx context.Context) (router.ShutdownReport, error) {
 	rep, err := a.sessions.Shutdown(ctx)
 	return router.ShutdownReport(rep), err

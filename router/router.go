@@ -118,24 +118,26 @@ var ErrShutdownIncomplete = group.ErrIncomplete
 // to every open connection at once (after the message each is writing),
 // and waits for their handlers until ctx ends; then it closes what remains
 // without a handshake. Call it when serving the router with your own
-// http.Server, after that server's Shutdown; the app package calls its
-// own.
+// http.Server, alongside that server's Shutdown (at the same time: with
+// WebSockets over HTTP/2, the server's Shutdown waits for their streams);
+// the app package calls its own.
 func (r *Router) Shutdown(ctx context.Context) (ShutdownReport, error) {
 	rep, err := r.root.sessions.Shutdown(ctx)
 	return ShutdownReport(rep), err
 }
 
 // Connections returns the number of WebSocket connections the router
-// serves (those it was not handed a group for by the app package).
+// serves itself; under the app package, the app counts them instead
+// (app.App.Connections).
 func (r *Router) Connections() int { return r.root.sessions.Len() }
 
 // ServeHTTP routes req. For a WebSocket upgrade request it runs the
 // middleware chain and the ws route's decision as an ordinary request;
 // when the route decided to upgrade and nothing was written, it performs
-// the handshake on the original ResponseWriter and hands the connection to
-// its Group before returning. A WebSocket over HTTP/2 (RFC 8441) lives in
-// the request's stream, so ServeHTTP serves it, counted in the Group, and
-// returns when it closes.
+// the handshake on the original ResponseWriter and starts the connection
+// in a goroutine of its own before returning (counted by the router, or by
+// the app serving it). A WebSocket over HTTP/2 (RFC 8441) lives in the
+// request's stream, so ServeHTTP serves it and returns when it closes.
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rt := r.root
 	h := rt.chain()

@@ -99,7 +99,9 @@ type Config struct {
 	// nil: nothing is observed, for one nil check per event.
 	Observer Observer
 
-	// Clock drives keep-alive and timeouts. Default: the real clock. Tests
+	// Clock drives keep-alive, the idle timeout and the start of the
+	// background reader; WriteTimeout and CloseTimeout are socket
+	// deadlines on the real clock. Default: the real clock. Tests
 	// inject a fake one (see wstest) to make time-based behaviour instant.
 	Clock Clock
 }

@@ -25,14 +25,15 @@ import (
 // keep-alive or idle timeout, and when the server shuts down. Returning
 // performs the closing handshake:
 //
-//   - nil closes with 1000, or echoes the peer's code if the peer closed first;
+//   - nil closes with 1000;
 //   - a *CloseError (or an error wrapping one) closes with its code and reason;
 //   - any other error closes with 1011 and is logged once; so is a panic;
 //   - after a shutdown (ErrShutdown) the code is 1001 Going Away.
 //
 // When the connection started closing before the handler returned (the
-// peer's CLOSE, a shutdown, a failed task), its CLOSE frame has gone out
-// already and what the handler returns no longer changes the code.
+// peer's CLOSE, which colibri answers at once with the peer's code; a
+// shutdown; a failed task), its CLOSE frame has gone out already and what
+// the handler returns no longer changes the code.
 type Handler[T any] func(ctx context.Context, in *Inbound, out *Outbound, s *Session[T]) error
 
 // Session is what a handler knows about its connection: the Conn (addresses,

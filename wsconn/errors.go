@@ -14,8 +14,9 @@ var (
 	// a message reader used after its loop body returned.
 	ErrClosed = errors.New("wsconn: connection closed")
 
-	// ErrShutdown is the cause of a connection's context when its Group
-	// shuts down; such connections close with 1001 Going Away.
+	// ErrShutdown is the cause of a connection's context when the server
+	// it belongs to (an app or a router) shuts down; such connections
+	// close with 1001 Going Away.
 	ErrShutdown = errors.New("wsconn: server shutting down")
 
 	// ErrPingTimeout ends a connection whose peer did not answer a PING
