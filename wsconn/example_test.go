@@ -22,9 +22,10 @@ import (
 )
 
 // Serving WebSocket connections with net/http and wsconn alone: Accept
-// answers the handshake, a Group owns the connection's goroutine, and
-// Serve runs the handler on it. Most applications let the router package
-// do this; this is what it does for them.
+// answers the handshake, and Serve runs the handler in the HTTP handler's
+// goroutine until the connection is over. Most applications let the
+// router package do this; it also counts the connections and shuts them
+// down with 1001.
 func ExampleAccept() {
 	greet := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[string]) error {
 		// s.Value is what the HTTP handler passed to Serve.
@@ -38,8 +39,9 @@ func ExampleAccept() {
 			return // Accept has written the HTTP error (400, 403, 405, 426)
 		}
 		// Serve in the HTTP handler's goroutine, until the connection is
-		// over. (The router package hands connections to a group of its
-		// own instead, and shuts them down with 1001.)
+		// over; it closes with 1001 if the context given to Serve ends.
+		// (wsconn.Start would run it in a goroutine of its own, as the
+		// router does.)
 		_ = wsconn.Serve(r.Context(), u, r.URL.Query().Get("name"), greet, nil)
 	})
 	srv := httptest.NewServer(mux) // 127.0.0.1, a free port
@@ -301,7 +303,7 @@ func ExampleHandler_writeOnly() {
 			select {
 			case <-ctx.Done():
 				cause <- context.Cause(ctx)
-				return nil // echoes the peer's code
+				return nil // colibri has answered the peer's CLOSE already
 			case <-tick.C:
 				if err := out.WriteText(ctx, fmt.Sprintf("tick %d", i)); err != nil {
 					return err
@@ -352,7 +354,7 @@ func ExampleCloseError() {
 			}
 		}
 		ended <- in.Err()
-		return nil // echoes the peer's code
+		return nil // colibri has answered the peer's CLOSE already
 	}
 	url, stop := exampleServer(handler, nil)
 	defer stop()

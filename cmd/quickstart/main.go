@@ -33,7 +33,7 @@ func main() {
 					return err
 				}
 			}
-			return in.Err() // nil when the peer closed cleanly; returning closes with 1000
+			return in.Err() // nil when the peer closed cleanly (colibri has answered its CLOSE)
 		})
 
 	a := app.New(r, app.Config{Addr: ":8080"})
