@@ -408,3 +408,40 @@ func TestLoopTellsShutdownFromACleanClose(t *testing.T) {
 		t.Fatalf("close code %d, want 1001", code)
 	}
 }
+
+// TestReadAheadIsBounded: behind more than ReadAhead bytes of data that a
+// busy loop has not taken, colibri stops reading, so a PING behind them
+// waits for the loop (TCP pushes back on the peer) and is answered once
+// the loop reads on.
+func TestReadAheadIsBounded(t *testing.T) {
+	release := make(chan struct{})
+	url, _ := testServer(t, nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		first := true
+		for range in.Messages(0) {
+			if first {
+				first = false
+				<-release
+			}
+		}
+		return in.Err()
+	})
+	c := dialRaw(t, url)
+	c.frame(frames.OpBinary, true, []byte("hold"))
+	time.Sleep(100 * time.Millisecond) // the body is busy, the background reader reads
+	chunk := make([]byte, 16<<10)
+	for range (wsconn.ReadAhead / len(chunk)) + 2 { // past the bound
+		c.frame(frames.OpBinary, true, chunk)
+	}
+	c.frame(frames.OpPing, true, []byte("behind"))
+	_ = c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := c.br.ReadByte(); err == nil {
+		t.Fatal("the server answered a control frame behind more than ReadAhead bytes of unread data")
+	}
+	close(release)
+	h, p := c.read()
+	if h.Op != frames.OpPong || string(p) != "behind" {
+		t.Fatalf("got %v %q, want the PONG once the loop read on", h.Op, p)
+	}
+	c.frame(frames.OpClose, true, closePayload(frames.CloseNormal, ""))
+	c.expectClose(frames.CloseNormal)
+}
