@@ -128,9 +128,9 @@ type Config struct {
 	// Observer is told about the upgrade requests the application refuses
 	// itself (503 at MaxConnections, reported with no route and no
 	// duration), and watches the closure form's upgrades and connections.
-	// A router you make takes its own with router.WithObserver; the
-	// observe package makes one. Default nil.
-	Observer router.Observer
+	// A router you make takes its own with router.WithObserver, usually
+	// the same one; the observe package makes one. Default nil.
+	Observer wsconn.Observer
 }
 
 // UpgradeHook sees an upgrade request before routing. It returns the
@@ -220,7 +220,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many WebSocket connections; try again later", http.StatusServiceUnavailable)
 		a.log.Warn("upgrade refused: connection limit reached", slog.Int("max", max))
 		if o := a.cfg.Observer; o != nil {
-			o.Upgraded(r, router.UpgradeResult{Status: http.StatusServiceUnavailable})
+			o.Upgraded(r, wsconn.UpgradeResult{Status: http.StatusServiceUnavailable})
 		}
 		return
 	}

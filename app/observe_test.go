@@ -10,21 +10,19 @@ import (
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/app"
-	"github.com/colibri-ws/colibri/frames"
-	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
-// watcher is a router.Observer that writes down upgrade outcomes and the
+// watcher is a wsconn.Observer that writes down upgrade outcomes and the
 // routes of the connections it sees.
 type watcher struct {
 	mu       sync.Mutex
-	upgrades []router.UpgradeResult
+	upgrades []wsconn.UpgradeResult
 	routes   []string
 }
 
-func (w *watcher) Upgraded(_ *http.Request, u router.UpgradeResult) {
+func (w *watcher) Upgraded(_ *http.Request, u wsconn.UpgradeResult) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.upgrades = append(w.upgrades, u)
@@ -34,7 +32,7 @@ func (w *watcher) ConnOpened(c *wsconn.Conn) wsconn.ConnObserver {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.routes = append(w.routes, c.Route())
-	return quietConn{}
+	return wsconn.NopObserver{} // counts the connection, ignores its events
 }
 
 // wait waits a while for n outcomes: they are reported once the answer
@@ -49,14 +47,6 @@ func (w *watcher) wait(n int) {
 		w.mu.Lock()
 	}
 }
-
-type quietConn struct{}
-
-func (quietConn) Received(messages.Kind, int64)   {}
-func (quietConn) Sent(messages.Kind, int64)       {}
-func (quietConn) PingRTT(time.Duration)           {}
-func (quietConn) ProtocolError(*frames.Violation) {}
-func (quietConn) Closed(wsconn.CloseInfo)         {}
 
 func TestObserverSeesClosureFormAndLimit(t *testing.T) {
 	w := &watcher{}
@@ -86,12 +76,12 @@ func TestObserverSeesClosureFormAndLimit(t *testing.T) {
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var got []router.UpgradeResult
+	var got []wsconn.UpgradeResult
 	for _, u := range w.upgrades {
 		u.Duration = 0
 		got = append(got, u)
 	}
-	want := []router.UpgradeResult{
+	want := []wsconn.UpgradeResult{
 		{Route: "/", Accepted: true, Status: http.StatusSwitchingProtocols},
 		{Status: http.StatusServiceUnavailable},
 	}

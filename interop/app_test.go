@@ -13,7 +13,6 @@ import (
 
 	"github.com/colibri-ws/colibri/app"
 	"github.com/colibri-ws/colibri/frames"
-	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -36,6 +35,8 @@ import (
 // Each connection may carry ?id=ID; the app then reports how it ended
 // (closes).
 type testApp struct {
+	wsconn.NopObserver // upgrades are not watched
+
 	base  string // ws://127.0.0.1:PORT
 	stop  context.CancelFunc
 	done  chan error
@@ -151,13 +152,12 @@ func (a *testApp) ConnOpened(c *wsconn.Conn) wsconn.ConnObserver {
 }
 
 // connEnd reports a connection's CloseInfo and ignores its other events.
-type connEnd struct{ ch chan wsconn.CloseInfo }
+type connEnd struct {
+	wsconn.NopObserver
+	ch chan wsconn.CloseInfo
+}
 
-func (connEnd) Received(messages.Kind, int64)   {}
-func (connEnd) Sent(messages.Kind, int64)       {}
-func (connEnd) PingRTT(time.Duration)           {}
-func (connEnd) ProtocolError(*frames.Violation) {}
-func (e connEnd) Closed(info wsconn.CloseInfo)  { e.ch <- info }
+func (e connEnd) Closed(info wsconn.CloseInfo) { e.ch <- info }
 
 type session = wsconn.Session[struct{}]
 

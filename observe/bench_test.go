@@ -110,15 +110,15 @@ func (p *bytesReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// stash is a wsconn.Observer that keeps the ConnObserver an Observer made,
-// for benchmarking it alone.
+// stash is an OTel that keeps the ConnObserver it made, for benchmarking
+// it alone.
 type stash struct {
-	obs *observe.Observer
-	co  chan wsconn.ConnObserver
+	*observe.OTel
+	co chan wsconn.ConnObserver
 }
 
 func (s stash) ConnOpened(c *wsconn.Conn) wsconn.ConnObserver {
-	co := s.obs.ConnOpened(c)
+	co := s.OTel.ConnOpened(c)
 	s.co <- co
 	return co
 }
@@ -141,7 +141,7 @@ func BenchmarkRecordMessage(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			s := stash{obs: obs, co: make(chan wsconn.ConnObserver, 1)}
+			s := stash{OTel: obs, co: make(chan wsconn.ConnObserver, 1)}
 			cfg := quiet
 			cfg.Observer = s
 			srv := wstest.NewServer(b, wstest.Handler(struct{}{}, echo, &wstest.HandlerOptions{Config: &cfg}))

@@ -21,7 +21,7 @@ var noopMeterProvider metric.MeterProvider = noop.NewMeterProvider()
 // starts the span of c's lifetime, a new trace linked to the span of its
 // upgrade request when that request carried one (see Handler). It
 // implements wsconn.Observer; colibri calls it.
-func (o *Observer) ConnOpened(c *wsconn.Conn) wsconn.ConnObserver {
+func (o *OTel) ConnOpened(c *wsconn.Conn) wsconn.ConnObserver {
 	co := &connObserver{o: o, attrs: o.routeAttrs(c.Route())}
 	o.open.Add(background, 1, co.attrs.add...)
 	if o.tracer != nil {
@@ -32,7 +32,7 @@ func (o *Observer) ConnOpened(c *wsconn.Conn) wsconn.ConnObserver {
 
 // connObserver records the events of one connection.
 type connObserver struct {
-	o     *Observer
+	o     *OTel
 	attrs *routeAttrs
 	ctx   context.Context // carries span, for message spans
 	span  trace.Span      // nil without tracing

@@ -7,7 +7,7 @@
 //
 // # Setup
 //
-// An Observer takes its providers from Options, never from the
+// An OTel, made by New, takes its providers from Options, never from the
 // OpenTelemetry globals; a nil provider turns its signal off.
 //
 //	obs, err := observe.New(observe.Options{MeterProvider: mp, TracerProvider: tp})

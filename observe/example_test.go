@@ -22,7 +22,7 @@ import (
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
-// An Observer with the SDK's in-memory reader and span recorder watches an
+// An OTel with the SDK's in-memory reader and span recorder watches an
 // echo route: one connection sends a message, reads the echo and closes.
 // Its span links to the span of its upgrade request.
 // In production the reader is an exporter, such as Prometheus's (see

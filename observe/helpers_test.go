@@ -18,10 +18,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// harness is an Observer recording into the SDK's in-memory reader and
+// harness is an OTel recording into the SDK's in-memory reader and
 // span recorder.
 type harness struct {
-	obs    *observe.Observer
+	obs    *observe.OTel
 	reader *sdkmetric.ManualReader
 	spans  *tracetest.SpanRecorder
 }

@@ -12,12 +12,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/colibri-ws/colibri/messages"
-	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/topics"
+	"github.com/colibri-ws/colibri/wsconn"
 )
 
 // ScopeName is the instrumentation scope of the meter and the tracer that
-// an Observer takes from its providers.
+// an OTel takes from its providers.
 const ScopeName = "github.com/colibri-ws/colibri/observe"
 
 // The attributes colibri puts on its metrics and spans. HTTP and network
@@ -61,7 +61,7 @@ const (
 	AttrHub = attribute.Key("colibri.hub")
 )
 
-// Options configure an Observer. A nil provider switches its signal off;
+// Options configure an OTel. A nil provider switches its signal off;
 // the zero Options observe nothing and cost next to nothing.
 type Options struct {
 	// MeterProvider provides the meter that records colibri's metrics
@@ -85,12 +85,13 @@ type Options struct {
 	PerMessageSpans bool
 }
 
-// Observer turns colibri's events into OpenTelemetry metrics and spans. It
-// is a router.Observer (and so a wsconn.Observer): give it to the router
-// with router.WithObserver, wrap the router with Handler to trace upgrade
-// requests, and hand Dropped and WatchHub to the topics hubs. All its
-// methods are safe for concurrent use.
-type Observer struct {
+// OTel turns colibri's events into OpenTelemetry metrics and spans: it is
+// the OpenTelemetry implementation of wsconn.Observer. Give it to the
+// router with router.WithObserver (and to app.Config.Observer), wrap the
+// router with Handler to trace upgrade requests, and hand Dropped and
+// WatchHub to the topics hubs. All its methods are safe for concurrent
+// use.
+type OTel struct {
 	tracer     trace.Tracer // nil: no spans
 	prop       propagation.TextMapPropagator
 	perMessage bool
@@ -116,7 +117,7 @@ type Observer struct {
 	counting metric.Registration
 }
 
-var _ router.Observer = (*Observer)(nil)
+var _ wsconn.Observer = (*OTel)(nil)
 
 // Bucket boundaries, in seconds.
 var (
@@ -125,10 +126,10 @@ var (
 	lifetimeBuckets = []float64{0.1, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400}
 )
 
-// New returns an Observer that records into the providers of opts. It
+// New returns an OTel that records into the providers of opts. It
 // fails only if the meter refuses to create an instrument.
-func New(opts Options) (*Observer, error) {
-	o := &Observer{prop: opts.Propagator, perMessage: opts.PerMessageSpans}
+func New(opts Options) (*OTel, error) {
+	o := &OTel{prop: opts.Propagator, perMessage: opts.PerMessageSpans}
 	if o.prop == nil {
 		o.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
@@ -152,13 +153,13 @@ func New(opts Options) (*Observer, error) {
 }
 
 // Close stops reporting message counts to the MeterProvider, which keeps a
-// callback for them until then. Call it when the Observer goes away and
+// callback for them until then. Call it when the OTel goes away and
 // its MeterProvider stays; shutting the provider down does as much.
-func (o *Observer) Close() error {
+func (o *OTel) Close() error {
 	return o.counting.Unregister()
 }
 
-func (o *Observer) instruments() error {
+func (o *OTel) instruments() error {
 	m := o.meter
 	var errs [14]error
 	o.open, errs[0] = m.Int64UpDownCounter("colibri.connections.open",
@@ -238,7 +239,7 @@ const (
 	dirTransmit
 )
 
-func (o *Observer) routeAttrs(route string) *routeAttrs {
+func (o *OTel) routeAttrs(route string) *routeAttrs {
 	if ra, ok := o.routes.Load(route); ok {
 		return ra.(*routeAttrs)
 	}
@@ -268,7 +269,7 @@ func (ra *routeAttrs) count(dir int, kind messages.Kind, size int64) {
 
 // observeMessages reports the message counts of every route, direction
 // and kind that has seen a message.
-func (o *Observer) observeMessages(_ context.Context, obs metric.Observer) error {
+func (o *OTel) observeMessages(_ context.Context, obs metric.Observer) error {
 	o.routes.Range(func(_, v any) bool {
 		ra := v.(*routeAttrs)
 		for d := range ra.msg {

@@ -163,10 +163,10 @@ func TestHandlerLeavesPlainRequestsAlone(t *testing.T) {
 
 func TestFailedHandshakeIsCountedAndTraced(t *testing.T) {
 	h := newHarness(t, observe.Options{})
-	var result router.UpgradeResult
+	var result wsconn.UpgradeResult
 	handler := h.obs.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
-		result = router.UpgradeResult{Route: "/ws/x", Status: http.StatusInternalServerError, Duration: time.Millisecond, Err: errors.New("client went away")}
+		result = wsconn.UpgradeResult{Route: "/ws/x", Status: http.StatusInternalServerError, Duration: time.Millisecond, Err: errors.New("client went away")}
 		h.obs.Upgraded(r, result)
 	}))
 	req := httptest.NewRequest(http.MethodGet, "/ws/x", nil)

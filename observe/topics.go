@@ -13,7 +13,7 @@ import (
 // route and the drop's reason. Set it as the hub's topics.Options.OnDrop,
 // or call it from yours: it replaces the hub's default warning for the
 // first drop of each member, since the counter says more.
-func (o *Observer) Dropped(d topics.Drop) {
+func (o *OTel) Dropped(d topics.Drop) {
 	route := ""
 	if d.Member != nil {
 		route = d.Member.Conn().Route()
@@ -27,7 +27,7 @@ func (o *Observer) Dropped(d topics.Drop) {
 // Reading them walks the members and takes each one's lock for a moment,
 // so it costs in proportion to the members, at collection time only.
 // Unregister the returned registration when the hub goes away.
-func (o *Observer) WatchHub(name string, hub *topics.Hub) (metric.Registration, error) {
+func (o *OTel) WatchHub(name string, hub *topics.Hub) (metric.Registration, error) {
 	attrs := metric.WithAttributeSet(attribute.NewSet(AttrHub.String(name)))
 	return o.meter.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
 		var msgs, bytes, longest int64

@@ -12,15 +12,14 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
 // Upgraded records how an upgrade request ended: it counts the request by
 // route, status and outcome, records the handshake's duration, and ends
 // the upgrade span Handler started, named after the route. It implements
-// router.Observer; the router calls it.
-func (o *Observer) Upgraded(req *http.Request, u router.UpgradeResult) {
+// wsconn.Observer; the router calls it.
+func (o *OTel) Upgraded(req *http.Request, u wsconn.UpgradeResult) {
 	outcome := "refused"
 	switch {
 	case u.Err != nil:
@@ -80,7 +79,7 @@ func endUpgrade(span trace.Span, status int) {
 // As router middleware (r.Use(obs.Handler)) the span ends when the route
 // has decided, before the handshake, and keeps the name "GET" (the router
 // names the span of the request it received, which is not this one).
-func (o *Observer) Handler(next http.Handler) http.Handler {
+func (o *OTel) Handler(next http.Handler) http.Handler {
 	if o.tracer == nil {
 		return next
 	}

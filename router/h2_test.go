@@ -321,7 +321,7 @@ func TestHTTP1BesideHTTP2(t *testing.T) {
 // h2Observer records what a router's observer is told.
 type h2Observer struct {
 	mu       sync.Mutex
-	upgrades []router.UpgradeResult
+	upgrades []wsconn.UpgradeResult
 	http2    []bool
 }
 
@@ -332,13 +332,13 @@ func (o *h2Observer) ConnOpened(c *wsconn.Conn) wsconn.ConnObserver {
 	return nil
 }
 
-func (o *h2Observer) Upgraded(_ *http.Request, u router.UpgradeResult) {
+func (o *h2Observer) Upgraded(_ *http.Request, u wsconn.UpgradeResult) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.upgrades = append(o.upgrades, u)
 }
 
-func (o *h2Observer) seen() ([]router.UpgradeResult, []bool) {
+func (o *h2Observer) seen() ([]wsconn.UpgradeResult, []bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return slices.Clone(o.upgrades), slices.Clone(o.http2)

@@ -12,24 +12,22 @@ import (
 
 	"github.com/colibri-ws/colibri/internal/group"
 
-	"github.com/colibri-ws/colibri/frames"
-	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
-// watcher is a router.Observer that writes down upgrade results and the
+// watcher is a wsconn.Observer that writes down upgrade results and the
 // routes of the connections it sees end.
 type watcher struct {
 	mu       sync.Mutex
-	upgrades []router.UpgradeResult
+	upgrades []wsconn.UpgradeResult
 	routes   []string
 	closed   chan struct{}
 }
 
 func newWatcher() *watcher { return &watcher{closed: make(chan struct{}, 8)} }
 
-func (w *watcher) Upgraded(_ *http.Request, u router.UpgradeResult) {
+func (w *watcher) Upgraded(_ *http.Request, u wsconn.UpgradeResult) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.upgrades = append(w.upgrades, u)
@@ -39,21 +37,21 @@ func (w *watcher) ConnOpened(c *wsconn.Conn) wsconn.ConnObserver {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.routes = append(w.routes, c.Route())
-	return connWatcher{w}
+	return connWatcher{w: w}
 }
 
-type connWatcher struct{ w *watcher }
+// connWatcher tells its watcher when a connection ends.
+type connWatcher struct {
+	wsconn.NopObserver
+	w *watcher
+}
 
-func (connWatcher) Received(messages.Kind, int64)   {}
-func (connWatcher) Sent(messages.Kind, int64)       {}
-func (connWatcher) PingRTT(time.Duration)           {}
-func (connWatcher) ProtocolError(*frames.Violation) {}
-func (c connWatcher) Closed(wsconn.CloseInfo)       { c.w.closed <- struct{}{} }
+func (c connWatcher) Closed(wsconn.CloseInfo) { c.w.closed <- struct{}{} }
 
 // results returns the upgrade outcomes once there are n of them, or
 // after a while: an outcome is reported once the answer is written, which
 // may be after the client read it.
-func (w *watcher) results(n int) []router.UpgradeResult {
+func (w *watcher) results(n int) []wsconn.UpgradeResult {
 	deadline := time.Now().Add(5 * time.Second)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -172,7 +170,7 @@ func TestObserverSeesFullServer(t *testing.T) {
 	// Each is reported after its answer went out, so the 503 may come
 	// first.
 	res := w.results(2)
-	slices.SortFunc(res, func(a, b router.UpgradeResult) int { return a.Status - b.Status })
+	slices.SortFunc(res, func(a, b wsconn.UpgradeResult) int { return a.Status - b.Status })
 	if len(res) != 2 || res[0].Status != http.StatusSwitchingProtocols || res[1].Status != http.StatusServiceUnavailable || res[1].Route != "/ws" {
 		t.Errorf("upgrade results %+v, want a 101 and a 503 on /ws", res)
 	}
@@ -200,5 +198,27 @@ func TestRouteObserverTakesOverConnections(t *testing.T) {
 	defer routerWide.mu.Unlock()
 	if len(routerWide.routes) != 0 {
 		t.Errorf("the router's observer saw connections %q, want none", routerWide.routes)
+	}
+}
+
+func TestConfigObserverSeesUpgrades(t *testing.T) {
+	w := newWatcher()
+	cfg := quiet
+	cfg.Observer = w
+	r := router.New(router.WithConfig(cfg))
+	router.WS(r, "/ws", nil, echo[struct{}])
+	base := serve(t, r)
+	c, _, err := dial(t, wsURL(base, "/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	select {
+	case <-w.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Config's observer did not see the connection end")
+	}
+	if res := w.results(1); len(res) != 1 || !res[0].Accepted || res[0].Route != "/ws" {
+		t.Errorf("upgrade results %+v, want one accepted on /ws", res)
 	}
 }

@@ -236,7 +236,7 @@ type wsOptions struct {
 	anyOrigin        bool
 	config           wsconn.Config
 	handshakeTimeout time.Duration
-	observer         Observer
+	observer         wsconn.Observer
 }
 
 // WithSubprotocols lists the subprotocols the route speaks; the client's

@@ -95,8 +95,10 @@ type Config struct {
 
 	// Observer watches every connection served with this Config: its
 	// messages, keep-alive round trips, protocol errors and close (see
-	// Observer; the observe package feeds them to OpenTelemetry). Default
-	// nil: nothing is observed, for one nil check per event.
+	// Observer; the observe package feeds them to OpenTelemetry). A
+	// router given this Config also reports its upgrade requests to it,
+	// unless router.WithObserver names another. Default nil: nothing is
+	// observed, for one nil check per event.
 	Observer Observer
 
 	// Clock drives keep-alive, the idle timeout and the start of the

@@ -3,32 +3,51 @@ package wsconn
 import (
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/messages"
 )
 
-// Observer watches the connections served with a Config (Config.Observer)
-// for metrics, tracing or auditing. The observe package implements it with
-// OpenTelemetry.
+// Observer watches a server's WebSocket traffic for metrics, tracing or
+// auditing: how each upgrade request ended, and the events of each
+// connection it accepted. It is the one interface an observer implements,
+// wherever it plugs in: app.Config.Observer, router.WithObserver or
+// Config.Observer. The observe package implements it with OpenTelemetry;
+// embed NopObserver to write only the methods you need.
 //
-// ConnOpened is called once per connection, after the opening handshake
-// and before the handler runs, on the goroutine that serves the
-// connection; it may be called for many connections at once. The
-// ConnObserver it returns receives that connection's events; nil ignores
-// them.
+// The methods of Observer may be called for many requests and connections
+// at once, so they must be safe for concurrent use.
 //
 // Without an Observer a connection pays one nil check per event.
 type Observer interface {
+	// Upgraded reports how an upgrade request ended. The router (and the
+	// app, for the requests it refuses before routing) calls it once for
+	// every request that asks for a WebSocket upgrade, on the request's
+	// goroutine, after the 101 response or the refusal was written and,
+	// for an accepted connection, after it was handed over. r is the
+	// request as the router received it. Accept and Serve, used without a
+	// router, do not call it: their caller sees the handshake's outcome.
+	Upgraded(r *http.Request, res UpgradeResult)
+
+	// ConnOpened is called once per connection, after the opening
+	// handshake and before the handler runs, on the goroutine that serves
+	// the connection. The ConnObserver it returns receives that
+	// connection's events; nil ignores them. Returning a value made for
+	// the connection keeps its state at hand for each event with no
+	// lookup; an observer without per-connection state may return
+	// itself.
 	ConnOpened(c *Conn) ConnObserver
 }
 
-// ConnObserver receives the events of one connection. Its methods are
-// called on the goroutines doing the work they report (the handler's loop,
-// a writer, the reader of a PONG), several at a time, so it must be safe
-// for concurrent use. They run in the connection's hot path: they must
-// return quickly and must not write to or close the connection.
+// ConnObserver receives the events of one connection: it is what
+// Observer.ConnOpened returns, not something plugged in on its own. Its
+// methods are called on the goroutines doing the work they report (the
+// handler's loop, a writer, the reader of a PONG), several at a time, so
+// it must be safe for concurrent use. They run in the connection's hot
+// path: they must return quickly and must not write to or close the
+// connection.
 //
 // Closed is called once, when the connection is over, after its handler
 // and tasks have returned; only a write made by a goroutine outside the
@@ -54,6 +73,66 @@ type ConnObserver interface {
 	// Closed reports how the connection ended.
 	Closed(info CloseInfo)
 }
+
+// UpgradeResult says how an upgrade request ended; Observer.Upgraded
+// receives it.
+type UpgradeResult struct {
+	// Route is the pattern of the ws route the request matched, as
+	// ServeMux has it (without a method: "/ws/chat/{room}"), or "" when
+	// it matched none or was refused before routing.
+	Route string
+
+	// Accepted says the client got its WebSocket: the status is 101
+	// Switching Protocols or, for an HTTP/2 extended CONNECT (RFC 8441),
+	// a 2xx, which opens the stream.
+	Accepted bool
+
+	// Status is the HTTP status the client received: 101 (or 200 over
+	// HTTP/2) for an accepted connection, and otherwise the refusal's:
+	// from the handshake checks (400, 403, 405, 426), from middleware
+	// (401, 429), from the route's Reject, 403 or the HTTP route's own
+	// status after DontUpgrade, 404 without a matching route, 503 when
+	// the server is full or shutting down, and 500 when the handshake
+	// failed after the decision.
+	Status int
+
+	// Duration runs from the router receiving the request to the 101
+	// response or the refusal: the middleware, the decision and the
+	// handshake. It is zero for a request the app refused before routing.
+	Duration time.Duration
+
+	// Err is why the handshake failed after the route decided to upgrade
+	// (the client went away, the response could not be written); nil
+	// otherwise.
+	Err error
+}
+
+// NopObserver is an Observer and a ConnObserver that does nothing. Embed
+// it in your observer, and in the value its ConnOpened returns, to write
+// only the methods you need; its own ConnOpened returns nil, so a type
+// that wants connection events defines ConnOpened.
+type NopObserver struct{}
+
+// Upgraded does nothing.
+func (NopObserver) Upgraded(*http.Request, UpgradeResult) {}
+
+// ConnOpened returns nil: the connection's events are ignored.
+func (NopObserver) ConnOpened(*Conn) ConnObserver { return nil }
+
+// Received does nothing.
+func (NopObserver) Received(messages.Kind, int64) {}
+
+// Sent does nothing.
+func (NopObserver) Sent(messages.Kind, int64) {}
+
+// PingRTT does nothing.
+func (NopObserver) PingRTT(time.Duration) {}
+
+// ProtocolError does nothing.
+func (NopObserver) ProtocolError(*frames.Violation) {}
+
+// Closed does nothing.
+func (NopObserver) Closed(CloseInfo) {}
 
 // Side names one end of a connection.
 type Side uint8

@@ -20,8 +20,9 @@ import (
 )
 
 // eventLog is an Observer that writes down what it is told, for one
-// connection at a time.
+// connection at a time. wsconn alone reports no upgrades.
 type eventLog struct {
+	wsconn.NopObserver
 	mu     sync.Mutex
 	events []string
 	conn   *wsconn.Conn

@@ -22,7 +22,7 @@ import (
 // process's own metrics, in Prometheus's text format. Each server has its
 // own registry, so that several can run in one process (as the tests do).
 type metrics struct {
-	obs      *observe.Observer
+	obs      *observe.OTel
 	provider *sdkmetric.MeterProvider
 	handler  http.Handler
 	hub      metric.Registration
