@@ -51,7 +51,7 @@ const (
 	AttrCompression = attribute.Key("websocket.compression")
 	// AttrDropReason says why a topics member did not get a message, in
 	// the words of topics.DropReason.String: "evicted", "refused",
-	// "replaced", "timed out", "disconnected", "too large", "left".
+	// "replaced", "timed out", "disconnected", "too large", "left", "lost".
 	AttrDropReason = attribute.Key("colibri.drop.reason")
 	// AttrDropPolicy names the topics policy under which a message was
 	// dropped, as topics.Policy.Name gives it: "drop-oldest",

@@ -9,8 +9,9 @@ import (
 	"github.com/colibri-ws/colibri/topics"
 )
 
-// Dropped counts a message a topics member did not get, by the member's
-// route and the drop's reason. Set it as the hub's topics.Options.OnDrop,
+// Dropped counts the messages a topics member did not get (d.Count, one
+// unless a broker lost several in a row), by the member's route and the
+// drop's reason. Set it as the hub's topics.Options.OnDrop,
 // or call it from yours: it replaces the hub's default warning for the
 // first drop of each member, since the counter says more.
 func (o *OTel) Dropped(d topics.Drop) {
@@ -18,7 +19,7 @@ func (o *OTel) Dropped(d topics.Drop) {
 	if d.Member != nil {
 		route = d.Member.Conn().Route()
 	}
-	o.drops.Add(background, 1, o.routeAttrs(route).dropOpts(d.Reason, d.Policy)...)
+	o.drops.Add(background, int64(max(d.Count, 1)), o.routeAttrs(route).dropOpts(d.Reason, d.Policy)...)
 }
 
 // WatchHub reports the queues of hub's members, labelled with name, each

@@ -19,6 +19,13 @@ type Publication struct {
 	// Key is the key the publisher gave with the Key option, or "" for the
 	// default, the topic. KeepLatest uses it.
 	Key string
+	// Lost is set by brokers that can tell when messages went missing on
+	// the way between nodes (natsbroker numbers each publisher's messages
+	// per topic): it is how many messages to Topic, from the publisher of
+	// this one, were lost just before it. The hub counts them as dropped,
+	// with DropLost, for every member this publication reaches. Zero for
+	// the publisher's own hub and for brokers that lose nothing.
+	Lost int
 }
 
 // A Broker carries publishes between hubs, usually on different nodes,

@@ -58,7 +58,9 @@
 //
 // Every message a member does not get is counted (Member.Dropped,
 // Hub.Stats) and passed to Options.OnDrop with its DropReason; without an
-// OnDrop the first drop of each member is logged.
+// OnDrop the first drop of each member is logged. Messages a broker lost
+// between nodes, which the hub never saw, are counted too when the broker
+// can tell (DropLost, Publication.Lost).
 //
 // # Encode once
 //

@@ -213,6 +213,9 @@ func (h *Hub) deliver(ctx context.Context, pub *Publication, from *Member, toSel
 			if i > 0 && seenBefore(nodes[:i], s.m) {
 				continue
 			}
+			if pub.Lost > 0 {
+				s.m.recordLost(&drops, pub, s.policy)
+			}
 			switch s.m.offer(pub, s.policy, &drops) {
 			case offerQueued:
 				queued++
@@ -289,7 +292,10 @@ type Stats struct {
 	Published int64
 	// Delivered counts messages queued to members.
 	Delivered int64
-	// Dropped counts messages members did not get, for any DropReason.
+	// Dropped counts messages members did not get, for any DropReason:
+	// one per message per member, so a message a broker lost on its way
+	// to this node (DropLost) counts once for each member it would have
+	// reached.
 	Dropped int64
 }
 

@@ -368,7 +368,15 @@ func (m *Member) pop() entry {
 func (m *Member) record(drops *[]Drop, topic string, size int, r DropReason, p Policy) {
 	m.dropped.Add(1)
 	m.hub.dropped.Add(1)
-	*drops = append(*drops, Drop{Member: m, Topic: topic, Bytes: size, Reason: r, Policy: p})
+	*drops = append(*drops, Drop{Member: m, Topic: topic, Bytes: size, Count: 1, Reason: r, Policy: p})
+}
+
+// recordLost counts the n messages a broker lost before pub, which m
+// would have been offered under p, and keeps them for the report.
+func (m *Member) recordLost(drops *[]Drop, pub *Publication, p Policy) {
+	m.dropped.Add(int64(pub.Lost))
+	m.hub.dropped.Add(int64(pub.Lost))
+	*drops = append(*drops, Drop{Member: m, Topic: pub.Topic, Count: pub.Lost, Reason: DropLost, Policy: p})
 }
 
 // await waits until pub fits in m's queue under Block, until deadline or

@@ -162,6 +162,13 @@ const (
 	// DropLeft: the member's connection ended with the message still
 	// queued.
 	DropLeft
+	// DropLost: the broker lost the message on its way from another node,
+	// before this hub had it: natsbroker reports the messages a NATS
+	// outage or a full receive queue cost (Publication.Lost). The hub
+	// learns of it when the publisher's next message to the topic arrives,
+	// and reports it for the members that message reaches, with Count
+	// holding how many messages were lost in a row and Bytes zero.
+	DropLost
 )
 
 // String returns the reason in a word or two: "evicted", "timed out".
@@ -181,19 +188,28 @@ func (r DropReason) String() string {
 		return "too large"
 	case DropLeft:
 		return "left"
+	case DropLost:
+		return "lost"
 	}
 	return fmt.Sprintf("DropReason(%d)", uint8(r))
 }
 
-// Drop describes one message that did not reach one member. Options.OnDrop
-// receives one Drop per message per member.
+// Drop describes messages that did not reach one member: one message,
+// except with DropLost, where a broker reports Count messages lost in a
+// row at once. Options.OnDrop receives one Drop per message (or run of
+// lost messages) per member.
 type Drop struct {
 	// Member is the member that did not get the message.
 	Member *Member
 	// Topic is the message's topic.
 	Topic string
-	// Bytes is the size of the message on the wire.
+	// Bytes is the size of the message on the wire; zero with DropLost,
+	// whose messages the hub never saw.
 	Bytes int
+	// Count is the number of messages the Drop stands for: 1, or with
+	// DropLost the number lost in a row. Member.Dropped and Stats.Dropped
+	// add it up.
+	Count int
 	// Reason says why.
 	Reason DropReason
 	// Policy is the policy that applied: the subscription's when a publish

@@ -772,8 +772,8 @@ func firstErr(errs ...error) error {
 // both nodes, kills the NATS server mid-run (SIGKILL, as a crash), starts
 // it again on the same ports after a pause, and goes on publishing. It
 // reports how many messages the remote subscribers did not get, how many
-// of those the nodes counted (natsbroker's Lost, the hub's Dropped, and
-// publishes NATS refused), and how long remote delivery took to resume.
+// of those the nodes counted (natsbroker's Losses on both nodes, B's hub's
+// Dropped), and how long remote delivery took to resume.
 func measureOutage(ctx context.Context, cfg *capConfig) (map[string]float64, any, error) {
 	cl, err := startCluster(ctx, cfg.exe)
 	if err != nil {
@@ -904,24 +904,31 @@ func measureOutage(ctx context.Context, cfg *capConfig) (map[string]float64, any
 		}
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	// What the nodes reported, in deliveries to B's subscribers: each
-	// message natsbroker counted as lost on B, and each publish NATS
-	// refused on A, is one per remote subscriber; the hub counts drops
-	// per member already.
+	// What the nodes counted. In messages: those B found missing, and
+	// those A did not send (refused by NATS, or discarded from its
+	// reconnect buffer). In deliveries to B's subscribers: B's hub
+	// reports a missing message once per member (DropLost), and each
+	// message A did not send is one per remote subscriber.
 	lostB := b1.BrokerLost - b0.BrokerLost
+	missingB := b1.Losses.Missing - b0.Losses.Missing
+	notSentA := (a1.Losses.NotSent - a0.Losses.NotSent) + (a1.Losses.Discarded - a0.Losses.Discarded)
 	droppedB := b1.Hub.Dropped - b0.Hub.Dropped
 	refused := a1.PublishErrors - a0.PublishErrors
-	counted := droppedB + (lostB+refused)*int64(len(remote))
+	counted := droppedB + notSentA*int64(len(remote))
 	values := map[string]float64{
 		"outage_published":                float64(published),
 		"outage_local_missing_deliveries": float64(localMissing),
 		"outage_remote_missing":           float64(remoteMissing),
 		"outage_remote_lost_messages":     float64(remoteLostMsgs),
 		"outage_broker_lost_b":            float64(lostB),
+		"outage_broker_missing_b":         float64(missingB),
+		"outage_broker_not_sent_a":        float64(notSentA),
+		"outage_counted_lost_messages":    float64(missingB + notSentA),
 		"outage_hub_dropped_b":            float64(droppedB),
 		"outage_refused_publishes_a":      float64(refused),
 		"outage_counted_deliveries":       float64(counted),
 		"outage_uncounted_deliveries":     float64(max(int64(remoteMissing)-counted, 0)),
+		"outage_overcounted_deliveries":   float64(max(counted-int64(remoteMissing), 0)),
 		"outage_down_ms":                  ms(restartAt - killAt),
 		"outage_reconnects_a":             float64(a1.Reconnects - a0.Reconnects),
 		"outage_reconnects_b":             float64(b1.Reconnects - b0.Reconnects),

@@ -77,6 +77,13 @@ func TestCapacityQuick(t *testing.T) {
 	if uncounted != max(missing-counted, 0) {
 		t.Errorf("outage: missing %v, counted %v, uncounted %v do not add up", missing, counted, uncounted)
 	}
+	// Every remote delivery the outage cost is counted, and nothing more.
+	if missing != counted {
+		t.Errorf("outage: %v remote deliveries missing, %v counted", missing, counted)
+	}
+	if lost, countedLost := rep.Cost["outage_remote_lost_messages"], rep.Cost["outage_counted_lost_messages"]; lost != countedLost {
+		t.Errorf("outage: %v messages reached no remote subscriber, the nodes counted %v", lost, countedLost)
+	}
 	for _, name := range []string{"latency", "outage"} {
 		b, err := os.ReadFile(chartPath(jsonFile, name))
 		if err != nil || !bytes.Contains(b, []byte("<svg")) {

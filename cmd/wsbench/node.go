@@ -110,13 +110,14 @@ func splitLoopback(addr string) (string, int, error) {
 
 // nodeStats is what a node reports on /debug/stats.
 type nodeStats struct {
-	Hub           topics.Stats `json:"hub"`
-	BrokerLost    int64        `json:"broker_lost"`
-	PublishErrors int64        `json:"publish_errors"`
-	Reconnects    uint64       `json:"nats_reconnects"`
-	Connected     bool         `json:"nats_connected"`
-	NATSOutMsgs   uint64       `json:"nats_out_msgs"`
-	NATSInMsgs    uint64       `json:"nats_in_msgs"`
+	Hub           topics.Stats      `json:"hub"`
+	BrokerLost    int64             `json:"broker_lost"`
+	Losses        natsbroker.Losses `json:"broker_losses"`
+	PublishErrors int64             `json:"publish_errors"`
+	Reconnects    uint64            `json:"nats_reconnects"`
+	Connected     bool              `json:"nats_connected"`
+	NATSOutMsgs   uint64            `json:"nats_out_msgs"`
+	NATSInMsgs    uint64            `json:"nats_in_msgs"`
 }
 
 // clusterTopic is the topic every connection to /cluster subscribes to.
@@ -177,7 +178,7 @@ func runNode(ctx context.Context, addr, natsURL string, stdout io.Writer) error 
 		ns := nc.Stats()
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(nodeStats{
-			Hub: hub.Stats(), BrokerLost: broker.Lost(), PublishErrors: pubErrs.Load(),
+			Hub: hub.Stats(), BrokerLost: broker.Lost(), Losses: broker.Losses(), PublishErrors: pubErrs.Load(),
 			Reconnects: ns.Reconnects, Connected: nc.IsConnected(),
 			NATSOutMsgs: ns.OutMsgs, NATSInMsgs: ns.InMsgs,
 		})

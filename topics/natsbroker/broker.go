@@ -23,12 +23,13 @@
 //
 // # Delivery
 //
-// Each message carries the publishing hub's node id and a sequence
-// number. A node ignores its own messages (Connect also asks the server
-// not to echo them) and, when two of its filters overlap, delivers a
-// message that arrives through both only once. Messages from one
-// publisher arrive in the order it published them. Each node frames a
-// message once for all its subscribers.
+// Each message carries the publishing hub's node id, a sequence number,
+// and its number among that hub's messages to its topic. A node ignores
+// its own messages (Connect also asks the server not to echo them) and,
+// when two of its filters overlap, delivers a message that arrives
+// through both only once. Messages from one publisher arrive in the order
+// it published them. Each node frames a message once for all its
+// subscribers.
 //
 // Delivery between nodes is at most once. When the connection to NATS
 // breaks, nats.go reconnects by itself (forever, with the options
@@ -44,6 +45,27 @@
 //     subscriptions are back on the server when they arrive. Nothing is
 //     replayed later, and WebSocket clients stay connected throughout.
 //
+// # Losses
+//
+// What is lost is counted, on the side that can know it (Broker.Losses):
+//
+//   - the publishing node counts the publishes NATS refused (the error
+//     wraps ErrNotSent) and those discarded from the reconnect buffer;
+//   - the receiving node counts the messages missing from each
+//     publisher's numbering of its messages to a topic, when the next
+//     one arrives, and its hub reports them for the members that message
+//     reaches as drops with topics.DropLost: in Hub.Stats().Dropped,
+//     Member.Dropped, Options.OnDrop and the observe package's
+//     colibri.topics.drops metric with reason "lost".
+//
+// A message is counted once, on one side: the publishing node does not
+// number a message NATS refused. The counts are exact, with two blind
+// spots: a gap is seen only when the publisher's next message to the
+// topic arrives (the last messages before a publisher stops are not
+// counted on the receiving side), and a gap that spans a change of the
+// receiving node's subscriptions is not counted (it cannot tell a lost
+// message from one it was not subscribed to).
+//
 // Applications that must not lose messages across an outage number them
 // and let clients fetch what they missed.
 package natsbroker
@@ -55,6 +77,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,8 +109,9 @@ type Options struct {
 	// Pending is how many received messages may wait for a node's hub to
 	// deliver them. When the hub falls that far behind (a Block policy
 	// holding it up, or a burst larger than the hub can fan out), NATS
-	// drops further messages for the node: they are counted by
-	// Broker.Lost and logged. Default DefaultPending (65,536).
+	// drops further messages for the node: they are counted (Losses.Behind
+	// and Missing, and DropLost in the hub) and logged. Default
+	// DefaultPending (65,536).
 	Pending int
 
 	// SubscribeTimeout bounds how long Subscribe waits for the NATS server
@@ -110,7 +134,11 @@ type Broker struct {
 	pending int
 	subWait time.Duration
 	log     *slog.Logger
-	lost    atomic.Int64
+
+	notSent   atomic.Int64
+	discarded atomic.Int64
+	missing   atomic.Int64
+	behind    atomic.Int64
 }
 
 // New returns a Broker over nc. nc should reconnect forever: New logs a
@@ -156,9 +184,20 @@ func Connect(url string, opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect(url, append(base, opts...)...)
 }
 
-// Lost returns the number of messages NATS dropped because a hub's
-// receive queue (Options.Pending) was full. It is sampled once a second.
-func (b *Broker) Lost() int64 { return b.lost.Load() }
+// Lost returns the number of messages lost between this broker's hubs and
+// other nodes, for any reason: Losses().Total().
+func (b *Broker) Lost() int64 { return b.Losses().Total() }
+
+// Losses returns the messages lost between this broker's hubs and other
+// nodes since New, by cause.
+func (b *Broker) Losses() Losses {
+	return Losses{
+		NotSent:   b.notSent.Load(),
+		Discarded: b.discarded.Load(),
+		Missing:   b.missing.Load(),
+		Behind:    b.behind.Load(),
+	}
+}
 
 // Open connects a hub; it fails when the NATS connection is closed.
 func (b *Broker) Open(deliver func(context.Context, topics.Publication)) (topics.Link, error) {
@@ -173,8 +212,10 @@ func (b *Broker) Open(deliver func(context.Context, topics.Publication)) (topics
 		deliver: deliver,
 		ch:      make(chan *nats.Msg, b.pending),
 		subs:    make(map[string][]*nats.Subscription),
-		origins: make(map[uint64]origin),
+		tracker: newTracker(),
+		status:  b.nc.StatusChanged(nats.CLOSED),
 		stopped: make(chan struct{}),
+		num:     numbering{topics: make(map[string]*topicCount), swept: time.Now()},
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.run()
@@ -197,18 +238,20 @@ type link struct {
 
 	pubMu sync.Mutex // seq and the order of publishes on the wire go together
 	seq   uint64
+	num   numbering
+	// The publishes nats.go took into its reconnect buffer since its
+	// reconnection number pendEpoch: sent when it reconnects, discarded
+	// if the connection closes first.
+	pending   int64
+	pendEpoch uint64
+
+	status chan nats.Status // the connection's CLOSED
 
 	// Owned by the receiving goroutine.
-	origins map[uint64]origin
-	dropped int
-}
-
-// origin is what a node remembers of another: the last sequence number
-// it delivered, to recognise the second copy of a message that matched
-// two of its subscriptions.
-type origin struct {
-	seq  uint64
-	seen time.Time
+	tracker   *tracker
+	dropped   int
+	missing   int64 // reported in the last log line
+	lastSweep time.Time
 }
 
 var errClosed = errors.New("natsbroker: link closed")
@@ -254,10 +297,14 @@ func (l *link) Unsubscribe(filter string) error {
 }
 
 // The envelope of a message on the wire: version, kind, node id,
-// sequence number, key length (uvarint), key, payload.
+// sequence number, number among the node's messages to the topic, key
+// length (uvarint), key, payload. Version 1 had no number per topic; it
+// is still read.
 const (
-	envVersion = 1
-	envHeader  = 2 + 8 + 8
+	envVersion  = 2
+	envHeader   = 2 + 8 + 8 + 8
+	envV1       = 1
+	envV1Header = 2 + 8 + 8
 )
 
 var bufPool = sync.Pool{New: func() any { return new([]byte) }}
@@ -270,7 +317,7 @@ func (l *link) Publish(_ context.Context, p topics.Publication) error {
 	sn := len(subject)
 	b := append(subject, envVersion, byte(m.Kind))
 	b = binary.BigEndian.AppendUint64(b, l.node)
-	b = append(b, make([]byte, 8)...) // sequence, set below
+	b = append(b, make([]byte, 16)...) // sequence numbers, set below
 	b = binary.AppendUvarint(b, uint64(len(p.Key)))
 	b = append(b, p.Key...)
 	b = append(b, m.Payload...)
@@ -281,7 +328,45 @@ func (l *link) Publish(_ context.Context, p topics.Publication) error {
 	defer l.pubMu.Unlock()
 	l.seq++
 	binary.BigEndian.PutUint64(env[10:18], l.seq)
-	return l.b.nc.Publish(subj, env)
+	binary.BigEndian.PutUint64(env[18:26], l.num.next(p.Topic))
+	if err := l.b.nc.Publish(subj, env); err != nil {
+		// Nothing left: take the numbers back, so that receivers see no
+		// gap, and count the message here.
+		l.seq--
+		l.num.undo(p.Topic)
+		l.b.notSent.Add(1)
+		return fmt.Errorf("%w: %w", ErrNotSent, err)
+	}
+	if !l.b.nc.IsConnected() {
+		l.buffered()
+	}
+	return nil
+}
+
+// buffered counts a publish nats.go took while disconnected, into its
+// reconnect buffer. Called with pubMu held.
+func (l *link) buffered() {
+	if st := l.b.nc.Status(); st != nats.RECONNECTING && st != nats.DISCONNECTED {
+		return
+	}
+	epoch := l.b.nc.Stats().Reconnects
+	if epoch != l.pendEpoch {
+		l.pendEpoch, l.pending = epoch, 0
+	}
+	l.pending++
+}
+
+// discardPending counts the publishes still in the reconnect buffer as
+// discarded: the connection closed, or the hub did, while disconnected.
+func (l *link) discardPending() {
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	if l.pending > 0 && l.b.nc.Stats().Reconnects == l.pendEpoch && !l.b.nc.IsConnected() {
+		l.b.discarded.Add(l.pending)
+		l.b.log.Warn("natsbroker: publishes held during a NATS outage were discarded",
+			slog.Int64("discarded", l.pending))
+	}
+	l.pending = 0
 }
 
 func (l *link) Close() error {
@@ -300,6 +385,10 @@ func (l *link) Close() error {
 	l.mu.Unlock()
 	l.cancel()
 	<-l.stopped
+	l.b.nc.RemoveStatusListener(l.status)
+	// What is still in the reconnect buffer belongs to a hub that has
+	// gone; its node closes the connection next.
+	l.discardPending()
 	return nil
 }
 
@@ -309,13 +398,25 @@ func (l *link) run() {
 	defer close(l.stopped)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	l.lastSweep = time.Now()
 	for {
 		select {
 		case msg := <-l.ch:
 			l.receive(msg)
+		case st := <-l.status:
+			if st == nats.CLOSED {
+				l.discardPending()
+			}
 		case now := <-tick.C:
 			l.checkDropped()
-			l.forget(now)
+			l.reportMissing()
+			if now.Sub(l.lastSweep) >= sweepEvery {
+				l.tracker.forget(now)
+				l.pubMu.Lock()
+				l.num.sweep(now)
+				l.pubMu.Unlock()
+				l.lastSweep = now
+			}
 		case <-l.ctx.Done():
 			return
 		}
@@ -325,37 +426,58 @@ func (l *link) run() {
 func (l *link) receive(msg *nats.Msg) {
 	topic, ok := topicOf(l.b.prefix, msg.Subject)
 	d := msg.Data
-	if !ok || len(d) < envHeader || d[0] != envVersion {
+	header := 0
+	switch {
+	case len(d) >= envHeader && d[0] == envVersion:
+		header = envHeader
+	case len(d) >= envV1Header && d[0] == envV1:
+		header = envV1Header
+	}
+	if !ok || header == 0 {
 		l.b.log.Debug("natsbroker: ignoring a message that is not a colibri publish", slog.String("subject", msg.Subject))
 		return
 	}
 	kind := messages.Kind(d[1])
 	node := binary.BigEndian.Uint64(d[2:10])
 	seq := binary.BigEndian.Uint64(d[10:18])
+	var tseq uint64
+	if header == envHeader {
+		tseq = binary.BigEndian.Uint64(d[18:26])
+	}
 	if node == l.node || (kind != messages.KindText && kind != messages.KindBinary) {
 		return
 	}
-	klen, n := binary.Uvarint(d[envHeader:])
-	if n <= 0 || uint64(len(d)-envHeader-n) < klen {
+	klen, n := binary.Uvarint(d[header:])
+	if n <= 0 || uint64(len(d)-header-n) < klen {
 		return
 	}
-	key := string(d[envHeader+n : envHeader+n+int(klen)])
-	payload := d[envHeader+n+int(klen):]
+	key := string(d[header+n : header+n+int(klen)])
+	payload := d[header+n+int(klen):]
 
-	// NATS sends every copy of a publisher's message before any copy of
-	// its next one, so a sequence number not above the last one seen is
-	// a second copy through an overlapping subscription.
-	o, known := l.origins[node]
-	if known && seq <= o.seq {
+	deliver, lost := l.tracker.accept(node, seq, topic, tseq, msg.Sub, time.Now())
+	if !deliver {
 		return
 	}
-	l.origins[node] = origin{seq: seq, seen: time.Now()}
-
+	if lost > 0 {
+		l.b.missing.Add(int64(lost))
+	}
 	l.deliver(l.ctx, topics.Publication{
 		Topic:   topic,
 		Message: wsconn.Prepare(messages.Message{Kind: kind, Payload: payload}),
 		Key:     key,
+		Lost:    int(min(lost, math.MaxInt32)),
 	})
+}
+
+// reportMissing logs, at most once a second, the messages of other nodes
+// found missing since the last report.
+func (l *link) reportMissing() {
+	total := l.b.missing.Load()
+	if total > l.missing {
+		l.b.log.Warn("natsbroker: messages from other nodes were lost on the way (a NATS outage, or this node fell behind)",
+			slog.Int64("lost", total-l.missing), slog.Int64("lost_total", total))
+	}
+	l.missing = total
 }
 
 // checkDropped reports messages NATS dropped because ch was full.
@@ -371,21 +493,9 @@ func (l *link) checkDropped() {
 	}
 	l.mu.Unlock()
 	if total > l.dropped {
-		l.b.lost.Add(int64(total - l.dropped))
+		l.b.behind.Add(int64(total - l.dropped))
 		l.b.log.Warn("natsbroker: NATS dropped messages for this node: the hub fell behind",
 			slog.Int("dropped", total-l.dropped), slog.Int("pending_limit", cap(l.ch)))
 	}
 	l.dropped = total
-}
-
-// forgetAfter is how long a node remembers another that published
-// nothing. Forgetting is harmless: copies of one message arrive together.
-const forgetAfter = 10 * time.Minute
-
-func (l *link) forget(now time.Time) {
-	for id, o := range l.origins {
-		if now.Sub(o.seen) > forgetAfter {
-			delete(l.origins, id)
-		}
-	}
 }
