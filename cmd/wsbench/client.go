@@ -226,6 +226,9 @@ func (c *clientConn) control(op ws.OpCode, length int) error {
 	case ws.OpPing:
 		return c.write(wsFrame(ws.OpPong, p))
 	case ws.OpClose:
+		if len(p) >= 2 {
+			return fmt.Errorf("%w: %d %q", errServerClosed, binary.BigEndian.Uint16(p), p[2:])
+		}
 		return errServerClosed
 	}
 	return nil
