@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/internal/logctx"
 	"github.com/colibri-ws/colibri/router"
@@ -211,7 +212,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// context carries the logger already.
 		r = r.WithContext(logctx.With(r.Context(), a.log))
 	}
-	if !wsconn.IsUpgradeRequest(r) {
+	if !handshake.IsUpgradeRequest(r) {
 		a.handler.ServeHTTP(w, r)
 		return
 	}

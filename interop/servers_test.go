@@ -233,7 +233,10 @@ func clientAgainst(t *testing.T, s *peerServer, mode string) {
 			// Our own offer with client_max_window_bits: a server that
 			// answers with a window gets messages compressed with it.
 			o := *opts
-			offer := cfg.Compression.Offer()
+			offer := wsconn.Extension{Name: "permessage-deflate"}
+			if !cfg.Compression.ContextTakeover {
+				offer.Params = []wsconn.ExtensionParam{{Name: "client_no_context_takeover"}, {Name: "server_no_context_takeover"}}
+			}
 			offer.Params = append(offer.Params, wsconn.ExtensionParam{Name: "client_max_window_bits"})
 			o.Extensions = []wsconn.Extension{offer}
 			err := wsclient.Run(ctx, s.url+"/echo", func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, sess *clientSession) error {

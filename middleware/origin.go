@@ -6,7 +6,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/colibri-ws/colibri/wsconn"
+	"github.com/colibri-ws/colibri/handshake"
 )
 
 // Origins refuses requests sent by web pages of origins not on an
@@ -18,7 +18,7 @@ import (
 // relies on browser-held credentials must check it.
 //
 // Origins makes the check that colibri's ws routes make on every handshake
-// ([wsconn.CheckOrigin], with the patterns of router.WithOrigins), on every
+// ([handshake.CheckOrigin], with the patterns of router.WithOrigins), on every
 // request that has an Origin header. It lets a request through when
 //
 //   - it has no Origin header: it does not come from a browser page, and a
@@ -54,7 +54,7 @@ func Origins(patterns ...string) func(http.Handler) http.Handler {
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if e := wsconn.CheckOrigin(r, lowered); e != nil {
+			if e := handshake.CheckOrigin(r, lowered); e != nil {
 				e.Write(w)
 				return
 			}

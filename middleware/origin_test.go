@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/colibri-ws/colibri/wsconn"
+	"github.com/colibri-ws/colibri/handshake"
 )
 
 func originRequest(host, origin string) *http.Request {
@@ -69,13 +69,13 @@ func TestOrigins(t *testing.T) {
 	}
 }
 
-// The refusal is the one a ws route answers with: wsconn.CheckOrigin's.
+// The refusal is the one a ws route answers with: handshake.CheckOrigin's.
 func TestOriginsRefusalIsTheWSRoutesOne(t *testing.T) {
 	r := originRequest("api.test", "https://evil.test")
 	w := serve(Origins("app.example.com")(ok), r)
-	want := wsconn.CheckOrigin(r, []string{"app.example.com"})
+	want := handshake.CheckOrigin(r, []string{"app.example.com"})
 	if want == nil {
-		t.Fatal("wsconn.CheckOrigin let https://evil.test through")
+		t.Fatal("handshake.CheckOrigin let https://evil.test through")
 	}
 	if w.Code != http.StatusForbidden || w.Body.String() != want.Message+"\n" ||
 		!strings.Contains(w.Body.String(), `"https://evil.test"`) ||

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -84,7 +85,7 @@ func (o *OTel) Handler(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !wsconn.IsUpgradeRequest(r) {
+		if !handshake.IsUpgradeRequest(r) {
 			next.ServeHTTP(w, r)
 			return
 		}

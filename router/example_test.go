@@ -13,6 +13,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/middleware"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -185,7 +186,7 @@ func ExampleDontUpgrade() {
 func ExampleWithSubprotocols() {
 	versions := []string{"v2.chat", "v1.chat"}
 	decide := func(req *http.Request) (struct{}, router.Decision) {
-		if wsconn.SelectSubprotocol(req, versions) == "" {
+		if handshake.SelectSubprotocol(req, versions) == "" {
 			return struct{}{}, router.Reject(http.StatusBadRequest, "speak v1.chat or v2.chat")
 		}
 		return struct{}{}, router.Upgrade(nil)

@@ -8,9 +8,10 @@ import (
 )
 
 // WebSockets over HTTP/2 (RFC 8441) take the same ws routes as HTTP/1.1
-// upgrades: IsUpgradeRequest recognises an extended CONNECT, the route's
-// pattern has no method so it matches CONNECT too, and CheckRequest,
-// CheckOrigin, the middleware and shouldUpgrade run unchanged. Only the
+// upgrades: handshake.IsUpgradeRequest recognises an extended CONNECT,
+// the route's pattern has no method so it matches CONNECT too, and
+// handshake.CheckRequest, handshake.CheckOrigin, the middleware and
+// shouldUpgrade run unchanged. Only the
 // hand-off differs. An HTTP/2 stream cannot be hijacked and ends when
 // ServeHTTP returns, so the connection is served in ServeHTTP's goroutine
 // instead of one of its own.

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -44,7 +45,7 @@ func (r *Router) upgradeEnded(req *http.Request, began time.Time, status int, er
 	}
 	_, route := r.root.ws.Handler(req)
 	accepted := err == nil && (status == http.StatusSwitchingProtocols ||
-		wsconn.IsExtendedConnect(req) && status >= 200 && status < 300)
+		handshake.IsExtendedConnect(req) && status >= 200 && status < 300)
 	o.Upgraded(req, wsconn.UpgradeResult{Route: route, Accepted: accepted, Status: status, Duration: time.Since(began), Err: err})
 }
 

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
-	"github.com/colibri-ws/colibri/wsconn"
 )
 
 // Router is an http.Handler that routes by Go's ServeMux patterns
@@ -141,7 +141,7 @@ func (r *Router) Connections() int { return r.root.sessions.Len() }
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rt := r.root
 	h := rt.chain()
-	if !rt.hasWS || !wsconn.IsUpgradeRequest(req) {
+	if !rt.hasWS || !handshake.IsUpgradeRequest(req) {
 		h.ServeHTTP(w, req)
 		return
 	}
@@ -205,7 +205,7 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 			}
 			// A 2xx answer to an extended CONNECT would open the stream
 			// as a WebSocket, so HTTP routes never answer one.
-			if _, pattern := rt.mux.Handler(req); pattern == "" || wsconn.IsExtendedConnect(req) {
+			if _, pattern := rt.mux.Handler(req); pattern == "" || handshake.IsExtendedConnect(req) {
 				http.Error(w, "this WebSocket endpoint declined the upgrade", http.StatusForbidden)
 				return
 			}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/internal/logctx"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -131,7 +132,7 @@ func (rt *wsRoute[T]) config(r *http.Request) *wsconn.Config {
 // that is no upgrade, sent by dispatch through the route's middleware,
 // gets the handshake's error (426 for a plain GET).
 func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if e := wsconn.CheckRequest(r); e != nil {
+	if e := handshake.CheckRequest(r); e != nil {
 		e.Write(w)
 		return
 	}
@@ -141,7 +142,7 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !rt.opts.anyOrigin {
-		if e := wsconn.CheckOrigin(r, rt.opts.origins); e != nil {
+		if e := handshake.CheckOrigin(r, rt.opts.origins); e != nil {
 			e.Write(w)
 			return
 		}
@@ -180,7 +181,7 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// middleware nobody would read these (the root's middleware is fixed
 	// once it serves). HTTP/2 has no Upgrade or Connection headers (RFC
 	// 9113 §8.2.2).
-	if (rt.grouped || len(rt.root.mws) > 0) && !wsconn.IsExtendedConnect(r) {
+	if (rt.grouped || len(rt.root.mws) > 0) && !handshake.IsExtendedConnect(r) {
 		// One allocation for both values; each slice is capped, so that
 		// appending to one cannot reach the other.
 		v := []string{"websocket", "Upgrade"}
@@ -205,19 +206,19 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Gro
 		refuseBusy(w, err)
 		return http.StatusServiceUnavailable, nil
 	}
-	u, err := wsconn.Accept(w, r, rt.acceptOptions(w, g))
+	u, err := handshake.Accept(w, r, rt.acceptOptions(w, g))
 	if err != nil {
 		group.Leave(ctx)
 		rt.logger(r).LogAttrs(r.Context(), slog.LevelDebug, "handshake failed",
 			slog.String("route", rt.route), slog.Any("err", err))
-		if he, ok := errors.AsType[*wsconn.HandshakeError](err); ok {
+		if he, ok := errors.AsType[*handshake.Error](err); ok {
 			return he.Status, nil
 		}
 		return http.StatusInternalServerError, err
 	}
 	u.Route = rt.route
 	cfg := rt.config(r)
-	if wsconn.IsExtendedConnect(r) {
+	if u.HTTP2 {
 		serveStream(r, func() { _ = wsconn.Serve(ctx, u, value, rt.handler, cfg) })
 		return http.StatusOK, nil
 	}
@@ -283,12 +284,12 @@ func Everywhere[T any](shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T]
 
 // acceptOptions are the handshake options of the route; the 101 (or 200)
 // is bounded by the route's handshake timeout, else the group's.
-func (rt *wsRoute[T]) acceptOptions(w http.ResponseWriter, g *group.Group) *wsconn.AcceptOptions {
+func (rt *wsRoute[T]) acceptOptions(w http.ResponseWriter, g *group.Group) *handshake.AcceptOptions {
 	timeout := rt.opts.handshakeTimeout
 	if timeout <= 0 {
 		timeout = g.HandshakeTimeout
 	}
-	return &wsconn.AcceptOptions{
+	return &handshake.AcceptOptions{
 		Subprotocols:    rt.opts.subprotocols,
 		SkipOriginCheck: true, // checked in ServeHTTP, where the answer can be an HTTP error
 		Header:          w.Header(),

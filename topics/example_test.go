@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/topics"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -43,7 +44,7 @@ func Example() {
 
 	// Serving the handler; the router package does this for applications.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := wsconn.Accept(w, r, nil)
+		u, err := handshake.Accept(w, r, nil)
 		if err != nil {
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsclient"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -40,7 +41,7 @@ func servers(t *testing.T, h http.Handler, f func(t *testing.T, srv *wstest.Serv
 // serverConfig is the server side's connection config.
 func serverConfig(cfg wsconn.Config) *wstest.HandlerOptions {
 	cfg.Logger = quiet
-	return &wstest.HandlerOptions{Config: &cfg, Accept: &wsconn.AcceptOptions{Subprotocols: []string{"chat.v2"}}}
+	return &wstest.HandlerOptions{Config: &cfg, Accept: &handshake.AcceptOptions{Subprotocols: []string{"chat.v2"}}}
 }
 
 func TestColibriCloseCodesBothWays(t *testing.T) {

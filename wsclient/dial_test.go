@@ -229,7 +229,7 @@ func TestDialCompressionAnswers(t *testing.T) {
 				return
 			}
 			var he *wsclient.HandshakeError
-			if !errors.As(err, &he) || !errors.Is(err, wsconn.ErrCompressionResponse) || !strings.Contains(he.Reason, tc.reason) {
+			if !errors.As(err, &he) || !errors.Is(err, wsclient.ErrCompressionResponse) || !strings.Contains(he.Reason, tc.reason) {
 				t.Fatalf("got %v, want an unusable compression answer: %s", err, tc.reason)
 			}
 		})

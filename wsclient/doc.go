@@ -59,7 +59,7 @@
 //
 // With Options.Config.Compression enabled, Dial offers permessage-deflate
 // (RFC 7692), checks the server's answer (an unusable one matches
-// wsconn.ErrCompressionResponse) and the connection compresses as the
+// ErrCompressionResponse) and the connection compresses as the
 // config says. Other extensions go in Options.Extensions: Dial offers them,
 // refuses an answer that accepts anything not offered, and passes what was
 // accepted on in Upgraded.Extensions; it applies nothing to the frames.

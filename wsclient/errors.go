@@ -16,6 +16,11 @@ const MaxErrorBody = 64 << 10
 // (or the proxy) answered, but not with a valid switch to WebSocket.
 var ErrHandshake = errors.New("wsclient: handshake failed")
 
+// ErrCompressionResponse is the Err of a HandshakeError whose server
+// answered the permessage-deflate offer with parameters that cannot be
+// honoured (RFC 7692 §7.1).
+var ErrCompressionResponse = errors.New("wsclient: unusable permessage-deflate response")
+
 // HandshakeError is an opening handshake that did not succeed although an
 // HTTP answer arrived: the server refused the upgrade (any status other
 // than 101), the proxy refused the CONNECT tunnel (Proxy is set), or the
@@ -39,7 +44,7 @@ type HandshakeError struct {
 	// Reason says why a 101 answer was not accepted; empty for a refusal.
 	Reason string
 	// Err is the error behind Reason when there is one to test for, such
-	// as wsconn.ErrCompressionResponse for a permessage-deflate answer
+	// as ErrCompressionResponse for a permessage-deflate answer
 	// that cannot be honoured.
 	Err error
 }

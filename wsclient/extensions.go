@@ -9,6 +9,7 @@ import (
 
 	"github.com/gobwas/httphead"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -28,7 +29,18 @@ func offers(o *Options) []wsconn.Extension {
 			return exts
 		}
 	}
-	return append(slices.Clip(exts), o.Config.Compression.Offer())
+	return append(slices.Clip(exts), deflateOffer(o.Config.Compression))
+}
+
+// deflateOffer returns the permessage-deflate offer for c: without
+// context takeover (the default) it asks both sides to reset their
+// context after every message.
+func deflateOffer(c wsconn.Compression) wsconn.Extension {
+	o := wsconn.Extension{Name: deflateName}
+	if !c.ContextTakeover {
+		o.Params = []wsconn.ExtensionParam{{Name: "client_no_context_takeover"}, {Name: "server_no_context_takeover"}}
+	}
+	return o
 }
 
 // formatOffers returns the Sec-WebSocket-Extensions value that offers
@@ -72,7 +84,7 @@ func isToken(s string) bool {
 func checkExtensions(h http.Header, offered []wsconn.Extension) ([]wsconn.Extension, string, error) {
 	var exts []wsconn.Extension
 	for _, v := range h.Values("Sec-WebSocket-Extensions") {
-		more, err := wsconn.ParseExtensions(v)
+		more, err := handshake.ParseExtensions(v)
 		if err != nil {
 			return nil, fmt.Sprintf("malformed Sec-WebSocket-Extensions %q", v), nil
 		}
@@ -99,7 +111,7 @@ func checkExtensions(h http.Header, offered []wsconn.Extension) ([]wsconn.Extens
 		}
 		switch {
 		case reason != "" && e.Name == deflateName:
-			return nil, "permessage-deflate: " + reason, wsconn.ErrCompressionResponse
+			return nil, "permessage-deflate: " + reason, ErrCompressionResponse
 		case reason != "":
 			return nil, fmt.Sprintf("extension %q: %s", e.Name, reason), nil
 		}

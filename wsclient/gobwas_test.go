@@ -31,6 +31,7 @@ import (
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/wsclient"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -90,7 +91,7 @@ func gobwasCtx(t *testing.T) context.Context {
 // both clients (gobwas's offer is the very header colibri sent) and
 // answers with responses that a client must check (RFC 7692 §7.1).
 // colibri refuses every one it cannot honour with an error that matches
-// wsconn.ErrCompressionResponse; gobwas's Dialer matches extension names
+// wsclient.ErrCompressionResponse; gobwas's Dialer matches extension names
 // only and accepts them all, leaving the parameters to its user.
 func TestDialDeflateResponseColibriVsGobwas(t *testing.T) {
 	const granted = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
@@ -104,27 +105,27 @@ func TestDialDeflateResponseColibriVsGobwas(t *testing.T) {
 		{
 			name:    "drops server_no_context_takeover, which the offer asked for",
 			answer:  "permessage-deflate; client_no_context_takeover",
-			colibri: wsconn.ErrCompressionResponse,
+			colibri: wsclient.ErrCompressionResponse,
 		},
 		{
 			name:    "client_max_window_bits that was not offered",
 			answer:  granted + "; client_max_window_bits=10",
-			colibri: wsconn.ErrCompressionResponse,
+			colibri: wsclient.ErrCompressionResponse,
 		},
 		{
 			name:    "server_max_window_bits out of range",
 			answer:  granted + "; server_max_window_bits=7",
-			colibri: wsconn.ErrCompressionResponse,
+			colibri: wsclient.ErrCompressionResponse,
 		},
 		{
 			name:    "unknown parameter",
 			answer:  granted + "; x_unknown",
-			colibri: wsconn.ErrCompressionResponse,
+			colibri: wsclient.ErrCompressionResponse,
 		},
 		{
 			name:    "accepted twice",
 			answer:  granted + ", " + granted,
-			colibri: wsconn.ErrCompressionResponse,
+			colibri: wsclient.ErrCompressionResponse,
 		},
 		{
 			name:         "an extension that was not offered",
@@ -351,7 +352,7 @@ func TestDialProxyColibriVsGobwas(t *testing.T) {
 // request fails.
 func TestDialTLSALPNColibriVsGobwas(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, err := wsconn.Accept(w, r, nil); err == nil {
+		if u, err := handshake.Accept(w, r, nil); err == nil {
 			u.Conn.Close()
 		}
 	}))

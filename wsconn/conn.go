@@ -48,7 +48,8 @@ type Session[T any] struct {
 }
 
 // Upgraded is a connection whose opening handshake is complete, ready to be
-// served. Accept produces one on the server side; wsclient on the client side.
+// served. handshake.Accept produces one on the server side; wsclient on the
+// client side.
 type Upgraded struct {
 	// Conn is the transport. colibri owns it from here on and closes it.
 	Conn net.Conn
@@ -68,6 +69,9 @@ type Upgraded struct {
 	// Route is the pattern of the ws route that accepted the connection,
 	// for Conn.Route and the connection's log lines; the router sets it.
 	Route string
+	// HTTP2 is true when Conn is an HTTP/2 stream (RFC 8441) rather than
+	// a connection of its own; handshake.Accept sets it. See Conn.HTTP2.
+	HTTP2 bool
 }
 
 var connIDs atomic.Uint64
@@ -90,6 +94,7 @@ type Conn struct {
 	exts      []Extension
 	id        uint64
 	client    bool
+	http2     bool
 	route     string
 	start     time.Time // on the Config's clock
 	parent    context.Context
@@ -163,6 +168,7 @@ func newConn(u Upgraded, cfg *Config, deflate *deflateParams) *Conn {
 	c := &Conn{
 		nc:      u.Conn,
 		client:  u.Client,
+		http2:   u.HTTP2,
 		set:     cfg.resolve(),
 		req:     u.Request,
 		proto:   u.Subprotocol,

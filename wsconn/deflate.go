@@ -56,77 +56,6 @@ type deflateParams struct {
 	ownWindow      int // 8 to 15; 0 means 15
 }
 
-// NegotiateCompression picks the first of a client's permessage-deflate
-// offers that this server can honour (RFC 7692 §5, §7.1) and returns the
-// response, or ok false when it declines them all. An offer that limits
-// the server's window with server_max_window_bits (8 to 15) is honoured: the
-// response repeats the value and the server compresses with that window.
-// Offers that repeat a parameter, carry an unknown one or a bad value are
-// declined rather than failing the handshake.
-func (c Compression) NegotiateCompression(offers []Extension) (resp Extension, ok bool) {
-	if !c.Enabled {
-		return resp, false
-	}
-	for _, offer := range offers {
-		if offer.Name != deflateName {
-			continue
-		}
-		var seen [4]bool
-		serverNoTakeover, serverWindow, valid := false, "", true
-		for _, p := range offer.Params {
-			i := -1
-			switch p.Name {
-			case "server_no_context_takeover":
-				i, valid = 0, p.Value == ""
-				serverNoTakeover = true
-			case "client_no_context_takeover":
-				i, valid = 1, p.Value == ""
-			case "server_max_window_bits":
-				i, valid = 2, windowValue(p.Value) > 0
-				serverWindow = p.Value
-			case "client_max_window_bits":
-				// A hint that the client could use a smaller window; our
-				// decompressor handles any, so the response leaves it out.
-				i, valid = 3, p.Value == "" || windowValue(p.Value) > 0
-			default:
-				valid = false
-			}
-			if valid && seen[i] {
-				valid = false
-			}
-			if !valid {
-				break
-			}
-			seen[i] = true
-		}
-		if !valid {
-			continue
-		}
-		resp = Extension{Name: deflateName, Params: make([]ExtensionParam, 0, 3)}
-		if serverNoTakeover || !c.ContextTakeover {
-			resp.Params = append(resp.Params, ExtensionParam{Name: "server_no_context_takeover"})
-		}
-		if seen[1] || !c.ContextTakeover {
-			// An offer with client_no_context_takeover says the client
-			// resets its context anyway; saying so in the answer costs
-			// nothing, lets the decompressor be pooled, and is what
-			// clients such as gorilla/websocket require to accept the
-			// answer (RFC 7692 §7.1.1.2).
-			resp.Params = append(resp.Params, ExtensionParam{Name: "client_no_context_takeover"})
-		}
-		if seen[2] {
-			// The same value: the server's compressor is limited to it
-			// (RFC 7692 §7.1.2.1).
-			resp.Params = append(resp.Params, ExtensionParam{Name: "server_max_window_bits", Value: serverWindow})
-		}
-		if len(resp.Params) == 0 {
-			resp.Params = nil
-		}
-		return resp, true
-	}
-	return resp, false
-}
-
 // windowValue returns the window size in bits that v, the value of a
 // *_max_window_bits parameter, names: 8 to 15 written as plain digits
 // (RFC 7692 §7.1.2.1), or 0 when v is not a valid value.
@@ -141,18 +70,11 @@ func windowValue(v string) int {
 	return n
 }
 
-// Offer returns the permessage-deflate offer a client sends for c.
-func (c Compression) Offer() Extension {
-	o := Extension{Name: deflateName}
-	if !c.ContextTakeover {
-		o.Params = []ExtensionParam{{Name: "client_no_context_takeover"}, {Name: "server_no_context_takeover"}}
-	}
-	return o
-}
-
-// ErrCompressionResponse is returned by a client whose server answered its
-// permessage-deflate offer with parameters it cannot honour.
-var ErrCompressionResponse = errors.New("wsconn: unusable permessage-deflate response")
+// errDeflateParams is returned by Serve and Start when the negotiated
+// permessage-deflate extension has parameters this side cannot honour.
+// wsclient refuses such an answer during the handshake, so it does not
+// get this far.
+var errDeflateParams = errors.New("wsconn: unusable permessage-deflate parameters")
 
 // deflateFrom reads the negotiated permessage-deflate parameters, if any,
 // from exts; client tells which side of the connection we are. A window
@@ -173,14 +95,14 @@ func deflateFrom(exts []Extension, client bool) (*deflateParams, error) {
 				clientNo = true
 			case "server_max_window_bits":
 				if serverWindow = windowValue(p.Value); serverWindow == 0 {
-					return nil, ErrCompressionResponse
+					return nil, errDeflateParams
 				}
 			case "client_max_window_bits":
 				if clientWindow = windowValue(p.Value); clientWindow == 0 {
-					return nil, ErrCompressionResponse
+					return nil, errDeflateParams
 				}
 			default:
-				return nil, ErrCompressionResponse
+				return nil, errDeflateParams
 			}
 		}
 		if client {

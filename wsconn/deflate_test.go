@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
 
 	coder "github.com/coder/websocket"
@@ -268,51 +269,6 @@ func TestCompressionViolations(t *testing.T) {
 	})
 }
 
-func TestNegotiation(t *testing.T) {
-	on := wsconn.Compression{Enabled: true}
-	tests := []struct {
-		offer string
-		cfg   wsconn.Compression
-		want  string // "" declines
-	}{
-		{"permessage-deflate", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
-		{"permessage-deflate; client_max_window_bits", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
-		{"permessage-deflate; server_max_window_bits=10, permessage-deflate", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10"},
-		{"permessage-deflate; server_max_window_bits=15", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15"},
-		{"permessage-deflate; server_max_window_bits=8", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=8"},
-		{`permessage-deflate; server_max_window_bits="9"`, on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9"},
-		{"permessage-deflate; server_max_window_bits=7, permessage-deflate; server_max_window_bits=16, permessage-deflate", on, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
-		{"permessage-deflate; server_max_window_bits=09", on, ""},
-		{"permessage-deflate; server_max_window_bits", on, ""},
-		{"permessage-deflate; server_max_window_bits=10; server_max_window_bits=10", on, ""},
-		{"permessage-deflate; client_max_window_bits=16", on, ""},
-		{"permessage-deflate; unknown_param", on, ""},
-		{"permessage-deflate; server_no_context_takeover; server_no_context_takeover", on, ""},
-		{"permessage-deflate; server_no_context_takeover=1", on, ""},
-		{"x-webkit-deflate-frame", on, ""},
-		{"permessage-deflate", wsconn.Compression{}, ""},
-		{"permessage-deflate", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate"},
-		{"permessage-deflate; server_no_context_takeover", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; server_no_context_takeover"},
-		{"permessage-deflate; client_no_context_takeover", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; client_no_context_takeover"},
-		{"permessage-deflate; server_no_context_takeover; client_no_context_takeover", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
-		{"permessage-deflate; server_max_window_bits=12", wsconn.Compression{Enabled: true, ContextTakeover: true}, "permessage-deflate; server_max_window_bits=12"},
-	}
-	for _, tt := range tests {
-		offers, err := wsconn.ParseExtensions(tt.offer)
-		if err != nil {
-			t.Fatalf("bad test offer %q: %v", tt.offer, err)
-		}
-		resp, accepted := tt.cfg.NegotiateCompression(offers)
-		got := ""
-		if accepted {
-			got = resp.String()
-		}
-		if got != tt.want {
-			t.Errorf("offer %q: got %q, want %q", tt.offer, got, tt.want)
-		}
-	}
-}
-
 func TestCompressionPreparedSharesOneCompression(t *testing.T) {
 	ready := make(chan *wsconn.Outbound, 2)
 	release := make(chan struct{})
@@ -350,7 +306,7 @@ func TestCompressionPreparedSharesOneCompression(t *testing.T) {
 // testServerAccept is testServer with the handshake's compression taken
 // from cfg.
 func testServerAccept(t testing.TB, cfg *wsconn.Config, h handlerFunc) (string, *group.Group) {
-	return testServerOpts(t, cfg, h, &wsconn.AcceptOptions{Subprotocols: []string{"chat", "echo"}, Compression: cfg.Compression})
+	return testServerOpts(t, cfg, h, &handshake.AcceptOptions{Subprotocols: []string{"chat", "echo"}, Compression: cfg.Compression})
 }
 
 func dialRawExt(t testing.TB, url, ext string) *rawClient {

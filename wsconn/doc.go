@@ -57,14 +57,15 @@
 //
 // # Serving
 //
-// Accept validates a handshake and hijacks the connection; Serve runs a
-// handler on the result in the calling goroutine, Start in one of the
-// connection's own. Most applications use the router package, which does
-// both and shuts its connections down with 1001.
+// Serve runs a handler on an upgraded connection (an Upgraded) in the
+// calling goroutine, Start in one of the connection's own. The opening
+// handshake that produces an Upgraded is package handshake's job
+// (handshake.Accept) on the server side, and package wsclient's on the
+// client side. Most applications use the router package, which does both
+// and shuts its connections down with 1001.
 //
-// Accept also completes a WebSocket handshake made over HTTP/2 (an
-// extended CONNECT, RFC 8441): it answers 200 and the connection runs over
-// the request's stream, which ends when the handler that accepted it
+// A connection can also run over an HTTP/2 stream (an extended CONNECT,
+// RFC 8441). The stream ends when the HTTP handler that accepted it
 // returns, so it is served with Serve in that handler's goroutine.
 // Conn.HTTP2 tells the two kinds apart; nothing else differs.
 package wsconn

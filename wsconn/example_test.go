@@ -17,57 +17,10 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsconn"
 )
-
-// Serving WebSocket connections with net/http and wsconn alone: Accept
-// answers the handshake, and Serve runs the handler in the HTTP handler's
-// goroutine until the connection is over. Most applications let the
-// router package do this; it also counts the connections and shuts them
-// down with 1001.
-func ExampleAccept() {
-	greet := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[string]) error {
-		// s.Value is what the HTTP handler passed to Serve.
-		return out.WriteText(ctx, fmt.Sprintf("hello %s, you speak %s", s.Value, s.Subprotocol()))
-	}
-
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) {
-		u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{Subprotocols: []string{"chat.v2", "chat.v1"}})
-		if err != nil {
-			return // Accept has written the HTTP error (400, 403, 405, 426)
-		}
-		// Serve in the HTTP handler's goroutine, until the connection is
-		// over; it closes with 1001 if the context given to Serve ends.
-		// (wsconn.Start would run it in a goroutine of its own, as the
-		// router does.)
-		_ = wsconn.Serve(r.Context(), u, r.URL.Query().Get("name"), greet, nil)
-	})
-	srv := httptest.NewServer(mux) // 127.0.0.1, a free port
-	defer srv.Close()
-	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws?name=ada"
-
-	d := websocket.Dialer{Subprotocols: []string{"chat.v1"}}
-	c, _, err := d.Dial(url, nil)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer c.Close()
-	_, p, _ := c.ReadMessage()
-	fmt.Println(string(p))
-	_, _, err = c.ReadMessage() // the handler returned nil
-	fmt.Println(err)
-
-	// A cross-site page is refused before any socket exists.
-	_, resp, _ := websocket.DefaultDialer.Dial(url, http.Header{"Origin": {"https://evil.example"}})
-	fmt.Println(resp.StatusCode)
-	// Output:
-	// hello ada, you speak chat.v1
-	// websocket: close 1000 (normal)
-	// 403
-}
 
 // Messages yields whole messages up to a size limit. The payload is
 // borrowed: it is reused once the loop body returns, so keep a Clone.
@@ -431,7 +384,7 @@ func exampleServer(handler wsconn.Handler[struct{}], cfg *wsconn.Config) (url st
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := wsconn.Accept(w, r, nil)
+		u, err := handshake.Accept(w, r, nil)
 		if err != nil {
 			return
 		}
@@ -466,29 +419,6 @@ func hangUp(c *websocket.Conn) {
 	c.Close()
 }
 
-// Extensions travel as Extension values: ParseExtensions reads the
-// Sec-WebSocket-Extensions header of a request, NegotiateCompression
-// answers a permessage-deflate offer, and String formats the answer for
-// the header. Accept does all of this itself; Conn.Extensions returns the
-// result.
-func ExampleParseExtensions() {
-	offers, err := wsconn.ParseExtensions("permessage-deflate; server_max_window_bits=10; client_max_window_bits, x-webkit-deflate-frame")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	for _, o := range offers {
-		bits, ok := o.Param("server_max_window_bits")
-		fmt.Printf("offer %s (server window %q, %v)\n", o.Name, bits, ok)
-	}
-	resp, ok := wsconn.Compression{Enabled: true}.NegotiateCompression(offers)
-	fmt.Println(ok, resp)
-	// Output:
-	// offer permessage-deflate (server window "10", true)
-	// offer x-webkit-deflate-frame (server window "", false)
-	// true permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10
-}
-
 // An Extension's String quotes a value that is not a token, as the
 // header's grammar requires (RFC 6455 §9.1).
 func ExampleExtension_String() {
@@ -498,7 +428,7 @@ func ExampleExtension_String() {
 		{Name: "flag"},
 	}}
 	fmt.Println(e)
-	back, _ := wsconn.ParseExtensions(e.String())
+	back, _ := handshake.ParseExtensions(e.String())
 	fmt.Printf("%q\n", back[0].Params[1].Value)
 	// Output:
 	// x-colibri; mode=fast; note="a \"quoted\" word"; flag

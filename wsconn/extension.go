@@ -1,11 +1,6 @@
 package wsconn
 
-import (
-	"bytes"
-	"fmt"
-
-	"github.com/gobwas/httphead"
-)
+import "github.com/gobwas/httphead"
 
 // Extension is a WebSocket extension with its parameters, as one element
 // of a Sec-WebSocket-Extensions header carries it (RFC 6455 §9.1): an
@@ -70,17 +65,6 @@ func (e Extension) appendTo(b []byte) []byte {
 	return b
 }
 
-// appendExtensions appends exts as one header value, comma-separated.
-func appendExtensions(b []byte, exts []Extension) []byte {
-	for i, e := range exts {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = e.appendTo(b)
-	}
-	return b
-}
-
 // isToken reports whether s is a non-empty token (RFC 9110 §5.6.2).
 func isToken(s string) bool {
 	if s == "" {
@@ -92,49 +76,4 @@ func isToken(s string) bool {
 		}
 	}
 	return true
-}
-
-// ParseExtensions parses Sec-WebSocket-Extensions header values (RFC 6455
-// §9.1), each a comma-separated list, into one list in their order. A
-// quoted parameter value comes back unquoted. It fails on the first value
-// that does not follow the header's grammar.
-func ParseExtensions(values ...string) ([]Extension, error) {
-	var opts []httphead.Option
-	for _, v := range values {
-		var ok bool
-		if opts, ok = httphead.ParseOptions([]byte(v), opts); !ok {
-			return nil, fmt.Errorf("wsconn: malformed Sec-WebSocket-Extensions %q", v)
-		}
-	}
-	if len(opts) == 0 {
-		return nil, nil
-	}
-	exts := make([]Extension, len(opts))
-	for i, o := range opts {
-		exts[i].Name = string(o.Name)
-		if n := o.Parameters.Size(); n > 0 {
-			exts[i].Params = make([]ExtensionParam, 0, n)
-		}
-		o.Parameters.ForEach(func(k, v []byte) bool {
-			exts[i].Params = append(exts[i].Params, ExtensionParam{Name: string(k), Value: unescape(v)})
-			return true
-		})
-	}
-	return exts, nil
-}
-
-// unescape returns a parameter value with the quoted-pair escapes of a
-// quoted string resolved; httphead removes only the quotes.
-func unescape(v []byte) string {
-	if bytes.IndexByte(v, '\\') < 0 {
-		return string(v)
-	}
-	b := make([]byte, 0, len(v))
-	for i := 0; i < len(v); i++ {
-		if v[i] == '\\' && i+1 < len(v) {
-			i++
-		}
-		b = append(b, v[i])
-	}
-	return string(b)
 }

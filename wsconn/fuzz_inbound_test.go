@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/handshake"
+	"github.com/colibri-ws/colibri/internal/memconn"
 	"github.com/colibri-ws/colibri/internal/race"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -118,7 +120,7 @@ func runInbound(t *testing.T, data []byte, mode inboundMode) {
 	if mode.trickle {
 		maxRead = 7
 	}
-	client, server := memPipe(maxRead)
+	client, server := memconn.Pipe(maxRead)
 	defer client.Close()
 
 	cfg := &wsconn.Config{
@@ -139,7 +141,7 @@ func runInbound(t *testing.T, data []byte, mode inboundMode) {
 			offer = "permessage-deflate"
 		}
 		cfg.Compression = wsconn.Compression{Enabled: true, ContextTakeover: mode.takeover}
-		u.Extensions, _ = wsconn.ParseExtensions(offer)
+		u.Extensions, _ = handshake.ParseExtensions(offer)
 	}
 	body := data
 	if mode.buffered {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
 
 	"github.com/gobwas/ws"
@@ -58,14 +59,14 @@ func (l *logBuffer) waitLog(t *testing.T, re string) {
 }
 
 // h2Server serves handler over HTTP/2 with TLS on a loopback port: the
-// plain-Go way, Accept and Serve inside Group.Run. It returns the https
+// plain-Go way, handshake.Accept and Serve inside Group.Run. It returns the https
 // base URL, a client trusting the server, the Group and the server log.
-func h2Server(t *testing.T, cfg wsconn.Config, opts *wsconn.AcceptOptions, handler handlerFunc) (string, *h2test.Client, *group.Group, *logBuffer) {
+func h2Server(t *testing.T, cfg wsconn.Config, opts *handshake.AcceptOptions, handler handlerFunc) (string, *h2test.Client, *group.Group, *logBuffer) {
 	t.Helper()
 	return h2ServerGroup(t, &group.Group{}, cfg, opts, handler)
 }
 
-func h2ServerGroup(t *testing.T, g *group.Group, cfg wsconn.Config, opts *wsconn.AcceptOptions, handler handlerFunc) (string, *h2test.Client, *group.Group, *logBuffer) {
+func h2ServerGroup(t *testing.T, g *group.Group, cfg wsconn.Config, opts *handshake.AcceptOptions, handler handlerFunc) (string, *h2test.Client, *group.Group, *logBuffer) {
 	t.Helper()
 	cert, pool := h2test.Certificate(t)
 	logs := &logBuffer{}
@@ -74,7 +75,7 @@ func h2ServerGroup(t *testing.T, g *group.Group, cfg wsconn.Config, opts *wsconn
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		ctx, err := g.Enter(r.Context())
 		if err == nil {
-			u, err := wsconn.Accept(w, r, opts)
+			u, err := handshake.Accept(w, r, opts)
 			if err != nil {
 				group.Leave(ctx)
 				return
@@ -150,7 +151,7 @@ func describe(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *
 }
 
 func TestHTTP2EchoOverStream(t *testing.T) {
-	base, client, _, logs := h2Server(t, wsconn.Config{KeepRequest: true}, &wsconn.AcceptOptions{Subprotocols: []string{"chat", "echo"}}, describe)
+	base, client, _, logs := h2Server(t, wsconn.Config{KeepRequest: true}, &handshake.AcceptOptions{Subprotocols: []string{"chat", "echo"}}, describe)
 	s := dialH2(t, client, base+"/ws", http.Header{"Sec-Websocket-Protocol": {"v2.other, echo"}})
 
 	if got := s.Response.Header.Get("Sec-WebSocket-Protocol"); got != "echo" {
@@ -347,7 +348,7 @@ func TestHTTP2WriteTimeoutResetsOnlyTheStream(t *testing.T) {
 }
 
 func TestHTTP2Compression(t *testing.T) {
-	opts := &wsconn.AcceptOptions{Compression: wsconn.Compression{Enabled: true}}
+	opts := &handshake.AcceptOptions{Compression: wsconn.Compression{Enabled: true}}
 	base, client, _, _ := h2Server(t, wsconn.Config{Compression: wsconn.Compression{Enabled: true}}, opts, echo)
 	s := dialH2(t, client, base+"/ws", http.Header{"Sec-Websocket-Extensions": {"permessage-deflate; client_max_window_bits"}})
 	ext := s.Response.Header.Get("Sec-WebSocket-Extensions")
@@ -377,7 +378,7 @@ func TestHTTP2Compression(t *testing.T) {
 }
 
 func TestHTTP2HandshakeRefusals(t *testing.T) {
-	base, client, _, _ := h2Server(t, wsconn.Config{}, &wsconn.AcceptOptions{OriginPatterns: []string{"*.example.com"}}, echo)
+	base, client, _, _ := h2Server(t, wsconn.Config{}, &handshake.AcceptOptions{OriginPatterns: []string{"*.example.com"}}, echo)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, tc := range []struct {

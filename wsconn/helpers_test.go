@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -28,10 +29,10 @@ type handlerFunc = wsconn.Handler[struct{}]
 // the returned Group, which the test shuts down at cleanup.
 func testServer(t testing.TB, cfg *wsconn.Config, handler handlerFunc) (string, *group.Group) {
 	t.Helper()
-	return testServerOpts(t, cfg, handler, &wsconn.AcceptOptions{Subprotocols: []string{"chat", "echo"}})
+	return testServerOpts(t, cfg, handler, &handshake.AcceptOptions{Subprotocols: []string{"chat", "echo"}})
 }
 
-func testServerOpts(t testing.TB, cfg *wsconn.Config, handler handlerFunc, opts *wsconn.AcceptOptions) (string, *group.Group) {
+func testServerOpts(t testing.TB, cfg *wsconn.Config, handler handlerFunc, opts *handshake.AcceptOptions) (string, *group.Group) {
 	t.Helper()
 	g := &group.Group{}
 	if cfg == nil {
@@ -41,7 +42,7 @@ func testServerOpts(t testing.TB, cfg *wsconn.Config, handler handlerFunc, opts 
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := wsconn.Accept(w, r, opts)
+		u, err := handshake.Accept(w, r, opts)
 		if err != nil {
 			return
 		}

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
+	"github.com/colibri-ws/colibri/internal/memconn"
 
 	gorilla "github.com/gorilla/websocket"
 
@@ -126,26 +128,6 @@ func TestMessagesLimitAboveDefaultsAcceptsOneLargeFrame(t *testing.T) {
 	}
 }
 
-func TestCheckOriginNormalisesDefaultPorts(t *testing.T) {
-	for _, tc := range []struct {
-		origin, host string
-		ok           bool
-	}{
-		{"https://example.com", "example.com:443", true},
-		{"http://example.com:80", "example.com", true},
-		{"https://example.com:8443", "example.com", false},
-		{"null", "example.com", false},
-		{"https://EXAMPLE.com", "example.com", true},
-	} {
-		r := httptest.NewRequest(http.MethodGet, "http://"+tc.host+"/", nil)
-		r.Host = tc.host
-		r.Header.Set("Origin", tc.origin)
-		if err := wsconn.CheckOrigin(r, nil); (err == nil) != tc.ok {
-			t.Errorf("origin %q host %q: %v, want ok=%v", tc.origin, tc.host, err, tc.ok)
-		}
-	}
-}
-
 func TestWritePreparedBatchInOrder(t *testing.T) {
 	for _, comp := range []bool{false, true} {
 		cfg := &wsconn.Config{Compression: wsconn.Compression{Enabled: comp, Threshold: 10}}
@@ -224,7 +206,7 @@ func TestRequestKeptOnlyWhenAsked(t *testing.T) {
 			seen := make(chan string, 1)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				r = r.WithContext(context.WithValue(r.Context(), key{}, "from middleware"))
-				u, err := wsconn.Accept(w, r, nil)
+				u, err := handshake.Accept(w, r, nil)
 				if err != nil {
 					return
 				}
@@ -265,13 +247,13 @@ func TestRequestKeptOnlyWhenAsked(t *testing.T) {
 
 // countingConn counts the reads that reach the transport.
 type countingConn struct {
-	*memConn
+	*memconn.Conn
 	reads atomic.Int32
 }
 
 func (c *countingConn) Read(p []byte) (int, error) {
 	c.reads.Add(1)
-	return c.memConn.Read(p)
+	return c.Conn.Read(p)
 }
 
 // A 16 KiB message that arrived whole takes two reads from the transport:
@@ -280,9 +262,9 @@ func (c *countingConn) Read(p []byte) (int, error) {
 // started small and grew cost a third read per message, which showed in
 // the 16 KiB echo benchmark.
 func TestMessageReadsArrivedFrameInTwoReads(t *testing.T) {
-	client, server := memPipe(0)
+	client, server := memconn.Pipe(0)
 	defer client.Close()
-	sc := &countingConn{memConn: server}
+	sc := &countingConn{Conn: server}
 	got := make(chan int32, 1)
 	served := make(chan error, 1)
 	go func() {

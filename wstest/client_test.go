@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/wsclient"
 	"github.com/colibri-ws/colibri/wsconn"
 	"github.com/colibri-ws/colibri/wstest"
@@ -167,7 +168,7 @@ func TestClientReadFrame(t *testing.T) {
 
 func TestClientSubprotocolAndResponse(t *testing.T) {
 	srv := wstest.NewMemoryServer(t, wstest.Handler(struct{}{}, echo, &wstest.HandlerOptions{
-		Accept: &wsconn.AcceptOptions{Subprotocols: []string{"v2"}, Header: http.Header{"X-Served-By": {"colibri"}}},
+		Accept: &handshake.AcceptOptions{Subprotocols: []string{"v2"}, Header: http.Header{"X-Served-By": {"colibri"}}},
 		Config: &wsconn.Config{Logger: quiet},
 	}))
 	o := &wsclient.Options{Subprotocols: []string{"v1", "v2"}}
@@ -273,7 +274,7 @@ func TestExpectChecksTheServer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := wstest.NewMemoryServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				u, err := wsconn.Accept(w, r, nil)
+				u, err := handshake.Accept(w, r, nil)
 				if err != nil {
 					return
 				}

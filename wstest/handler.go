@@ -3,14 +3,15 @@ package wstest
 import (
 	"net/http"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
 // HandlerOptions configures Handler.
 type HandlerOptions struct {
 	// Accept configures the handshake: subprotocols, origin checks,
-	// response headers. Default: the wsconn.AcceptOptions defaults.
-	Accept *wsconn.AcceptOptions
+	// response headers. Default: the handshake.AcceptOptions defaults.
+	Accept *handshake.AcceptOptions
 	// Config tunes each connection; set its Clock to a Clock to control
 	// time. Its Compression, when enabled, is also what the handshake
 	// accepts unless Accept enables its own. Default: the wsconn.Config
@@ -19,7 +20,7 @@ type HandlerOptions struct {
 }
 
 // Handler returns an http.Handler that upgrades every request with
-// wsconn.Accept and serves handler on the connection with value as the
+// handshake.Accept and serves handler on the connection with value as the
 // session's Value, for testing a handler on its own, without a router.
 // The session runs inside ServeHTTP, so a Server's cleanup waits for it.
 // A refused handshake gets its HTTP error (for example 426 for a request
@@ -30,7 +31,7 @@ func Handler[T any](value T, handler wsconn.Handler[T], opts *HandlerOptions) ht
 		o = *opts
 	}
 	if o.Config != nil && o.Config.Compression.Enabled && (o.Accept == nil || !o.Accept.Compression.Enabled) {
-		var a wsconn.AcceptOptions
+		var a handshake.AcceptOptions
 		if o.Accept != nil {
 			a = *o.Accept
 		}
@@ -38,7 +39,7 @@ func Handler[T any](value T, handler wsconn.Handler[T], opts *HandlerOptions) ht
 		o.Accept = &a
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := wsconn.Accept(w, r, o.Accept)
+		u, err := handshake.Accept(w, r, o.Accept)
 		if err != nil {
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
 
 	"github.com/gorilla/websocket"
@@ -108,7 +109,7 @@ func startNode(t testing.TB, natsURL string, policy topics.Policy) *node {
 	g := &group.Group{}
 	cfg := &wsconn.Config{Logger: quiet, CloseTimeout: time.Second}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := wsconn.Accept(w, r, nil)
+		u, err := handshake.Accept(w, r, nil)
 		if err != nil {
 			return
 		}

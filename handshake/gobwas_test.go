@@ -1,4 +1,4 @@
-package wsconn_test
+package handshake_test
 
 // This file compares colibri's opening handshake (CheckRequest and the 101
 // that Accept writes) with gobwas/ws's HTTPUpgrader, which does the same
@@ -18,9 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/gobwas/ws"
-
-	"github.com/colibri-ws/colibri/wsconn"
 )
 
 // gobwasTestRequest is a valid opening handshake for path on host.
@@ -47,7 +46,7 @@ func (w statusRecorder) WriteHeader(code int) {
 
 func (w statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// upgradeServers serves /colibri with wsconn.Accept, /gobwas with
+// upgradeServers serves /colibri with handshake.Accept, /gobwas with
 // gobwas's HTTPUpgrader and /plain with a 200, each behind a
 // statusRecorder; the returned function reads and resets the status the
 // recorder saw last.
@@ -62,7 +61,7 @@ func upgradeServers(t *testing.T) (addr string, lastStatus func() int) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/colibri", record(func(w http.ResponseWriter, r *http.Request) {
-		u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{SkipOriginCheck: true})
+		u, err := handshake.Accept(w, r, &handshake.AcceptOptions{SkipOriginCheck: true})
 		if err == nil {
 			u.Conn.Close()
 		}
@@ -101,7 +100,7 @@ func exchange(c net.Conn, br *bufio.Reader, raw string) (*http.Response, string,
 }
 
 // TestBadHandshakeAnswersColibriVsGobwas sends the same bad handshakes to
-// wsconn.Accept and to gobwas's HTTPUpgrader and asserts the status and
+// handshake.Accept and to gobwas's HTTPUpgrader and asserts the status and
 // body each answers with. Both answer every one with a status and a
 // readable body; the rows where they differ are why colibri keeps its own
 // checks: gobwas upgrades requests whose Sec-WebSocket-Key is not 16 bytes
@@ -320,7 +319,7 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // BenchmarkUpgradeColibriVsGobwas upgrades one request after another.
 //
 // inmem runs just the upgrade call on a parsed request, with a fake
-// hijacker: wsconn.Accept against gobwas's HTTPUpgrader.Upgrade, both
+// hijacker: handshake.Accept against gobwas's HTTPUpgrader.Upgrade, both
 // from net/http's handler arguments; allocations per op are exact.
 //
 // loopback runs whole handshakes over 127.0.0.1 (dial, request, 101,
@@ -337,7 +336,7 @@ func BenchmarkUpgradeColibriVsGobwas(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			w.conn.written = 0
-			u, err := wsconn.Accept(w, req, nil)
+			u, err := handshake.Accept(w, req, nil)
 			if err != nil || w.conn.written == 0 {
 				b.Fatal(err)
 			}
@@ -359,7 +358,7 @@ func BenchmarkUpgradeColibriVsGobwas(b *testing.B) {
 
 	b.Run("loopback/colibri-Accept", func(b *testing.B) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if u, err := wsconn.Accept(w, r, nil); err == nil {
+			if u, err := handshake.Accept(w, r, nil); err == nil {
 				u.Conn.Close()
 			}
 		}))

@@ -1,4 +1,4 @@
-package wsconn_test
+package handshake_test
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -28,6 +29,9 @@ import (
 
 	"github.com/gobwas/httphead"
 
+	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/handshake"
+	"github.com/colibri-ws/colibri/internal/memconn"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -97,7 +101,7 @@ func containsFold(elems []string, token string) bool {
 // again here: CheckRequest refuses exactly the requests that break a rule,
 // with the status of the first rule broken; CheckOrigin lets through only
 // the request's own host and the allowed patterns; SelectSubprotocol picks
-// the client's first supported choice; and NegotiateCompression, given
+// the client's first supported choice; and negotiateDeflate, given
 // what ParseExtensions makes of Sec-WebSocket-Extensions, answers
 // only a permessage-deflate offer, with parameters both sides of a
 // connection accept, and accepts its own answer offered back.
@@ -153,7 +157,7 @@ func FuzzCheckRequest(f *testing.F) {
 // CheckRequest documents.
 func checkRequestAgainstRFC(t *testing.T, r *http.Request) {
 	t.Helper()
-	got := wsconn.CheckRequest(r)
+	got := handshake.CheckRequest(r)
 	versions := r.Header.Values("Sec-WebSocket-Version")
 	// colibri trims any white space around the version and the key.
 	versionOK := len(versions) == 1 && strings.TrimSpace(versions[0]) == "13"
@@ -210,7 +214,7 @@ func checkRequestAgainstRFC(t *testing.T, r *http.Request) {
 		rec := httptest.NewRecorder()
 		got.Write(rec)
 		if rec.Code != got.Status {
-			t.Fatalf("HandshakeError.Write sent %d, want %d", rec.Code, got.Status)
+			t.Fatalf("Error.Write sent %d, want %d", rec.Code, got.Status)
 		}
 	}
 }
@@ -220,7 +224,7 @@ func checkRequestAgainstRFC(t *testing.T, r *http.Request) {
 // the request's Host (default ports aside) or matches an allowed pattern.
 func checkOriginRule(t *testing.T, r *http.Request) {
 	t.Helper()
-	got := wsconn.CheckOrigin(r, fuzzOrigins)
+	got := handshake.CheckOrigin(r, fuzzOrigins)
 	origin := r.Header.Get("Origin")
 	if got != nil {
 		if got.Status != http.StatusForbidden {
@@ -263,7 +267,7 @@ func checkOriginRule(t *testing.T, r *http.Request) {
 // preference.
 func checkSubprotocolChoice(t *testing.T, r *http.Request) {
 	t.Helper()
-	got := wsconn.SelectSubprotocol(r, fuzzSubprotocols)
+	got := handshake.SelectSubprotocol(r, fuzzSubprotocols)
 	offered, clean := listElements(r.Header.Values("Sec-WebSocket-Protocol"))
 	if got != "" && (!slices.Contains(fuzzSubprotocols, got) || !slices.Contains(offered, got)) {
 		t.Fatalf("SelectSubprotocol chose %q from %q", got, offered)
@@ -292,20 +296,20 @@ func checkNegotiation(t *testing.T, values []string, takeover bool) {
 			return // Accept refuses a malformed header before negotiating
 		}
 	}
-	offers, err := wsconn.ParseExtensions(values...)
+	offers, err := handshake.ParseExtensions(values...)
 	if err != nil {
 		t.Fatalf("httphead parses %q, ParseExtensions does not: %v", values, err)
 	}
 	c := wsconn.Compression{Enabled: true, ContextTakeover: takeover}
-	resp, ok := c.NegotiateCompression(offers)
+	resp, ok := handshake.NegotiateDeflate(c, offers)
 	if !ok {
 		return
 	}
 	if !slices.ContainsFunc(offers, func(o wsconn.Extension) bool { return o.Name == "permessage-deflate" }) {
-		t.Fatalf("NegotiateCompression answered %s to offers without permessage-deflate", resp)
+		t.Fatalf("negotiateDeflate answered %s to offers without permessage-deflate", resp)
 	}
 	if resp.Name != "permessage-deflate" {
-		t.Fatalf("NegotiateCompression answered %s", resp)
+		t.Fatalf("negotiateDeflate answered %s", resp)
 	}
 	for _, p := range resp.Params {
 		switch p.Name {
@@ -340,22 +344,22 @@ func checkNegotiation(t *testing.T, values []string, takeover bool) {
 	// What goes on the wire parses back to the answer, and both ends of
 	// the connection agree to use it.
 	wire := resp.String()
-	back, err := wsconn.ParseExtensions(wire)
+	back, err := handshake.ParseExtensions(wire)
 	if err != nil || len(back) != 1 || !reflect.DeepEqual(back[0], resp) {
 		t.Fatalf("answer %#v went on the wire as %q and came back as %#v, %v", resp, wire, back, err)
 	}
 	for _, client := range []bool{false, true} {
-		if on, err := wsconn.DeflateAgreed(back, client); !on || err != nil {
-			t.Fatalf("answer %q: deflate on %v, %v (client %v)", wire, on, err, client)
+		if on, served := deflateAgreed(back, client); !on || !served {
+			t.Fatalf("answer %q: deflate on %v, served %v (client %v)", wire, on, served, client)
 		}
 	}
-	again, ok := c.NegotiateCompression(back)
+	again, ok := handshake.NegotiateDeflate(c, back)
 	if !ok || !reflect.DeepEqual(again, resp) {
 		t.Fatalf("answer %s offered back gave %s, %v", resp, again, ok)
 	}
 }
 
-// memListener hands the server ends of memPipes to an http.Server.
+// memListener hands the server ends of memconn pipes to an http.Server.
 type memListener struct {
 	conns  chan net.Conn
 	closed chan struct{}
@@ -380,14 +384,20 @@ func (l *memListener) Close() error {
 	return nil
 }
 
-func (l *memListener) Addr() net.Addr { return memAddr("listener") }
+func (l *memListener) Addr() net.Addr { return listenerAddr{} }
+
+// listenerAddr is the address of a memListener.
+type listenerAddr struct{}
+
+func (listenerAddr) Network() string { return "mem" }
+func (listenerAddr) String() string  { return "listener" }
 
 // acceptTrial is what the server saw of one FuzzAccept request.
 type acceptTrial struct {
 	mu      sync.Mutex
 	ran     bool
-	want    *wsconn.HandshakeError // what CheckRequest and CheckOrigin said
-	err     error                  // what Accept returned
+	want    *handshake.Error // what CheckRequest and CheckOrigin said
+	err     error            // what Accept returned
 	key     string
 	offered []string // subprotocols offered
 	deflate bool     // the client offered permessage-deflate
@@ -398,8 +408,8 @@ type trialKey struct{}
 // acceptDeadline bounds one FuzzAccept request.
 const acceptDeadline = 5 * time.Second
 
-// acceptServer is an http.Server on memPipes whose handler accepts
-// WebSockets with wsconn.Accept (subprotocols, origin patterns and
+// acceptServer is an http.Server on memconn pipes whose handler accepts
+// WebSockets with handshake.Accept (subprotocols, origin patterns and
 // compression on) and records what it saw in each connection's
 // acceptTrial.
 type acceptServer struct {
@@ -413,7 +423,7 @@ func newAcceptServer(tb testing.TB) *acceptServer {
 		ReadHeaderTimeout: time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, trialKey{}, c.(*memConn).tag)
+			return context.WithValue(ctx, trialKey{}, c.(*memconn.Conn).Tag)
 		},
 	}
 	served := make(chan struct{})
@@ -434,9 +444,9 @@ func newAcceptServer(tb testing.TB) *acceptServer {
 func (s *acceptServer) try(t *testing.T, request []byte) int {
 	t.Helper()
 	trial := &acceptTrial{}
-	client, server := memPipe(0)
+	client, server := memconn.Pipe(0)
 	defer client.Close()
-	server.tag = trial
+	server.Tag = trial
 	select {
 	case s.ln.conns <- server:
 	case <-time.After(acceptDeadline):
@@ -546,15 +556,15 @@ func TestHandshakeFixtures(t *testing.T) {
 
 func fuzzAcceptHandler(w http.ResponseWriter, r *http.Request) {
 	trial := r.Context().Value(trialKey{}).(*acceptTrial)
-	want := wsconn.CheckRequest(r)
+	want := handshake.CheckRequest(r)
 	if want == nil {
-		want = wsconn.CheckOrigin(r, fuzzOrigins)
+		want = handshake.CheckOrigin(r, fuzzOrigins)
 	}
 	if want == nil {
 		// With compression on, a malformed extension offer is refused.
 		for _, v := range r.Header.Values("Sec-WebSocket-Extensions") {
 			if _, ok := httphead.ParseOptions([]byte(v), nil); !ok {
-				want = &wsconn.HandshakeError{Status: http.StatusBadRequest, Message: "malformed Sec-WebSocket-Extensions header"}
+				want = &handshake.Error{Status: http.StatusBadRequest, Message: "malformed Sec-WebSocket-Extensions header"}
 			}
 		}
 	}
@@ -564,7 +574,7 @@ func fuzzAcceptHandler(w http.ResponseWriter, r *http.Request) {
 	trial.deflate = strings.Contains(strings.Join(r.Header.Values("Sec-WebSocket-Extensions"), ","), "permessage-deflate")
 	trial.mu.Unlock()
 
-	u, err := wsconn.Accept(w, r, &wsconn.AcceptOptions{
+	u, err := handshake.Accept(w, r, &handshake.AcceptOptions{
 		Subprotocols:   fuzzSubprotocols,
 		OriginPatterns: fuzzOrigins,
 		Compression:    wsconn.Compression{Enabled: true},
@@ -606,7 +616,7 @@ func checkAcceptAnswer(t *testing.T, trial *acceptTrial, out []byte) int {
 		return resp.StatusCode
 	}
 	if trial.want != nil {
-		he, ok := errors.AsType[*wsconn.HandshakeError](trial.err)
+		he, ok := errors.AsType[*handshake.Error](trial.err)
 		if !ok || he.Status != trial.want.Status || resp.StatusCode != trial.want.Status {
 			t.Fatalf("the checks refused with %d %q, but Accept returned %v and the client got %d", trial.want.Status, trial.want.Message, trial.err, resp.StatusCode)
 		}
@@ -626,15 +636,95 @@ func checkAcceptAnswer(t *testing.T, trial *acceptTrial, out []byte) int {
 	if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "" && (!slices.Contains(fuzzSubprotocols, p) || !slices.Contains(trial.offered, p)) {
 		t.Fatalf("subprotocol %q chosen from %q", p, trial.offered)
 	}
-	exts, err := wsconn.ParseExtensions(resp.Header.Values("Sec-WebSocket-Extensions")...)
+	exts, err := handshake.ParseExtensions(resp.Header.Values("Sec-WebSocket-Extensions")...)
 	if err != nil {
 		t.Fatalf("answer: %v", err)
 	}
-	deflate, err := wsconn.DeflateAgreed(exts, true)
-	if err != nil || len(exts) > 1 || (deflate && !trial.deflate) {
-		t.Fatalf("extension answer %v: %v (offered permessage-deflate: %v)", exts, err, trial.deflate)
+	deflate, served := deflateAgreed(exts, true)
+	if !served || len(exts) > 1 || (deflate && !trial.deflate) {
+		t.Fatalf("extension answer %v: served %v (offered permessage-deflate: %v)", exts, served, trial.deflate)
 	}
 	rest, _ := io.ReadAll(br)
-	checkServerFrames(t, rest, inboundMode{deflate: deflate, skipUTF8: true}, nil)
+	checkServerFrames(t, rest, deflate)
 	return resp.StatusCode
+}
+
+var quietLogger = slog.New(slog.DiscardHandler)
+
+// deflateAgreed reports whether wsconn serves a connection whose
+// negotiated extensions are exts, on the client's side or the server's
+// (a connection it cannot use fails before its handler runs), and whether
+// permessage-deflate is on for it.
+func deflateAgreed(exts []wsconn.Extension, client bool) (on, served bool) {
+	local, peer := memconn.Pipe(0)
+	_ = peer.Close()
+	cfg := &wsconn.Config{Logger: quietLogger, PingInterval: -1, Compression: wsconn.Compression{Enabled: true}}
+	_ = wsconn.Serve(context.Background(), wsconn.Upgraded{Conn: local, Extensions: exts, Client: client}, struct{}{},
+		func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+			served = true
+			return nil
+		}, cfg)
+	on = served && slices.ContainsFunc(exts, func(e wsconn.Extension) bool { return e.Name == "permessage-deflate" })
+	return on, served
+}
+
+// checkServerFrames parses everything the server sent after its 101 and
+// checks it: well-formed frames (RSV1 only on the first frame of a
+// message, and only with permessage-deflate), whole messages, and exactly
+// one CLOSE, last.
+func checkServerFrames(t *testing.T, out []byte, deflate bool) {
+	t.Helper()
+	var allowedRsv byte
+	if deflate {
+		allowedRsv = frames.Rsv1
+	}
+	closes, inMessage := 0, false
+	for len(out) > 0 {
+		if len(out) < 2 || len(out) < frames.HeaderSize(out[0], out[1]) {
+			t.Fatalf("the server's bytes end inside a frame header: % x", out)
+		}
+		hn := frames.HeaderSize(out[0], out[1])
+		h, err := frames.ParseHeader(out[:hn])
+		if err != nil {
+			t.Fatalf("server frame header % x: %v", out[:hn], err)
+		}
+		if err := h.Check(false, allowedRsv); err != nil {
+			t.Fatalf("server frame %+v breaks the protocol: %v", h, err)
+		}
+		if int64(len(out)-hn) < h.Length {
+			t.Fatalf("the server's bytes end inside a frame's payload")
+		}
+		p := out[hn : hn+int(h.Length)]
+		out = out[hn+int(h.Length):]
+		if closes > 0 {
+			t.Fatalf("the server sent a %v frame after its CLOSE", h.Op)
+		}
+		switch h.Op {
+		case frames.OpClose:
+			closes++
+			// An empty payload (1005) is allowed: it echoes an empty CLOSE.
+			if code, _, err := frames.ParseClose(p); err != nil {
+				t.Fatalf("the server's CLOSE payload % x: code %v, %v", p, code, err)
+			}
+		case frames.OpPing, frames.OpPong:
+		case frames.OpContinuation:
+			if !inMessage {
+				t.Fatalf("the server sent a continuation frame outside a message")
+			}
+			if h.Rsv != 0 {
+				t.Fatalf("RSV bits on a continuation frame")
+			}
+		default:
+			if inMessage {
+				t.Fatalf("the server began a %v message inside another", h.Op)
+			}
+			inMessage = true
+		}
+		if !h.Op.IsControl() && h.Fin {
+			inMessage = false
+		}
+	}
+	if closes != 1 {
+		t.Fatalf("the server sent %d CLOSE frames, want 1", closes)
+	}
 }

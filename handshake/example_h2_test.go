@@ -1,9 +1,10 @@
-package wsconn_test
+package handshake_test
 
 import (
 	"context"
 	"net/http"
 
+	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -20,7 +21,7 @@ func ExampleAccept_http2() {
 		return out.WriteText(ctx, "hello over a connection of your own")
 	}
 	http.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		u, err := wsconn.Accept(w, r, nil) // 101 over HTTP/1.1, 200 over HTTP/2
+		u, err := handshake.Accept(w, r, nil) // 101 over HTTP/1.1, 200 over HTTP/2
 		if err != nil {
 			return // Accept has written the HTTP error
 		}

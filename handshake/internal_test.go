@@ -1,4 +1,4 @@
-package wsconn
+package handshake
 
 import (
 	"net/http"

@@ -1,4 +1,6 @@
-package wsconn_test
+// Package memconn is an in-memory net.Conn for colibri's tests: unlike
+// net.Pipe, each direction buffers without limit and can be half-closed.
+package memconn
 
 import (
 	"io"
@@ -8,21 +10,21 @@ import (
 	"time"
 )
 
-// memPipe returns the two ends of an in-memory connection for tests that
+// Pipe returns the two ends of an in-memory connection for tests that
 // need what net.Pipe lacks: each direction buffers without limit (writes
 // never wait for the reader), and CloseWrite ends one direction while the
 // other keeps working, as a TCP half-close does. Deadlines work as on a
 // socket and fail with os.ErrDeadlineExceeded. maxRead, when positive,
 // caps what the second end (the server's) gets per Read, so that frames
 // arrive in pieces.
-func memPipe(maxRead int) (client, server *memConn) {
+func Pipe(maxRead int) (client, server *Conn) {
 	a, b := newMemStream(), newMemStream()
-	client = &memConn{in: b, out: a, name: "client"}
-	server = &memConn{in: a, out: b, name: "server", maxRead: maxRead}
+	client = &Conn{in: b, out: a, name: "client"}
+	server = &Conn{in: a, out: b, name: "server", maxRead: maxRead}
 	return client, server
 }
 
-// memStream is one direction of a memPipe.
+// memStream is one direction of a Pipe.
 type memStream struct {
 	mu      sync.Mutex
 	buf     []byte
@@ -45,12 +47,14 @@ func (s *memStream) poke() {
 	s.mu.Unlock()
 }
 
-// memConn is one end of a memPipe.
-type memConn struct {
+// Conn is one end of a Pipe.
+type Conn struct {
 	in, out *memStream
 	name    string
 	maxRead int
-	tag     any // what a test wants to find from the connection
+	// Tag is what a test wants to find from the connection, such as in
+	// an http.Server's ConnContext.
+	Tag any
 
 	mu        sync.Mutex
 	closed    bool
@@ -64,7 +68,8 @@ type memAddr string
 func (a memAddr) Network() string { return "mem" }
 func (a memAddr) String() string  { return string(a) }
 
-func (c *memConn) Read(p []byte) (int, error) {
+// Read reads what the peer wrote, waiting for it until the read deadline.
+func (c *Conn) Read(p []byte) (int, error) {
 	for {
 		c.mu.Lock()
 		closed, dl := c.closed, c.readDL
@@ -98,7 +103,8 @@ func (c *memConn) Read(p []byte) (int, error) {
 	}
 }
 
-func (c *memConn) Write(p []byte) (int, error) {
+// Write adds p to what the peer reads; it never waits for the reader.
+func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	closed, dl := c.closed, c.writeDL
 	c.mu.Unlock()
@@ -121,7 +127,7 @@ func (c *memConn) Write(p []byte) (int, error) {
 
 // CloseWrite shuts the sending direction: the peer reads EOF once it has
 // read what was sent.
-func (c *memConn) CloseWrite() error {
+func (c *Conn) CloseWrite() error {
 	c.out.mu.Lock()
 	c.out.eof = true
 	c.out.wake()
@@ -129,7 +135,8 @@ func (c *memConn) CloseWrite() error {
 	return nil
 }
 
-func (c *memConn) Close() error {
+// Close ends both directions.
+func (c *Conn) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -148,7 +155,8 @@ func (c *memConn) Close() error {
 	return c.CloseWrite()
 }
 
-func (c *memConn) SetReadDeadline(t time.Time) error {
+// SetReadDeadline bounds Read, including one that is waiting.
+func (c *Conn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -169,19 +177,24 @@ func (c *memConn) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-func (c *memConn) SetWriteDeadline(t time.Time) error {
+// SetWriteDeadline bounds Write.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.writeDL = t
 	return nil
 }
 
-func (c *memConn) SetDeadline(t time.Time) error {
+// SetDeadline sets both deadlines.
+func (c *Conn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
 	return c.SetWriteDeadline(t)
 }
 
-func (c *memConn) LocalAddr() net.Addr  { return memAddr(c.name) }
-func (c *memConn) RemoteAddr() net.Addr { return memAddr("peer of " + c.name) }
+// LocalAddr names this end.
+func (c *Conn) LocalAddr() net.Addr { return memAddr(c.name) }
+
+// RemoteAddr names the other end.
+func (c *Conn) RemoteAddr() net.Addr { return memAddr("peer of " + c.name) }

@@ -1,0 +1,172 @@
+package handshake
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+
+	"github.com/gobwas/httphead"
+
+	"github.com/colibri-ws/colibri/wsconn"
+)
+
+// ParseExtensions parses Sec-WebSocket-Extensions header values (RFC 6455
+// §9.1), each a comma-separated list, into one list in their order. A
+// quoted parameter value comes back unquoted. It fails on the first value
+// that does not follow the header's grammar.
+func ParseExtensions(values ...string) ([]wsconn.Extension, error) {
+	var opts []httphead.Option
+	for _, v := range values {
+		var ok bool
+		if opts, ok = httphead.ParseOptions([]byte(v), opts); !ok {
+			return nil, fmt.Errorf("handshake: malformed Sec-WebSocket-Extensions %q", v)
+		}
+	}
+	if len(opts) == 0 {
+		return nil, nil
+	}
+	exts := make([]wsconn.Extension, len(opts))
+	for i, o := range opts {
+		exts[i].Name = string(o.Name)
+		if n := o.Parameters.Size(); n > 0 {
+			exts[i].Params = make([]wsconn.ExtensionParam, 0, n)
+		}
+		o.Parameters.ForEach(func(k, v []byte) bool {
+			exts[i].Params = append(exts[i].Params, wsconn.ExtensionParam{Name: string(k), Value: unescape(v)})
+			return true
+		})
+	}
+	return exts, nil
+}
+
+// unescape returns a parameter value with the quoted-pair escapes of a
+// quoted string resolved; httphead removes only the quotes.
+func unescape(v []byte) string {
+	if bytes.IndexByte(v, '\\') < 0 {
+		return string(v)
+	}
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) {
+			i++
+		}
+		b = append(b, v[i])
+	}
+	return string(b)
+}
+
+// appendExtensions appends exts as one header value, comma-separated.
+func appendExtensions(b []byte, exts []wsconn.Extension) []byte {
+	for i, e := range exts {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, e.String()...)
+	}
+	return b
+}
+
+// isToken reports whether s is a non-empty token (RFC 9110 §5.6.2).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !httphead.OctetTypes[s[i]].IsToken() {
+			return false
+		}
+	}
+	return true
+}
+
+const (
+	deflateName   = "permessage-deflate"
+	maxWindowBits = 15 // the largest window, 32 KiB
+	minWindowBits = 8  // the smallest window RFC 7692 §7.1.2 allows
+)
+
+// negotiateDeflate picks the first of a client's permessage-deflate
+// offers that this server can honour (RFC 7692 §5, §7.1) and returns the
+// response, or ok false when it declines them all or c is not enabled. An
+// offer that limits the server's window with server_max_window_bits (8 to
+// 15) is honoured: the response repeats the value and the server
+// compresses with that window. Offers that repeat a parameter, carry an
+// unknown one or a bad value are declined rather than failing the
+// handshake.
+func negotiateDeflate(c wsconn.Compression, offers []wsconn.Extension) (resp wsconn.Extension, ok bool) {
+	if !c.Enabled {
+		return resp, false
+	}
+	for _, offer := range offers {
+		if offer.Name != deflateName {
+			continue
+		}
+		var seen [4]bool
+		serverNoTakeover, serverWindow, valid := false, "", true
+		for _, p := range offer.Params {
+			i := -1
+			switch p.Name {
+			case "server_no_context_takeover":
+				i, valid = 0, p.Value == ""
+				serverNoTakeover = true
+			case "client_no_context_takeover":
+				i, valid = 1, p.Value == ""
+			case "server_max_window_bits":
+				i, valid = 2, windowValue(p.Value) > 0
+				serverWindow = p.Value
+			case "client_max_window_bits":
+				// A hint that the client could use a smaller window; our
+				// decompressor handles any, so the response leaves it out.
+				i, valid = 3, p.Value == "" || windowValue(p.Value) > 0
+			default:
+				valid = false
+			}
+			if valid && seen[i] {
+				valid = false
+			}
+			if !valid {
+				break
+			}
+			seen[i] = true
+		}
+		if !valid {
+			continue
+		}
+		resp = wsconn.Extension{Name: deflateName, Params: make([]wsconn.ExtensionParam, 0, 3)}
+		if serverNoTakeover || !c.ContextTakeover {
+			resp.Params = append(resp.Params, wsconn.ExtensionParam{Name: "server_no_context_takeover"})
+		}
+		if seen[1] || !c.ContextTakeover {
+			// An offer with client_no_context_takeover says the client
+			// resets its context anyway; saying so in the answer costs
+			// nothing, lets the decompressor be pooled, and is what
+			// clients such as gorilla/websocket require to accept the
+			// answer (RFC 7692 §7.1.1.2).
+			resp.Params = append(resp.Params, wsconn.ExtensionParam{Name: "client_no_context_takeover"})
+		}
+		if seen[2] {
+			// The same value: the server's compressor is limited to it
+			// (RFC 7692 §7.1.2.1).
+			resp.Params = append(resp.Params, wsconn.ExtensionParam{Name: "server_max_window_bits", Value: serverWindow})
+		}
+		if len(resp.Params) == 0 {
+			resp.Params = nil
+		}
+		return resp, true
+	}
+	return resp, false
+}
+
+// windowValue returns the window size in bits that v, the value of a
+// *_max_window_bits parameter, names: 8 to 15 written as plain digits
+// (RFC 7692 §7.1.2.1), or 0 when v is not a valid value.
+func windowValue(v string) int {
+	if len(v) == 0 || len(v) > 2 || v[0] == '0' {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < minWindowBits || n > maxWindowBits {
+		return 0
+	}
+	return n
+}
