@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -258,8 +259,16 @@ func (d *coderDriver) do(c command) (result, error) {
 		}
 		return result{OK: true, Pong: c.Data}, nil
 	case opClose:
-		_ = d.c.Close(coder.StatusCode(c.Code), c.Reason)
-		return d.ev.untilClose()
+		cerr := d.c.Close(coder.StatusCode(c.Code), c.Reason)
+		r, err := d.ev.untilClose()
+		if cerr == nil && r.Code == 1006 && strings.Contains(r.Reason, net.ErrClosed.Error()) {
+			// Close read the server's CLOSE itself, before the read loop
+			// could, and closed the connection under it. Close returns nil
+			// only when that CLOSE carried the code it sent; colibri echoes
+			// the reason with the code.
+			r.Code, r.Reason = c.Code, c.Reason
+		}
+		return r, err
 	case opExit:
 		d.stop()
 		return ok, nil
