@@ -82,7 +82,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (wsconn
 // Accept's frame, they made the handshake's stack deeper on the request's
 // goroutine, whose stack the runtime then had to grow and copy.
 func negotiateExtensions(r *http.Request, c wsconn.Compression) ([]wsconn.Extension, *Error) {
-	offers, err := ParseExtensions(r.Header.Values("Sec-WebSocket-Extensions")...)
+	offers, err := ParseExtensions(r.Header[hdrExtensions]...)
 	if err != nil {
 		return nil, refuse(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions header")
 	}
@@ -105,7 +105,7 @@ func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, p
 	// The response is built in the free space of the writer net/http
 	// made for the hijacker, which is not used otherwise.
 	b := append(rw.Writer.AvailableBuffer(), "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	b = appendAccept(b, strings.TrimSpace(r.Header.Get("Sec-WebSocket-Key")))
+	b = appendAccept(b, strings.TrimSpace(first(r.Header[hdrKey])))
 	b = append(b, "\r\n"...)
 	if proto != "" {
 		b = append(append(append(b, "Sec-WebSocket-Protocol: "...), proto...), "\r\n"...)

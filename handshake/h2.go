@@ -45,7 +45,7 @@ func checkExtendedConnect(r *http.Request) *Error {
 	if p := r.Header.Get(":protocol"); !strings.EqualFold(p, "websocket") {
 		return refuse(http.StatusBadRequest, "this endpoint speaks WebSocket only: :protocol must be websocket, not %q", p)
 	}
-	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
+	if v := r.Header[hdrVersion]; len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
 		e := refuse(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q: this server speaks version 13", strings.Join(v, ", "))
 		e.Header = http.Header{"Sec-Websocket-Version": {"13"}}
 		return e

@@ -83,12 +83,12 @@ func CheckRequest(r *http.Request) *Error {
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return refuse(http.StatusBadRequest, "WebSocket handshake needs Connection: Upgrade")
 	}
-	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
+	if v := r.Header[hdrVersion]; len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
 		e := refuse(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q: this server speaks version 13", strings.Join(v, ", "))
 		e.Header = http.Header{"Sec-Websocket-Version": {"13"}}
 		return e
 	}
-	keys := r.Header.Values("Sec-WebSocket-Key")
+	keys := r.Header[hdrKey]
 	if len(keys) != 1 {
 		return refuse(http.StatusBadRequest, "WebSocket handshake needs exactly one Sec-WebSocket-Key header")
 	}
@@ -167,7 +167,7 @@ func SelectSubprotocol(r *http.Request, supported []string) string {
 	if len(supported) == 0 {
 		return ""
 	}
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+	for _, v := range r.Header[hdrProtocol] {
 		for p := range strings.SplitSeq(v, ",") {
 			p = strings.Trim(p, " \t")
 			for _, s := range supported {
@@ -178,4 +178,22 @@ func SelectSubprotocol(r *http.Request, supported []string) string {
 		}
 	}
 	return ""
+}
+
+// The canonical forms of the handshake's header names. Looking a name up
+// as the RFC writes it ("Sec-WebSocket-Key") converts it on every request,
+// an allocation each time.
+const (
+	hdrKey        = "Sec-Websocket-Key"
+	hdrVersion    = "Sec-Websocket-Version"
+	hdrProtocol   = "Sec-Websocket-Protocol"
+	hdrExtensions = "Sec-Websocket-Extensions"
+)
+
+// first returns the first of values, or "".
+func first(values []string) string {
+	if len(values) == 0 {
+		return ""
+	}
+	return values[0]
 }
