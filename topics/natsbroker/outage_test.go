@@ -213,7 +213,7 @@ func TestNATSNoLossCountedWithoutLoss(t *testing.T) {
 	if err := ncB.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	publish(second, "t", 4) // B is not subscribed
+	publish(second, "t", 4)             // B is not subscribed
 	if err := ncA.Flush(); err != nil { // they reach the server before B subscribes again
 		t.Fatal(err)
 	}
