@@ -59,7 +59,7 @@ func (l *logBuffer) waitLog(t *testing.T, re string) {
 }
 
 // h2Server serves handler over HTTP/2 with TLS on a loopback port: the
-// plain-Go way, handshake.Accept and Serve inside Group.Run. It returns the https
+// plain-Go way, handshake.Accept and Serve in the handler. It returns the https
 // base URL, a client trusting the server, the Group and the server log.
 func h2Server(t *testing.T, cfg wsconn.Config, opts *handshake.AcceptOptions, handler handlerFunc) (string, *h2test.Client, *group.Group, *logBuffer) {
 	t.Helper()
