@@ -127,15 +127,16 @@ func (c *Conn) beginClose(by Side, code frames.CloseCode, reason string, cause e
 	return true
 }
 
-// closeCause is what ended or ends the connection, for refused writes.
+// closedErr is what a refused write returns: ErrClosed, wrapping why the
+// connection is closing (a *CloseError with the code, ErrShutdown, ...).
 func (c *Conn) closedErr() error {
 	c.mu.Lock()
 	cause := c.st.cause
 	c.mu.Unlock()
-	if cause == nil || errors.Is(cause, ErrClosed) {
-		if cause == nil {
-			return ErrClosed
-		}
+	switch {
+	case cause == nil:
+		return ErrClosed
+	case errors.Is(cause, ErrClosed):
 		return cause
 	}
 	return fmt.Errorf("%w: %w", ErrClosed, cause)
