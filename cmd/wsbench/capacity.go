@@ -346,7 +346,7 @@ func measureIdle(ctx context.Context, srv *child, n int) (gcKiB, noGCKiB float64
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	conns, err := dialMany(ctx, srv.addr, false, "/echo", n, 4, 4096)
+	conns, err := dialMany(ctx, srv.addr, srv.raw, "/echo", n, 4, 4096)
 	if err != nil {
 		return 0, 0, nil, err
 	}

@@ -133,7 +133,9 @@ func scenarioList(cfg *config) []scenario {
 			key: "idle",
 			metrics: []metric{
 				{key: "idle_kib_per_conn", unit: "KiB", format: "%.2f",
-					label: fmt.Sprintf("memory per idle conn (%d)", cfg.idleConns)},
+					label: fmt.Sprintf("memory per idle conn (%d), after forced GC", cfg.idleConns)},
+				{key: "idle_nogc_kib_per_conn", unit: "KiB", format: "%.2f",
+					label: fmt.Sprintf("memory per idle conn (%d), no forced GC", cfg.idleConns)},
 				{key: "idle_goroutines_per_conn", unit: "goroutines", format: "%.2f",
 					label: "goroutines per idle conn"},
 			},
@@ -485,33 +487,28 @@ func runFanout(ctx context.Context, cfg *config, srv *child) (outcome, error) {
 	}, nil
 }
 
-// runIdle measures what an idle echo connection costs the server: RSS and
-// goroutines after many connections are open, less the same before, once
-// garbage is collected and the numbers have settled.
+// runIdle measures what an idle echo connection costs the server: RSS
+// growth per connection over the fresh server's, once a second after the
+// last connection opened (what a server left alone holds) and after
+// forced garbage collections once the numbers have settled; and the
+// goroutines per connection.
 func runIdle(ctx context.Context, cfg *config, srv *child) (outcome, error) {
-	before, err := srv.settle(ctx)
+	g0, err := srv.goroutines(ctx)
 	if err != nil {
 		return outcome{}, err
 	}
-	conns, err := dialMany(ctx, srv.addr, srv.raw, "/echo", cfg.idleConns, 4, 4096)
+	gc, nogc, detail, err := measureIdle(ctx, srv, cfg.idleConns)
 	if err != nil {
 		return outcome{}, err
 	}
-	defer closeAll(conns)
-	if err := sleep(ctx, 500*time.Millisecond); err != nil {
-		return outcome{}, err
-	}
-	after, err := srv.settle(ctx)
-	if err != nil {
-		return outcome{}, err
-	}
-	n := float64(len(conns))
+	after := detail["after_gc"].(memSample)
 	return outcome{
 		Values: map[string]float64{
-			"idle_kib_per_conn":        float64(after.RSSKiB-before.RSSKiB) / n,
-			"idle_goroutines_per_conn": float64(after.Goroutines-before.Goroutines) / n,
+			"idle_kib_per_conn":        gc,
+			"idle_nogc_kib_per_conn":   nogc,
+			"idle_goroutines_per_conn": float64(after.Goroutines-g0) / float64(cfg.idleConns),
 		},
-		Detail: map[string]any{"conns": len(conns), "before": before, "after": after},
+		Detail: detail,
 	}, nil
 }
 
