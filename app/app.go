@@ -6,8 +6,9 @@
 //
 // Run listens, serves, and stops when its context ends or the process gets
 // SIGINT or SIGTERM. Stopping closes the listener, lets in-flight HTTP
-// requests finish, and sends 1001 Going Away to every open WebSocket after
-// what its writer already accepted; handlers get until
+// requests finish, and sends 1001 Going Away (or Config.ShutdownCode) to
+// every open WebSocket after what its writer already accepted; handlers
+// get until
 // Config.ShutdownTimeout to return before their transports are closed.
 //
 // # Upgrade requests
@@ -101,6 +102,12 @@ type Config struct {
 	// Default 10 s.
 	ShutdownTimeout time.Duration
 
+	// ShutdownCode is the close code every open WebSocket gets when the
+	// App shuts down. Default 1001 Going Away; 1012 Service Restart tells
+	// clients that the server is restarting and they may reconnect. A code
+	// that may not be sent (RFC 6455 §7.4.1) is replaced by 1001.
+	ShutdownCode wsconn.CloseCode
+
 	// NoSignals stops Run from handling SIGINT and SIGTERM. Default false.
 	NoSignals bool
 
@@ -183,6 +190,9 @@ func New(handler http.Handler, cfg Config) *App {
 	a := &App{cfg: cfg, handler: handler, log: cfg.Logger}
 	a.sessions.Limit = cfg.MaxConnections
 	a.sessions.HandshakeTimeout = cfg.HandshakeTimeout
+	if c := cfg.ShutdownCode; c.Valid() {
+		a.sessions.ShutdownCode = c
+	}
 	return a
 }
 
@@ -238,7 +248,8 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.handler.ServeHTTP(w, r)
 }
 
-// Shutdown sends 1001 Going Away to every open WebSocket and waits for
+// Shutdown sends 1001 Going Away (or Config.ShutdownCode) to every open
+// WebSocket at once and waits for
 // their handlers until ctx ends, then closes what remains. Run calls it;
 // call it yourself when serving the App with your own http.Server, at the
 // same time as that server's Shutdown (with WebSockets over HTTP/2, the

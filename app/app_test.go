@@ -147,6 +147,29 @@ func TestShutdownSends1001ToHundredClients(t *testing.T) {
 	}
 }
 
+// TestShutdownCodeIsConfigurable: Config.ShutdownCode replaces 1001,
+// for example with 1012 Service Restart.
+func TestShutdownCodeIsConfigurable(t *testing.T) {
+	_, base, stop := start(t, newRouter(), app.Config{ShutdownTimeout: 3 * time.Second, ShutdownCode: 1012})
+	c, _, err := gorilla.DefaultDialer.Dial(ws(base, "/echo"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := make(chan error, 1)
+	go func() {
+		_, _, err := c.ReadMessage()
+		got <- err
+		c.Close()
+	}()
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := <-got; !gorilla.IsCloseError(err, 1012) {
+		t.Fatalf("client got %v on shutdown, want 1012", err)
+	}
+}
+
 func TestShutdownForcesHandlersThatIgnoreIt(t *testing.T) {
 	r := router.New(router.WithConfig(wsconn.Config{Logger: quiet}))
 	stuck := make(chan struct{})

@@ -327,7 +327,9 @@ func (c *Conn) end(herr error) error {
 // member is a Conn as its Group sees it.
 type member Conn
 
-func (m *member) Shutdown() { (*Conn)(m).closeGoingAway(ErrShutdown) }
+func (m *member) Shutdown(code CloseCode) {
+	(*Conn)(m).beginClose(SideLocal, code, "server shutting down", ErrShutdown, afterMessage)
+}
 func (m *member) CloseNow() { (*Conn)(m).CloseNow() }
 
 type panicError struct {

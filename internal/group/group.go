@@ -9,6 +9,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/colibri-ws/colibri/frames"
 )
 
 // Errors a Group reports.
@@ -24,8 +26,8 @@ var (
 
 // Member is a connection as its Group sees it.
 type Member interface {
-	// Shutdown starts the connection's graceful close (1001 Going Away).
-	Shutdown()
+	// Shutdown starts the connection's graceful close with code.
+	Shutdown(code frames.CloseCode)
 	// CloseNow closes the transport without a closing handshake.
 	CloseNow()
 }
@@ -48,6 +50,9 @@ type Group struct {
 	// HandshakeTimeout bounds the handshake response of connections whose
 	// route sets no timeout of its own; zero means the default.
 	HandshakeTimeout time.Duration
+	// ShutdownCode is the close code Shutdown sends; zero means 1001
+	// Going Away.
+	ShutdownCode frames.CloseCode
 
 	mu      sync.Mutex
 	members map[Member]struct{}
@@ -186,8 +191,12 @@ func (g *Group) Shutdown(ctx context.Context) (Report, error) {
 		members = append(members, m)
 	}
 	g.mu.Unlock()
+	code := g.ShutdownCode
+	if code == 0 {
+		code = frames.CloseGoingAway
+	}
 	for _, m := range members {
-		m.Shutdown()
+		m.Shutdown(code)
 	}
 
 	done := make(chan struct{})
