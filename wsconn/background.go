@@ -5,8 +5,9 @@ import "github.com/colibri-ws/colibri/frames"
 // The background reader reads the socket while nobody else does: while no
 // loop ranges over the Inbound, and while a loop body has been busy for a
 // while (see connTimer). It runs in a goroutine of the connection's, which
-// the connection waits for before it closes, and only while it has
-// something to read.
+// the connection waits for before it closes, and ends when a loop or the
+// closing handshake wants the socket back, at its bound, or when reading
+// ends.
 //
 // It answers PINGs, sees PONGs and takes the peer's CLOSE. Data frames it
 // keeps in the read buffer for the loop, up to ReadAhead bytes; control
