@@ -206,7 +206,8 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Gro
 		refuseBusy(w, err)
 		return http.StatusServiceUnavailable, nil
 	}
-	u, err := handshake.Accept(w, r, rt.acceptOptions(w, g))
+	opts := rt.acceptOptions(w, g)
+	u, err := handshake.Accept(w, r, &opts)
 	if err != nil {
 		group.Leave(ctx)
 		rt.logger(r).LogAttrs(r.Context(), slog.LevelDebug, "handshake failed",
@@ -284,12 +285,12 @@ func Everywhere[T any](shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T]
 
 // acceptOptions are the handshake options of the route; the 101 (or 200)
 // is bounded by the route's handshake timeout, else the group's.
-func (rt *wsRoute[T]) acceptOptions(w http.ResponseWriter, g *group.Group) *handshake.AcceptOptions {
+func (rt *wsRoute[T]) acceptOptions(w http.ResponseWriter, g *group.Group) handshake.AcceptOptions {
 	timeout := rt.opts.handshakeTimeout
 	if timeout <= 0 {
 		timeout = g.HandshakeTimeout
 	}
-	return &handshake.AcceptOptions{
+	return handshake.AcceptOptions{
 		Subprotocols:    rt.opts.subprotocols,
 		SkipOriginCheck: true, // checked in ServeHTTP, where the answer can be an HTTP error
 		Header:          w.Header(),
