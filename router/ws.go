@@ -113,10 +113,10 @@ func (rt *wsRoute[T]) logger(r *http.Request) *slog.Logger {
 // config returns the Config to serve r's connection with: the route's,
 // with the request's logger when the route names none.
 func (rt *wsRoute[T]) config(r *http.Request) *wsconn.Config {
-	if rt.cfg.Logger != nil {
+	l := rt.logger(r)
+	if l == rt.cfg.Logger {
 		return &rt.cfg
 	}
-	l := logctx.From(r.Context())
 	if c := rt.logCfg.Load(); c != nil && c.Logger == l {
 		return c
 	}

@@ -101,22 +101,8 @@ func parseCapFlags(args []string, stderr io.Writer) (*capConfig, error) {
 	steps := fs.String("steps", strings.Join(capSteps, ","), "comma-separated measurements to make")
 	fs.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "limit on the whole run")
 	fs.StringVar(&cfg.jsonFile, "json", "", "also write the figures to this file as JSON, and charts beside it; \"-\" writes the JSON to standard output instead of the summary")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, &cfg.quick, capQuickDefaults); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if cfg.quick {
-		given := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-		for name, v := range capQuickDefaults {
-			if !given[name] {
-				if err := fs.Set(name, v); err != nil {
-					return nil, err
-				}
-			}
-		}
 	}
 	for n := range strings.SplitSeq(*idle, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(n))

@@ -80,22 +80,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of every scenario but idle, each taking the libraries in a rotated order; the table has each figure's median")
 	fs.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "limit on the whole run")
 	fs.StringVar(&cfg.jsonFile, "json", "", "also write the raw results to this file as JSON, and SVG charts beside it (FILE without .json, then -NAME.svg); \"-\" writes the JSON to standard output instead of the table, and no charts")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, &cfg.quick, quickDefaults); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if cfg.quick {
-		given := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-		for name, v := range quickDefaults {
-			if !given[name] {
-				if err := fs.Set(name, v); err != nil {
-					return nil, err
-				}
-			}
-		}
 	}
 
 	var err error
@@ -429,4 +415,28 @@ func machineFacts() machine {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+// parseFlags parses args, which must be flags only; with -quick, every
+// flag the command line did not set takes its value from quick.
+func parseFlags(fs *flag.FlagSet, args []string, isQuick *bool, quick map[string]string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if !*isQuick {
+		return nil
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for name, v := range quick {
+		if !given[name] {
+			if err := fs.Set(name, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -71,10 +71,7 @@ func With(ctx context.Context, g *Group) context.Context {
 
 // From returns the Group named by ctx, or nil.
 func From(ctx context.Context) *Group {
-	if p, ok := ctx.Value(placeKey{}).(*place); ok {
-		return p.g
-	}
-	g, _ := ctx.Value(groupKey{}).(*Group)
+	g, _ := ctx.Value(groupKey{}).(*Group) // a place answers for its group too
 	return g
 }
 
