@@ -42,13 +42,16 @@ func testServerOpts(t testing.TB, cfg *wsconn.Config, handler handlerFunc, opts 
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := handshake.Accept(w, r, opts)
-		if err != nil {
-			return
-		}
+		// The place is claimed before the 101, as the router does, so that
+		// a client that saw the 101 is served even if Shutdown follows.
 		ctx, err := g.Enter(r.Context())
 		if err != nil {
-			_ = u.Conn.Close()
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		u, err := handshake.Accept(w, r, opts)
+		if err != nil {
+			group.Leave(ctx)
 			return
 		}
 		go wsconn.Serve(ctx, u, struct{}{}, handler, cfg)
