@@ -108,7 +108,9 @@ type Config struct {
 	Clock Clock
 }
 
-// settings is a Config with every default applied.
+// settings is what a connection consults while it lives: its Config with
+// every default applied. What only the set-up needs (compression, the
+// observer, KeepRequest) is read from the Config there.
 type settings struct {
 	maxMessage   int64
 	maxFrame     int64
@@ -119,10 +121,7 @@ type settings struct {
 	writeTimeout time.Duration
 	closeTimeout time.Duration
 	checkUTF8    bool
-	keepRequest  bool
-	compression  Compression
 	logger       *slog.Logger
-	observer     Observer
 	clock        Clock
 }
 
@@ -143,10 +142,7 @@ func (c *Config) resolve() settings {
 		writeTimeout: pick(cfg.WriteTimeout, DefaultWriteTimeout),
 		closeTimeout: pick(cfg.CloseTimeout, DefaultCloseTimeout),
 		checkUTF8:    !cfg.SkipUTF8Check,
-		keepRequest:  cfg.KeepRequest,
-		compression:  cfg.Compression,
 		logger:       cfg.Logger,
-		observer:     cfg.Observer,
 		clock:        cfg.Clock,
 	}
 	if s.maxMessage <= 0 {
@@ -168,6 +164,14 @@ func (c *Config) resolve() settings {
 		s.clock = realClock{}
 	}
 	return s
+}
+
+// compression returns c's Compression (nil: the zero value, off).
+func (c *Config) compression() Compression {
+	if c == nil {
+		return Compression{}
+	}
+	return c.Compression
 }
 
 // pick returns d, or def when d is zero; negative values stay negative and

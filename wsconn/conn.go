@@ -87,25 +87,27 @@ var connIDs atomic.Uint64
 // sockMu (one frame at a time). See docs/architecture.md.
 type Conn struct {
 	// Set before the handler starts, then only read.
-	nc        net.Conn
-	set       settings
-	req       *http.Request
-	proto     string
-	exts      []Extension
-	id        uint64
-	client    bool
-	http2     bool
-	route     string
-	start     time.Time // on the Config's clock
-	parent    context.Context
-	stopWatch func() bool     // stops watching parent; nil when it cannot end
-	ctx       context.Context // the handler's
-	cancel    context.CancelCauseFunc
-	log       atomic.Pointer[slog.Logger] // built on first use: most connections never log
-	in        Inbound
-	out       Outbound
-	obs       ConnObserver
-	stats     counters
+	nc     net.Conn
+	set    settings
+	req    *http.Request
+	proto  string
+	exts   []Extension
+	id     uint64
+	client bool
+	http2  bool
+	// allowedRsv is the RSV bits the peer may set: RSV1 with
+	// permessage-deflate.
+	allowedRsv byte
+	route      string
+	start      time.Time       // on the Config's clock
+	stopWatch  func() bool     // stops watching the caller's context; nil when it cannot end
+	ctx        context.Context // the handler's
+	cancel     context.CancelCauseFunc
+	log        atomic.Pointer[slog.Logger] // built on first use: most connections never log
+	in         Inbound
+	out        Outbound
+	obs        ConnObserver
+	stats      counters
 
 	mu sync.Mutex
 	st state // under mu
@@ -133,9 +135,8 @@ type Conn struct {
 	sockMu  sync.Mutex    // held for each physical write
 	ctrl    controlQueue
 
-	allowedRsv byte          // RSV bits the peer may set: RSV1 with permessage-deflate
-	deflate    *deflateState // permessage-deflate, when negotiated
-	inFrame    frameCount    // a Frames loop's message, for the observer
+	deflate *deflateState // permessage-deflate, when negotiated
+	inFrame frameCount    // a Frames loop's message, for the observer
 }
 
 // counters are a connection's traffic totals; Stats reads a snapshot.
@@ -180,7 +181,7 @@ func newConn(u Upgraded, cfg *Config, deflate *deflateParams) *Conn {
 	c.in.c, c.out.c = c, c
 	c.start = c.set.clock.Now()
 	if deflate != nil {
-		c.deflate = newDeflateState(deflate, c.set.compression)
+		c.deflate = newDeflateState(deflate, cfg.compression())
 		c.allowedRsv = frames.Rsv1
 	}
 	c.rd.init(u.Conn, u.Buffered)
@@ -228,7 +229,7 @@ func open[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], c
 		return nil, err
 	}
 	c := newConn(u, cfg, p)
-	c.begin(ctx)
+	c.begin(ctx, cfg)
 	return &Session[T]{Conn: c, Value: value, handler: handler}, nil
 }
 
@@ -257,8 +258,7 @@ func (c *Conn) run(f func(ctx context.Context) error) (err error) {
 }
 
 // begin sets up everything the handler runs with.
-func (c *Conn) begin(parent context.Context) {
-	c.parent = parent
+func (c *Conn) begin(parent context.Context, cfg *Config) {
 	c.ctx, c.cancel = context.WithCancelCause(parent)
 	if !group.Join(parent, (*member)(c)) {
 		c.closeGoingAway(ErrShutdown)
@@ -271,10 +271,10 @@ func (c *Conn) begin(parent context.Context) {
 			c.closeGoingAway(context.Cause(parent))
 		})
 	}
-	if o := c.set.observer; o != nil {
-		c.obs = o.ConnOpened(c)
+	if cfg != nil && cfg.Observer != nil {
+		c.obs = cfg.Observer.ConnOpened(c)
 	}
-	if !c.set.keepRequest {
+	if cfg == nil || !cfg.KeepRequest {
 		c.req = nil
 	}
 	if c.debugOn() {
@@ -307,8 +307,10 @@ func (c *Conn) end(herr error) error {
 	c.teardown()
 	c.reportClose()
 	c.cancel(ErrClosed)
-	group.Quit(c.parent, (*member)(c))
-	group.Leave(c.parent)
+	// The handler's context carries the caller's values, the place in the
+	// group among them.
+	group.Quit(c.ctx, (*member)(c))
+	group.Leave(c.ctx)
 
 	switch {
 	case herr != nil:

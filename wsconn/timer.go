@@ -31,20 +31,21 @@ const bgDelay = 20 * time.Millisecond
 // idle timeout strikes between 1 and 1.25 IdleTimeouts after its last
 // data frame.
 type connTimer struct {
-	mu      sync.Mutex
-	t       Timer
-	due     time.Duration // when t fires next; 0 while it is not armed
-	stopped bool
+	mu  sync.Mutex
+	t   Timer
+	due time.Duration // when t fires next; 0 while it is not armed
 
 	// Times are durations since the connection started, on its clock.
 	lastTick            time.Duration
 	lastHeard, lastData time.Duration // as seen at the ticks
-	pingOut             bool          // our PING waits for an answer
-	pingSent            time.Duration // when it left; notYet while it waits to leave
+	pingSent            time.Duration // when our PING left; notYet while it waits to leave
 	pingPayload         [8]byte
-	startBg             bool   // start the background reader at the next tick
 	lastBody            uint64 // Conn.body at the last tick
 	bgBody              uint64 // the body the background reader was started for
+
+	stopped bool
+	pingOut bool // our PING waits for an answer
+	startBg bool // start the background reader at the next tick
 
 	watching atomic.Bool // a tick comes within bgDelay to look at the body
 	rtt      atomic.Int64

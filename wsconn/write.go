@@ -17,11 +17,11 @@ import (
 
 // writer is the socket's writing state, under Conn.sockMu.
 type writer struct {
-	closeOut bool // our CLOSE frame is on the wire: nothing may follow it
-	broken   bool // a write failed: the stream is unusable
 	open     *messageWriter
 	deadline time.Time // the write deadline last set
 	hdr      [frames.MaxHeaderSize]byte
+	closeOut bool // our CLOSE frame is on the wire: nothing may follow it
+	broken   bool // a write failed: the stream is unusable
 }
 
 // smallWrite is the payload size up to which header and payload are copied
