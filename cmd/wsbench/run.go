@@ -77,7 +77,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.fanoutBatch, "fanout-batch", 10, fmt.Sprintf("messages in flight before the publisher waits for every delivery (1-%d)", maxFanoutBatch))
 	fs.IntVar(&cfg.idleConns, "idle-conns", 10000, "connections held open in the idle-memory scenario")
 	fs.IntVar(&cfg.handshakes, "handshakes", 1000, "sequential handshakes in the handshake scenario")
-	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of every scenario but idle, each taking the libraries in a rotated order; the table has each figure's median")
+	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds of every scenario, each taking the libraries in a rotated order; the table has each figure's median")
 	fs.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "limit on the whole run")
 	fs.StringVar(&cfg.jsonFile, "json", "", "also write the raw results to this file as JSON, and SVG charts beside it (FILE without .json, then -NAME.svg); \"-\" writes the JSON to standard output instead of the table, and no charts")
 	if err := parseFlags(fs, args, &cfg.quick, quickDefaults); err != nil {
@@ -212,21 +212,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// On a shared machine the load drifts while a row is measured: rounds
 	// interleave the libraries, each round in a rotated order, and the
-	// table takes the median. Memory at idle does not drift, and its round
-	// is the longest, so it runs once.
-	roundsOf := func(s scenario) int {
-		if s.once {
-			return 1
-		}
-		return cfg.rounds
-	}
+	// table takes the median. Memory without a forced collection moves
+	// too, with where the collector's cycle stands when it is read.
 	var steps []progressStep
 	for i, s := range scens {
-		for r := range roundsOf(s) {
+		for r := range cfg.rounds {
 			for j := range cfg.libs {
 				lib := cfg.libs[(j+r)%len(cfg.libs)]
 				steps = append(steps, progressStep{scenario: s.key, index: i + 1, lib: lib,
-					round: r + 1, rounds: roundsOf(s), guess: s.guess(cfg)})
+					round: r + 1, rounds: cfg.rounds, guess: s.guess(cfg)})
 			}
 		}
 	}
@@ -236,7 +230,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 scenarios:
 	for _, s := range scens {
 		outs := map[string][]*outcome{}
-		for r := range roundsOf(s) {
+		for r := range cfg.rounds {
 			for i := range cfg.libs {
 				lib := cfg.libs[(i+r)%len(cfg.libs)]
 				if runErr = ctx.Err(); runErr != nil {

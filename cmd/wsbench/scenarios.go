@@ -31,9 +31,6 @@ type scenario struct {
 	key     string // the -scenarios value
 	metrics []metric
 	run     func(ctx context.Context, cfg *config, srv *child) (outcome, error)
-	// once runs the scenario in one round whatever -rounds says: memory
-	// does not drift with the machine's load, and measuring it is slow.
-	once bool
 	// wsOnly scenarios need WebSocket endpoints the rawtcp floor does not
 	// serve.
 	wsOnly bool
@@ -139,8 +136,7 @@ func scenarioList(cfg *config) []scenario {
 				{key: "idle_goroutines_per_conn", unit: "goroutines", format: "%.2f",
 					label: "goroutines per idle conn"},
 			},
-			run:  runIdle,
-			once: true,
+			run: runIdle,
 			estimate: func(cfg *config) time.Duration {
 				return 5*time.Second + time.Duration(cfg.idleConns)*400*time.Microsecond
 			},
