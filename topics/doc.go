@@ -46,10 +46,10 @@
 //
 // A member's queue is bounded in bytes and in messages (Limits). When a
 // message does not fit, the Policy of the subscription (or else of the
-// member, the hub, DefaultPolicy) decides: DropOldest, DropNewest,
+// member, the hub, the default) decides: DropOldest, DropNewest,
 // KeepLatest (one message per key, for state feeds), Block (the
 // publisher waits, up to a timeout) or Disconnect (close with 1013 or
-// 1008). DefaultPolicy is Disconnect with 1013 Try Again Later. Apart
+// 1008). The default is Disconnect with 1013 Try Again Later. Apart
 // from Block, a publish never waits for a member, so a slow member costs
 // the others nothing. Member.Buffered reports what a member holds;
 // Member.Drain waits until it has all been written.

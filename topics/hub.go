@@ -51,7 +51,7 @@ type Options struct {
 	Broker Broker
 
 	// Policy applies to members and subscriptions that set none. Default
-	// DefaultPolicy (Disconnect with 1013).
+	// Disconnect with 1013 Try Again Later.
 	Policy Policy
 
 	// Limits bound each member's queue unless MemberOptions say otherwise.
@@ -108,7 +108,7 @@ func NewHub(opts *Options) (*Hub, error) {
 		o = *opts
 	}
 	h := &Hub{
-		policy: o.Policy.or(DefaultPolicy),
+		policy: o.Policy.or(defaultPolicy),
 		limits: o.Limits.or(Limits{MaxBytes: DefaultMaxBytes, MaxMessages: DefaultMaxMessages}),
 		onDrop: o.OnDrop,
 		log:    o.Logger,

@@ -12,8 +12,8 @@ import (
 // the message would take it past Limits.MaxBytes. A Policy applies where
 // it is set, from the most specific place: a subscription
 // (Member.SubscribeWith), then the member (MemberOptions.Policy), then the
-// hub (Options.Policy), then DefaultPolicy. The zero Policy means "not set
-// here".
+// hub (Options.Policy), then the default, Disconnect with 1013 Try Again
+// Later. The zero Policy means "not set here".
 //
 // Every message a policy gives up on is counted and reported (see Drop):
 // no policy drops silently.
@@ -92,13 +92,13 @@ func Disconnect(code frames.CloseCode) Policy {
 	return Policy{mode: modeDisconnect, code: code}
 }
 
-// DefaultPolicy applies where no policy is set: Disconnect with 1013 Try
+// defaultPolicy applies where no policy is set: Disconnect with 1013 Try
 // Again Later. A gap the client cannot see corrupts whatever state it
 // builds from the stream (a chat history, a document, a dashboard),
 // while a close with 1013 is a signal every WebSocket client gets and
 // can act on: reconnect and fetch the state afresh. Applications whose
 // clients tolerate gaps choose DropOldest, DropNewest or KeepLatest.
-var DefaultPolicy = Disconnect(frames.CloseTryAgainLater)
+var defaultPolicy = Disconnect(frames.CloseTryAgainLater)
 
 // String describes p: "drop-oldest", "block(2s)", "disconnect(1013)".
 func (p Policy) String() string {
