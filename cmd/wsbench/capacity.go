@@ -268,7 +268,7 @@ func (cfg *capConfig) measure(ctx context.Context, step string) (map[string]floa
 	values := map[string]float64{}
 	details := map[string]any{}
 	withServer := func(f func(srv *child) error) error {
-		srv, err := startChild(ctx, cfg.exe, colibri)
+		srv, err := startChild(ctx, cfg.exe, colibri, -1)
 		if err != nil {
 			return err
 		}

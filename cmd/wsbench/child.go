@@ -31,9 +31,10 @@ type child struct {
 	http  *http.Client
 }
 
-// startChild runs exe serve -lib lib and waits for its address.
-func startChild(ctx context.Context, exe, lib string) (*child, error) {
-	c, err := startProcess(ctx, lib, exe, "serve", "-lib", lib, "-addr", "127.0.0.1:0")
+// startChild runs exe serve -lib lib, bound to cpu unless it is negative,
+// and waits for its address.
+func startChild(ctx context.Context, exe, lib string, cpu int) (*child, error) {
+	c, err := startProcess(ctx, lib, exe, "serve", "-lib", lib, "-addr", "127.0.0.1:0", "-cpu", strconv.Itoa(cpu))
 	if c != nil {
 		c.raw = kindOf(lib) == floorLib
 	}

@@ -28,6 +28,12 @@
 //	                 per connection, after garbage collection
 //	handshake        1,000 connections opened one after another: mean time
 //
+// Each scenario runs in rounds (-rounds, 5), the libraries in a rotated
+// order each round; the table has each figure's best round (memory per
+// idle connection: the median). With -pin (on when the machine has two
+// CPUs) the load client runs on CPU 0 and each server on CPU 1, each with
+// GOMAXPROCS 1.
+//
 // The colibri column runs colibri with its defaults, keep-alive on;
 // colibri-lean has keep-alive off, and rawtcp is the same echo over plain
 // TCP, the floor (not a WebSocket). With -json FILE, run also writes SVG
@@ -46,7 +52,7 @@
 // output. Each library is one file, server_NAME.go; see the server type.
 //
 // Traffic never leaves the loopback interface, every loop is bounded, and
-// the defaults keep a full run of five libraries under ten minutes on two
+// the defaults keep a full run of the seven columns to about ten minutes on two
 // cores; -quick is a smoke run of about a minute.
 package main
 

@@ -165,26 +165,30 @@ func TestBaselineIgnoresColibri(t *testing.T) {
 	}
 }
 
-func TestMedianOfRounds(t *testing.T) {
-	s := scenario{key: "x", metrics: []metric{{key: "a"}, {key: "b"}}}
+func TestFoldRounds(t *testing.T) {
+	s := scenario{key: "x", metrics: []metric{{key: "a", median: true}, {key: "b", median: true}}}
 	outs := []*outcome{
 		{Values: map[string]float64{"a": 3, "b": 10}, Seconds: 1},
 		{Error: "refused", Seconds: 1},
 		{Values: map[string]float64{"a": 1, "b": 30}, Seconds: 1},
 		{Values: map[string]float64{"a": 2, "b": 20}, Seconds: 1},
 	}
-	got := medianOf(s, outs)
+	got := foldRounds(s, outs)
 	if got.Error != "" || got.Values["a"] != 2 || got.Values["b"] != 20 || got.Seconds != 4 {
 		t.Fatalf("median of rounds: %+v", got)
 	}
-	even := medianOf(s, outs[:3])
+	even := foldRounds(s, outs[:3])
 	if even.Values["a"] != 2 || even.Values["b"] != 20 {
 		t.Fatalf("median of two rounds: %+v", even.Values)
 	}
-	if failed := medianOf(s, outs[1:2]); failed.Error != "refused" {
+	if failed := foldRounds(s, outs[1:2]); failed.Error != "refused" {
 		t.Fatalf("a single failed round: %+v", failed)
 	}
-	if allFailed := medianOf(s, []*outcome{{Error: "e1"}, {Error: "e2"}}); allFailed.Error == "" {
+	if allFailed := foldRounds(s, []*outcome{{Error: "e1"}, {Error: "e2"}}); allFailed.Error == "" {
 		t.Fatal("every round failed, yet the outcome has no error")
+	}
+	best := scenario{key: "y", metrics: []metric{{key: "a"}, {key: "b", higher: true}}}
+	if got := foldRounds(best, outs); got.Values["a"] != 1 || got.Values["b"] != 30 {
+		t.Fatalf("best of rounds: %+v, want a=1 (lower is better) and b=30 (higher is better)", got.Values)
 	}
 }

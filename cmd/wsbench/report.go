@@ -16,8 +16,11 @@ func printHeader(w io.Writer, rep *report) {
 	if m.Kernel != "" {
 		fmt.Fprintf(w, ", kernel %s", m.Kernel)
 	}
-	fmt.Fprintf(w, "\nstarted: %s\n", rep.Started.Format("2006-01-02 15:04:05 MST"))
 	c := rep.Config
+	if c["pinned"] == true {
+		fmt.Fprintf(w, "; client on CPU %d, servers on CPU %d, GOMAXPROCS 1 each", clientCPU, serverCPU)
+	}
+	fmt.Fprintf(w, "\nstarted: %s\n", rep.Started.Format("2006-01-02 15:04:05 MST"))
 	fmt.Fprintf(w, "settings: echo %v conns, %v warm-up + %v; latency %v round trips; fan-out %v subs, %v msgs in batches of %v; idle %v conns; %v handshakes\n",
 		c["echo_conns"], c["echo_warmup"], c["echo_duration"], c["latency_n"],
 		c["fanout_subs"], c["fanout_msgs"], c["fanout_batch"], c["idle_conns"], c["handshakes"])

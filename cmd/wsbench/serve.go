@@ -21,6 +21,7 @@ func serveMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	lib := fs.String("lib", "", "library to serve: "+strings.Join(libraryNames(), ", "))
 	addr := fs.String("addr", "127.0.0.1:0", "address to listen on (loopback only)")
+	cpu := fs.Int("cpu", -1, "bind the server to this CPU, with GOMAXPROCS 1 (-1: unbound)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -35,6 +36,12 @@ func serveMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if err := raiseFileLimit(); err != nil {
 		fmt.Fprintf(stderr, "wsbench serve: %v\n", err)
+	}
+	if *cpu >= 0 {
+		if err := pinProcess(*cpu); err != nil {
+			fmt.Fprintf(stderr, "wsbench serve: %v\n", err)
+			return 1
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
