@@ -29,8 +29,7 @@
 //	handshake        1,000 connections opened one after another: mean time
 //
 // Each scenario runs in rounds (-rounds, 5), the libraries in a rotated
-// order each round; the table has each figure's best round (memory per
-// idle connection: the median). With -pin (on when the machine has two
+// order each round; the table has each figure's median. With -pin (on when the machine has two
 // CPUs) the load client runs on CPU 0 and each server on CPU 1, each with
 // GOMAXPROCS 1.
 //

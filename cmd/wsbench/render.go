@@ -364,7 +364,7 @@ func runMarkdown(rep *report, charts []string, docs string) string {
 		}
 		fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
 	}
-	b.WriteString("\nEach cell is the best of the rounds (for memory per idle connection, the median) and, after ×, its ratio to the best peer's figure (peers: every WebSocket library but colibri and colibri-lean; rawtcp is plain TCP, not a WebSocket).\n")
+	b.WriteString("\nEach cell is the median of the rounds and, after ×, its ratio to the best peer's figure (peers: every WebSocket library but colibri and colibri-lean; rawtcp is plain TCP, not a WebSocket).\n")
 	for _, c := range charts {
 		fmt.Fprintf(&b, "\n![%s](%s)\n", strings.TrimSuffix(filepath.Base(c), ".svg"), relLink(docs, c))
 	}

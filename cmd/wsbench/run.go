@@ -78,7 +78,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.fanoutBatch, "fanout-batch", 10, fmt.Sprintf("messages in flight before the publisher waits for every delivery (1-%d)", maxFanoutBatch))
 	fs.IntVar(&cfg.idleConns, "idle-conns", 10000, "connections held open in the idle-memory scenario")
 	fs.IntVar(&cfg.handshakes, "handshakes", 1000, "sequential handshakes in the handshake scenario")
-	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds of every scenario, each taking the libraries in a rotated order; the table has each figure's best round (memory: the median)")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds of every scenario, each taking the libraries in a rotated order; the table has each figure's median")
 	fs.BoolVar(&cfg.pin, "pin", canPin(), fmt.Sprintf("bind the load client to CPU %d and each server to CPU %d, each with GOMAXPROCS 1 (default: on when the machine has both CPUs)", clientCPU, serverCPU))
 	fs.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "limit on the whole run")
 	fs.StringVar(&cfg.jsonFile, "json", "", "also write the raw results to this file as JSON, and SVG charts beside it (FILE without .json, then -NAME.svg); \"-\" writes the JSON to standard output instead of the table, and no charts")
@@ -309,14 +309,9 @@ func runOne(ctx context.Context, cfg *config, s scenario, lib string) *outcome {
 }
 
 // foldRounds folds the rounds of one scenario for one library into one
-// outcome, keeping the rounds themselves in its detail. Each metric is the
-// best of the rounds that measured it: other work on the machine only
-// ever slows a round down, and on this project's shared two-core machines
-// a round lands in a fast or a slow regime (echo CPU per message 5.2 or
-// 8.2 µs for the same library), so the best round is the one least
-// disturbed. Memory per idle connection, whose noise goes both ways (the
-// figure without a forced collection moves with the collector's cycle),
-// takes the median. It fails only if every round failed.
+// outcome: each metric is the median of the rounds that measured it, and
+// the rounds themselves stay in its detail. It fails only if every round
+// failed.
 func foldRounds(s scenario, outs []*outcome) *outcome {
 	if len(outs) == 1 || outs[0].Skipped != "" {
 		return outs[0]
@@ -344,14 +339,9 @@ func foldRounds(s scenario, outs []*outcome) *outcome {
 			continue
 		}
 		slices.Sort(vs)
-		switch n := len(vs); {
-		case !m.median && m.higher:
-			folded.Values[m.key] = vs[n-1]
-		case !m.median:
-			folded.Values[m.key] = vs[0]
-		case n%2 == 1:
+		if n := len(vs); n%2 == 1 {
 			folded.Values[m.key] = vs[n/2]
-		default:
+		} else {
 			folded.Values[m.key] = (vs[n/2-1] + vs[n/2]) / 2
 		}
 	}

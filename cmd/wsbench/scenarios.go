@@ -23,9 +23,6 @@ type metric struct {
 	// hidden figures are kept in the JSON results (and charts) but have
 	// no row in the table.
 	hidden bool
-	// median folds the rounds by their median instead of their best, for
-	// figures whose noise goes both ways (see foldRounds).
-	median bool
 }
 
 // A scenario is one measurement, run against a fresh server process for
@@ -132,11 +129,11 @@ func scenarioList(cfg *config) []scenario {
 		{
 			key: "idle",
 			metrics: []metric{
-				{key: "idle_kib_per_conn", unit: "KiB", format: "%.2f", median: true,
+				{key: "idle_kib_per_conn", unit: "KiB", format: "%.2f",
 					label: fmt.Sprintf("memory per idle conn (%d), after forced GC", cfg.idleConns)},
-				{key: "idle_nogc_kib_per_conn", unit: "KiB", format: "%.2f", median: true,
+				{key: "idle_nogc_kib_per_conn", unit: "KiB", format: "%.2f",
 					label: fmt.Sprintf("memory per idle conn (%d), no forced GC", cfg.idleConns)},
-				{key: "idle_goroutines_per_conn", unit: "goroutines", format: "%.2f", median: true,
+				{key: "idle_goroutines_per_conn", unit: "goroutines", format: "%.2f",
 					label: "goroutines per idle conn"},
 			},
 			run: runIdle,

@@ -109,17 +109,19 @@ func startNode(t testing.TB, natsURL string, policy topics.Policy) *node {
 	g := &group.Group{}
 	cfg := &wsconn.Config{Logger: quiet, CloseTimeout: time.Second}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := handshake.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		subs := r.URL.Query()["sub"]
+		// The place is claimed before the 101, as the router does, so that
+		// a client that saw the 101 is served even if Shutdown follows.
 		ctx, err := g.Enter(r.Context())
 		if err != nil {
-			_ = u.Conn.Close()
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		_ = wsconn.Serve(ctx, u, subs, chat, cfg)
+		u, err := handshake.Accept(w, r, nil)
+		if err != nil {
+			group.Leave(ctx)
+			return
+		}
+		_ = wsconn.Serve(ctx, u, r.URL.Query()["sub"], chat, cfg)
 	}))
 	srv.Listener.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
