@@ -109,14 +109,14 @@ func comparisonChart(rep *report, path string) error {
 			if o == nil || o.Error != "" || o.Skipped != "" {
 				continue
 			}
-			v, ok := o.Values[mi.Key]
-			if !ok || v == 0 {
+			x, ok := ratio(o, m, best, true)
+			if !ok || x == 0 {
 				continue
 			}
 			if mi.Higher {
-				r.rel[lib] = v / best
+				r.rel[lib] = x
 			} else {
-				r.rel[lib] = best / v
+				r.rel[lib] = 1 / x
 			}
 		}
 		rows = append(rows, r)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,5 +187,41 @@ func TestFoldRounds(t *testing.T) {
 	}
 	if allFailed := foldRounds(s, []*outcome{{Error: "e1"}, {Error: "e2"}}); allFailed.Error == "" {
 		t.Fatal("every round failed, yet the outcome has no error")
+	}
+}
+
+func TestRoundRatiosFollowTheRound(t *testing.T) {
+	s := scenario{key: "x", metrics: []metric{{key: "cpu"}}}
+	libs := []string{colibri, "gws", "gorilla"}
+	round := func(v float64) *outcome { return &outcome{Values: map[string]float64{"cpu": v}} }
+	// The machine is twice as fast in the last two rounds: colibri is 10 %
+	// behind gws in every round, which the medians of the figures (10 vs
+	// 10.5) would not say.
+	rounds := map[string][]*outcome{
+		colibri:   {round(22), round(22), round(11), round(11), round(11)},
+		"gws":     {round(20), round(20), round(20), round(10), round(10)},
+		"gorilla": {round(30), {Error: "refused"}, round(30), round(15), round(15)},
+	}
+	folded := map[string]*outcome{}
+	for lib, o := range rounds {
+		folded[lib] = foldRounds(s, o)
+	}
+	roundRatios(s, libs, rounds, folded)
+	if got := folded[colibri].Ratios["cpu"]; math.Abs(got-1.1) > 1e-9 {
+		t.Errorf("colibri's ratio %v, want 1.1 (its figures' median %v, gws's %v)", got, folded[colibri].Values["cpu"], folded["gws"].Values["cpu"])
+	}
+	if got := folded["gws"].Ratios["cpu"]; got != 1 {
+		t.Errorf("the best peer's ratio %v, want 1", got)
+	}
+	if got := folded["gorilla"].Ratios["cpu"]; got != 1.5 {
+		t.Errorf("gorilla's ratio %v over its four good rounds, want 1.5", got)
+	}
+	rep := &report{Libs: libs, Results: map[string]map[string]*outcome{}}
+	for lib, f := range folded {
+		rep.Results[lib] = map[string]*outcome{"x": f}
+	}
+	best, ok := baseline(rep, s.metrics[0], s)
+	if r, _ := ratio(folded[colibri], s.metrics[0], best, ok); math.Abs(r-1.1) > 1e-9 {
+		t.Errorf("the table's ratio %v, want the rounds' 1.1", r)
 	}
 }

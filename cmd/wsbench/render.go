@@ -356,15 +356,15 @@ func runMarkdown(rep *report, charts []string, docs string) string {
 				if v < 100 {
 					cell = fmt.Sprintf("%.2f", v)
 				}
-				if haveBest && best != 0 {
-					cell += fmt.Sprintf(" ×%.2f", v/best)
+				if r, ok := ratio(o, m, best, haveBest); ok {
+					cell += fmt.Sprintf(" ×%.2f", r)
 				}
 				cells = append(cells, cell)
 			}
 		}
 		fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
 	}
-	b.WriteString("\nEach cell is the median of the rounds and, after ×, its ratio to the best peer's figure (peers: every WebSocket library but colibri and colibri-lean; rawtcp is plain TCP, not a WebSocket).\n")
+	b.WriteString("\nEach cell is the median of the rounds and, after ×, its ratio to the best peer's figure, taken within each round and then the median over the rounds (peers: every WebSocket library but colibri and colibri-lean; rawtcp is plain TCP, not a WebSocket).\n")
 	for _, c := range charts {
 		fmt.Fprintf(&b, "\n![%s](%s)\n", strings.TrimSuffix(filepath.Base(c), ".svg"), relLink(docs, c))
 	}

@@ -31,17 +31,26 @@ func printHeader(w io.Writer, rep *report) {
 // (every WebSocket library but colibri and its variants), or the best
 // library's when no peer has a figure.
 func baseline(rep *report, m metric, s scenario) (float64, bool) {
+	return bestOf(rep.Libs, m, func(lib string) (float64, bool) {
+		out := rep.Results[lib][s.key]
+		if out == nil || out.Error != "" {
+			return 0, false
+		}
+		v, ok := out.Values[m.key]
+		return v, ok
+	})
+}
+
+// bestOf returns the best of the figures value gives for libs, taking
+// peers only when any peer has one.
+func bestOf(libs []string, m metric, value func(lib string) (float64, bool)) (float64, bool) {
 	best, found := 0.0, false
 	for _, peersOnly := range []bool{true, false} {
-		for _, lib := range rep.Libs {
+		for _, lib := range libs {
 			if peersOnly && kindOf(lib) != peerLib {
 				continue
 			}
-			out := rep.Results[lib][s.key]
-			if out == nil || out.Error != "" {
-				continue
-			}
-			v, ok := out.Values[m.key]
+			v, ok := value(lib)
 			if !ok {
 				continue
 			}
@@ -54,6 +63,72 @@ func baseline(rep *report, m metric, s scenario) (float64, bool) {
 		}
 	}
 	return best, found
+}
+
+// ratio returns out's figure for m over the baseline: the ratio folded
+// from the rounds when there were several, else the figure over best.
+func ratio(out *outcome, m metric, best float64, haveBest bool) (float64, bool) {
+	if r, ok := out.Ratios[m.key]; ok {
+		return r, true
+	}
+	v, ok := out.Values[m.key]
+	if !ok || !haveBest || best == 0 || math.IsNaN(v/best) {
+		return 0, false
+	}
+	return v / best, true
+}
+
+// roundRatios sets each library's Ratios from its rounds: in every round,
+// the library's figure over the best peer's in that same round, then the
+// median over the rounds. The libraries of one round are measured within
+// a minute of each other, while the machine's speed can change from one
+// minute to the next (a shared two-core machine moved every library's
+// 16 KiB echo from 13 to 8.5 µs per message within one run), so ratios
+// within a round say more than ratios of medians. folded maps each
+// library to its folded outcome, rounds to its rounds in order.
+func roundRatios(s scenario, libs []string, rounds map[string][]*outcome, folded map[string]*outcome) {
+	n := 0
+	for _, o := range rounds {
+		n = max(n, len(o))
+	}
+	if n < 2 {
+		return
+	}
+	for _, m := range s.metrics {
+		perLib := map[string][]float64{}
+		for r := range n {
+			value := func(lib string) (float64, bool) {
+				if r >= len(rounds[lib]) {
+					return 0, false
+				}
+				o := rounds[lib][r]
+				if o.Error != "" || o.Skipped != "" {
+					return 0, false
+				}
+				v, ok := o.Values[m.key]
+				return v, ok
+			}
+			best, ok := bestOf(libs, m, value)
+			if !ok || best == 0 {
+				continue
+			}
+			for _, lib := range libs {
+				if v, ok := value(lib); ok {
+					perLib[lib] = append(perLib[lib], v/best)
+				}
+			}
+		}
+		for lib, rs := range perLib {
+			f := folded[lib]
+			if f == nil || f.Error != "" || f.Skipped != "" {
+				continue
+			}
+			if f.Ratios == nil {
+				f.Ratios = map[string]float64{}
+			}
+			f.Ratios[m.key] = median(rs)
+		}
+	}
 }
 
 // printTable prints one row per metric and one column per library; each
@@ -89,8 +164,8 @@ func printTable(w io.Writer, rep *report, scens []scenario) {
 						continue
 					}
 					cell := fmt.Sprintf(m.format, v)
-					if haveBest && best != 0 && !math.IsNaN(v/best) {
-						cell += fmt.Sprintf(" ×%.2f", v/best)
+					if r, ok := ratio(out, m, best, haveBest); ok {
+						cell += fmt.Sprintf(" ×%.2f", r)
 					}
 					cells = append(cells, cell)
 				}
@@ -109,7 +184,7 @@ func printTable(w io.Writer, rep *report, scens []scenario) {
 	if !hasPeer(rep.Libs) {
 		ref = "the best figure in its row"
 	}
-	fmt.Fprintf(w, "\n×r: the figure divided by %s.\n", ref)
+	fmt.Fprintf(w, "\n×r: the figure divided by %s, within each round, then the median over the rounds.\n", ref)
 	fmt.Fprintf(w, "better=higher rows: ×r above 1 beats the baseline; better=lower rows: ×r below 1 beats it.\n")
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "\nerrors:\n%s\n", strings.Join(errs, "\n"))

@@ -254,9 +254,12 @@ scenarios:
 				prog.end(time.Since(start), describe(s, out))
 			}
 		}
+		folded := map[string]*outcome{}
 		for lib, o := range outs {
-			rep.Results[lib][s.key] = foldRounds(s, o)
+			folded[lib] = foldRounds(s, o)
+			rep.Results[lib][s.key] = folded[lib]
 		}
+		roundRatios(s, cfg.libs, outs, folded)
 	}
 	prog.finish()
 	rep.WallSeconds = time.Since(rep.Started).Seconds()
@@ -338,14 +341,19 @@ func foldRounds(s scenario, outs []*outcome) *outcome {
 		if len(vs) == 0 {
 			continue
 		}
-		slices.Sort(vs)
-		if n := len(vs); n%2 == 1 {
-			folded.Values[m.key] = vs[n/2]
-		} else {
-			folded.Values[m.key] = (vs[n/2-1] + vs[n/2]) / 2
-		}
+		folded.Values[m.key] = median(vs)
 	}
 	return folded
+}
+
+// median returns the median of vs, which it sorts.
+func median(vs []float64) float64 {
+	slices.Sort(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		return vs[n/2]
+	}
+	return (vs[n/2-1] + vs[n/2]) / 2
 }
 
 // describe is a progress line for one outcome.

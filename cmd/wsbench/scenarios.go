@@ -57,7 +57,11 @@ func (s scenario) guess(cfg *config) time.Duration {
 
 // outcome is what one scenario measured for one library.
 type outcome struct {
-	Values  map[string]float64 `json:"values,omitempty"`
+	Values map[string]float64 `json:"values,omitempty"`
+	// Ratios are each figure's ratio to the best peer's, taken within
+	// each round and folded like the figures (see roundRatios); absent
+	// for a single round, where they are Values over the baseline.
+	Ratios  map[string]float64 `json:"ratios,omitempty"`
 	Detail  map[string]any     `json:"detail,omitempty"`
 	Error   string             `json:"error,omitempty"`
 	Skipped string             `json:"skipped,omitempty"` // why it was not run
