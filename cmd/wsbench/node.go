@@ -165,7 +165,13 @@ func runNode(ctx context.Context, addr, natsURL string, stdout io.Writer) error 
 	}
 	defer nc.Close()
 	broker := natsbroker.New(nc, &natsbroker.Options{Logger: quiet})
-	hub, err := topics.NewHub(&topics.Options{Broker: broker, Logger: quiet})
+	// Members hold up to 4,096 messages rather than the default 256: when
+	// NATS comes back after the outage scenario's two seconds, node A's
+	// reconnect buffer (up to 400 messages) reaches node B at once, and
+	// with the default queue the default policy would close B's
+	// subscribers with 1013 (see docs/scaling.md, "What an outage
+	// loses"). The scenario measures what the outage loses, not that.
+	hub, err := topics.NewHub(&topics.Options{Broker: broker, Logger: quiet, Limits: topics.Limits{MaxMessages: 4096}})
 	if err != nil {
 		return err
 	}
