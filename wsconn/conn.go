@@ -260,9 +260,7 @@ func (c *Conn) run(f func(ctx context.Context) error) (err error) {
 // begin sets up everything the handler runs with.
 func (c *Conn) begin(parent context.Context, cfg *Config) {
 	c.ctx, c.cancel = context.WithCancelCause(parent)
-	if !group.Join(parent, (*member)(c)) {
-		c.closeGoingAway(ErrShutdown)
-	}
+	group.Join(parent, (*member)(c))
 	if parent.Done() != nil {
 		// The caller's context can end: closing then begins with 1001.
 		c.bg.Add(1)

@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,8 @@ import (
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/handshake"
+	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -444,4 +448,54 @@ func TestReadAheadIsBounded(t *testing.T) {
 	}
 	c.frame(frames.OpClose, true, closePayload(frames.CloseNormal, ""))
 	c.expectClose(frames.CloseNormal)
+}
+
+// TestJoiningDuringShutdownGetsTheShutdownCode: a connection whose place
+// was claimed before a shutdown began, but which joins its group only
+// after (the client saw the 101 and the shutdown came in between), is
+// closed with the group's code, as every other connection is.
+func TestJoiningDuringShutdownGetsTheShutdownCode(t *testing.T) {
+	g := &group.Group{ShutdownCode: frames.CloseServiceRestart}
+	cfg := &wsconn.Config{Logger: slog.New(slog.DiscardHandler)}
+	shut := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, err := g.Enter(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		u, err := handshake.Accept(w, r, nil)
+		if err != nil {
+			group.Leave(ctx)
+			return
+		}
+		go func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := g.Shutdown(sctx)
+			shut <- err
+		}()
+		for { // until the shutdown has begun: the group refuses places
+			p, err := g.Enter(context.Background())
+			if errors.Is(err, group.ErrClosed) {
+				break
+			}
+			group.Leave(p)
+			time.Sleep(time.Millisecond)
+		}
+		go wsconn.Serve(ctx, u, struct{}{}, echo, cfg)
+	}))
+	defer srv.Close()
+	c, _, err := gorilla.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if code := readClose(t, c); code != int(frames.CloseServiceRestart) {
+		t.Errorf("close code %d, want the group's %d", code, frames.CloseServiceRestart)
+	}
+	_ = c.WriteControl(gorilla.CloseMessage, gorilla.FormatCloseMessage(int(frames.CloseServiceRestart), ""), time.Now().Add(time.Second))
+	if err := <-shut; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
 }

@@ -134,22 +134,33 @@ func Leave(ctx context.Context) {
 }
 
 // Join enrols m in the Group whose place ctx carries, so that a shutdown
-// reaches it. It returns false when that Group is shutting down already
-// (m should close at once); connections served outside a Group join
-// nothing and get true.
-func Join(ctx context.Context, m Member) bool {
+// reaches it. When that Group is shutting down already, m is told at once,
+// with the same code as the members Shutdown told. Connections served
+// outside a Group join nothing.
+func Join(ctx context.Context, m Member) {
 	p, ok := ctx.Value(placeKey{}).(*place)
 	if !ok {
-		return true
+		return
 	}
 	g := p.g
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.members == nil {
 		g.members = make(map[Member]struct{})
 	}
 	g.members[m] = struct{}{}
-	return !g.closed
+	closed := g.closed
+	g.mu.Unlock()
+	if closed {
+		m.Shutdown(g.code())
+	}
+}
+
+// code is the close code a shutdown sends.
+func (g *Group) code() frames.CloseCode {
+	if g.ShutdownCode == 0 {
+		return frames.CloseGoingAway
+	}
+	return g.ShutdownCode
 }
 
 // Quit undoes Join once the connection is over.
@@ -188,10 +199,7 @@ func (g *Group) Shutdown(ctx context.Context) (Report, error) {
 		members = append(members, m)
 	}
 	g.mu.Unlock()
-	code := g.ShutdownCode
-	if code == 0 {
-		code = frames.CloseGoingAway
-	}
+	code := g.code()
 	for _, m := range members {
 		m.Shutdown(code)
 	}
