@@ -29,9 +29,10 @@
 //	handshake        1,000 connections opened one after another: mean time
 //
 // Each scenario runs in rounds (-rounds, 5), the libraries in a rotated
-// order each round; the table has each figure's median. With -pin (on when the machine has two
-// CPUs) the load client runs on CPU 0 and each server on CPU 1, each with
-// GOMAXPROCS 1.
+// order each round; the table has each figure's median, and its ratio to
+// the best peer's taken within each round. With -pin (on when the machine
+// has two CPUs) the load client runs on CPU 0 and each server on CPU 1,
+// each with GOMAXPROCS 1.
 //
 // The colibri column runs colibri with its defaults, keep-alive on;
 // colibri-lean has keep-alive off, and rawtcp is the same echo over plain
@@ -51,8 +52,8 @@
 // output. Each library is one file, server_NAME.go; see the server type.
 //
 // Traffic never leaves the loopback interface, every loop is bounded, and
-// the defaults keep a full run of the seven columns to about ten minutes on two
-// cores; -quick is a smoke run of about a minute.
+// the defaults keep a full run of the seven columns to about ten minutes
+// on two cores; -quick is a smoke run of about a minute.
 package main
 
 import (
