@@ -6,7 +6,7 @@
 //	wsbench run [-quick] [-libs a,b] [-scenarios s,t] [-json FILE] [flags]
 //	wsbench capacity [-quick] [-json FILE] [flags]
 //	wsbench render -run FILE -capacity FILE [-docs DIR]
-//	wsbench serve -lib NAME [-addr 127.0.0.1:0]
+//	wsbench serve -lib NAME [-addr 127.0.0.1:0] [-cpu N]
 //	wsbench nats | node [flags]
 //
 // "run" is the driver. For every scenario and every library it starts a
