@@ -125,25 +125,21 @@ type settings struct {
 	clock        Clock
 }
 
-// resolve applies the defaults to c (nil: all defaults). Each connection
-// keeps its own settings, copied once at its start.
+// resolve applies the defaults to c. Each connection keeps its own
+// settings, copied once at its start.
 func (c *Config) resolve() settings {
-	var cfg Config
-	if c != nil {
-		cfg = *c
-	}
 	s := settings{
-		maxMessage:   cfg.MaxMessageSize,
-		maxFrame:     cfg.MaxFrameSize,
-		fragment:     cfg.FragmentSize,
-		pingInterval: pick(cfg.PingInterval, DefaultPingInterval),
-		pongTimeout:  pick(cfg.PongTimeout, DefaultPongTimeout),
-		idleTimeout:  max(cfg.IdleTimeout, 0),
-		writeTimeout: pick(cfg.WriteTimeout, DefaultWriteTimeout),
-		closeTimeout: pick(cfg.CloseTimeout, DefaultCloseTimeout),
-		checkUTF8:    !cfg.SkipUTF8Check,
-		logger:       cfg.Logger,
-		clock:        cfg.Clock,
+		maxMessage:   c.MaxMessageSize,
+		maxFrame:     c.MaxFrameSize,
+		fragment:     c.FragmentSize,
+		pingInterval: pick(c.PingInterval, DefaultPingInterval),
+		pongTimeout:  pick(c.PongTimeout, DefaultPongTimeout),
+		idleTimeout:  max(c.IdleTimeout, 0),
+		writeTimeout: pick(c.WriteTimeout, DefaultWriteTimeout),
+		closeTimeout: pick(c.CloseTimeout, DefaultCloseTimeout),
+		checkUTF8:    !c.SkipUTF8Check,
+		logger:       c.Logger,
+		clock:        c.Clock,
 	}
 	if s.maxMessage <= 0 {
 		s.maxMessage = DefaultMaxMessageSize
@@ -164,14 +160,6 @@ func (c *Config) resolve() settings {
 		s.clock = realClock{}
 	}
 	return s
-}
-
-// compression returns c's Compression (nil: the zero value, off).
-func (c *Config) compression() Compression {
-	if c == nil {
-		return Compression{}
-	}
-	return c.Compression
 }
 
 // pick returns d, or def when d is zero; negative values stay negative and

@@ -181,7 +181,7 @@ func newConn(u Upgraded, cfg *Config, deflate *deflateParams) *Conn {
 	c.in.c, c.out.c = c, c
 	c.start = c.set.clock.Now()
 	if deflate != nil {
-		c.deflate = newDeflateState(deflate, cfg.compression())
+		c.deflate = newDeflateState(deflate, cfg.Compression)
 		c.allowedRsv = frames.Rsv1
 	}
 	c.rd.init(u.Conn, u.Buffered)
@@ -228,6 +228,9 @@ func open[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], c
 		group.Leave(ctx)
 		return nil, err
 	}
+	if cfg == nil {
+		cfg = &Config{}
+	}
 	c := newConn(u, cfg, p)
 	c.begin(ctx, cfg)
 	return &Session[T]{Conn: c, Value: value, handler: handler}, nil
@@ -269,10 +272,10 @@ func (c *Conn) begin(parent context.Context, cfg *Config) {
 			c.closeGoingAway(context.Cause(parent))
 		})
 	}
-	if cfg != nil && cfg.Observer != nil {
+	if cfg.Observer != nil {
 		c.obs = cfg.Observer.ConnOpened(c)
 	}
-	if cfg == nil || !cfg.KeepRequest {
+	if !cfg.KeepRequest {
 		c.req = nil
 	}
 	if c.debugOn() {

@@ -330,38 +330,13 @@ func runMarkdown(rep *report, charts []string, docs string) string {
 		if mi.Hidden {
 			continue
 		}
-		better := "lower"
-		if mi.Higher {
-			better = "higher"
-		}
-		m := metric{key: mi.Key, higher: mi.Higher}
-		best, haveBest := baseline(rep, m, scenario{key: mi.Scenario})
-		cells := []string{mi.Label, mi.Unit, better}
-		for _, lib := range rep.Libs {
-			o := rep.Results[lib][mi.Scenario]
-			switch {
-			case o == nil:
-				cells = append(cells, "not run")
-			case o.Skipped != "":
-				cells = append(cells, "n/a")
-			case o.Error != "":
-				cells = append(cells, "error")
-			default:
-				v, ok := o.Values[mi.Key]
-				if !ok {
-					cells = append(cells, "n/a")
-					continue
-				}
-				cell := num(v)
-				if v < 100 {
-					cell = fmt.Sprintf("%.2f", v)
-				}
-				if r, ok := ratio(o, m, best, haveBest); ok {
-					cell += fmt.Sprintf(" ×%.2f", r)
-				}
-				cells = append(cells, cell)
+		m := metric{key: mi.Key, label: mi.Label, unit: mi.Unit, higher: mi.Higher}
+		cells := rowCells(rep, m, mi.Scenario, func(v float64) string {
+			if v < 100 {
+				return fmt.Sprintf("%.2f", v)
 			}
-		}
+			return num(v)
+		})
 		fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | "))
 	}
 	b.WriteString("\nEach cell is the median of the rounds and, after ×, its ratio to the best peer's figure, taken within each round and then the median over the rounds (peers: every WebSocket library but colibri and colibri-lean; rawtcp is plain TCP, not a WebSocket).\n")

@@ -131,6 +131,41 @@ func roundRatios(s scenario, libs []string, rounds map[string][]*outcome, folded
 	}
 }
 
+// rowCells is a table row for m: its label, unit and direction, then a
+// cell per library, the figure as format writes it and its ratio to the
+// baseline.
+func rowCells(rep *report, m metric, scenarioKey string, format func(float64) string) []string {
+	better := "lower"
+	if m.higher {
+		better = "higher"
+	}
+	cells := []string{m.label, m.unit, better}
+	best, haveBest := baseline(rep, m, scenario{key: scenarioKey})
+	for _, lib := range rep.Libs {
+		out := rep.Results[lib][scenarioKey]
+		switch {
+		case out == nil:
+			cells = append(cells, "not run")
+		case out.Skipped != "":
+			cells = append(cells, "n/a")
+		case out.Error != "":
+			cells = append(cells, "error")
+		default:
+			v, ok := out.Values[m.key]
+			if !ok {
+				cells = append(cells, "n/a")
+				continue
+			}
+			cell := format(v)
+			if r, ok := ratio(out, m, best, haveBest); ok {
+				cell += fmt.Sprintf(" ×%.2f", r)
+			}
+			cells = append(cells, cell)
+		}
+	}
+	return cells
+}
+
 // printTable prints one row per metric and one column per library; each
 // cell is the figure and, after ×, its ratio to the baseline.
 func printTable(w io.Writer, rep *report, scens []scenario) {
@@ -142,34 +177,7 @@ func printTable(w io.Writer, rep *report, scens []scenario) {
 			if m.hidden {
 				continue
 			}
-			better := "lower"
-			if m.higher {
-				better = "higher"
-			}
-			cells := []string{m.label, m.unit, better}
-			best, haveBest := baseline(rep, m, s)
-			for _, lib := range rep.Libs {
-				out := rep.Results[lib][s.key]
-				switch {
-				case out == nil:
-					cells = append(cells, "not run")
-				case out.Skipped != "":
-					cells = append(cells, "n/a")
-				case out.Error != "":
-					cells = append(cells, "error")
-				default:
-					v, ok := out.Values[m.key]
-					if !ok {
-						cells = append(cells, "n/a")
-						continue
-					}
-					cell := fmt.Sprintf(m.format, v)
-					if r, ok := ratio(out, m, best, haveBest); ok {
-						cell += fmt.Sprintf(" ×%.2f", r)
-					}
-					cells = append(cells, cell)
-				}
-			}
+			cells := rowCells(rep, m, s.key, func(v float64) string { return fmt.Sprintf(m.format, v) })
 			fmt.Fprintln(tw, strings.Join(cells, "\t"))
 		}
 		for _, lib := range rep.Libs {
