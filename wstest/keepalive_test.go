@@ -132,6 +132,13 @@ func TestFakeClockWriteOnlyHandler(t *testing.T) {
 		}, &wstest.HandlerOptions{Config: &wsconn.Config{Clock: clk, Logger: quiet}}))
 	c := srv.Dial(t, "/", nil)
 	c.Timeout = time.Second
+	// The client may see the 101 before the server has armed the
+	// connection's timer; time moves only once it is armed.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := clk.WaitTimers(ctx, 1); err != nil {
+		t.Fatalf("the connection's timer: %v", err)
+	}
 	// The background reader starts once nobody has read for 20 ms of the
 	// connection's clock.
 	clk.Advance(wsconn.DefaultPingInterval)
