@@ -57,7 +57,7 @@ func TestIdle(t *testing.T) {
 	}
 
 	quiet := slog.New(slog.DiscardHandler)
-	r := router.New(router.WithConfig(wsconn.Config{Logger: quiet, PingInterval: -1}))
+	r := router.New(router.WithConfig(wsconn.Config{Logger: quiet}))
 	router.WS(r, "/echo", nil, echo)
 	var h http.Handler = r
 	if os.Getenv("COLIBRI_MEMPROBE_SERVER") == "gobwas" {
