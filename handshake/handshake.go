@@ -3,6 +3,7 @@ package handshake
 import (
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -113,8 +114,10 @@ func validKey(key string) bool {
 // it. A request passes when it has no Origin header (not a browser), when
 // the Origin's host equals the request's Host, or when the Origin's host
 // (host[:port], compared case-insensitively) matches one of patterns in
-// path.Match syntax, such as "*.example.com" or "localhost:*". Otherwise
-// the refusal is 403.
+// path.Match syntax, such as "*.example.com" or "localhost:*". A default
+// port counts as given and as left out: "localhost:*" matches
+// "http://localhost", and "example.com" matches "https://example.com:443".
+// Otherwise the refusal is 403.
 func CheckOrigin(r *http.Request, patterns []string) *Error {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
@@ -137,12 +140,30 @@ func CheckOrigin(r *http.Request, patterns []string) *Error {
 	if host == withoutDefaultPort(strings.ToLower(r.Host), u.Scheme) || host == withoutDefaultPort(strings.ToLower(r.Host), reqScheme) {
 		return nil
 	}
+	// A pattern matches the origin with its default port left out or
+	// spelled out, so that "localhost:*" takes "http://localhost" and
+	// "example.com:443" takes "https://example.com".
+	explicit := host
+	if _, port, _ := net.SplitHostPort(host); port == "" {
+		explicit = net.JoinHostPort(strings.Trim(host, "[]"), defaultPort(u.Scheme))
+	}
 	for _, p := range patterns {
-		if ok, _ := path.Match(strings.ToLower(p), host); ok {
+		p = strings.ToLower(p)
+		if ok, _ := path.Match(p, host); ok {
+			return nil
+		}
+		if ok, _ := path.Match(p, explicit); ok {
 			return nil
 		}
 	}
 	return refuse(http.StatusForbidden, "origin %q is not allowed here", origin)
+}
+
+func defaultPort(scheme string) string {
+	if scheme == "https" {
+		return "443"
+	}
+	return "80"
 }
 
 // withoutDefaultPort drops ":80" or ":443" when it is the scheme's default,

@@ -19,7 +19,7 @@ func originRequest(host, origin string) *http.Request {
 }
 
 func TestOrigins(t *testing.T) {
-	h := Origins("*.example.com", "localhost:*", "partner.test", `\[::1\]:*`)(ok)
+	h := Origins("*.example.com", "localhost:*", "partner.test", "secure.test:443", `\[::1\]:*`)(ok)
 	for _, tc := range []struct {
 		name, host, origin string
 		allowed            bool
@@ -42,7 +42,11 @@ func TestOrigins(t *testing.T) {
 		{"subdomain with port", "api.test", "https://app.example.com:8443", false},
 		{"look-alike", "api.test", "https://example.com.evil.test", false},
 		{"localhost any port", "api.test", "http://localhost:3000", true},
-		{"localhost without port", "api.test", "http://localhost", false},
+		{"localhost, default port left out", "api.test", "http://localhost", true},
+		{"localhost, default port given", "api.test", "https://localhost:443", true},
+		{"pattern with a default port", "api.test", "https://secure.test", true},
+		{"pattern with a default port, other scheme", "api.test", "http://secure.test", false},
+		{"exact host, default port given", "api.test", "https://partner.test:443", true},
 		{"exact host", "api.test", "https://partner.test", true},
 		{"exact host, other port", "api.test", "https://partner.test:8080", false},
 		{"escaped IPv6 pattern", "api.test", "http://[::1]:5173", true},
