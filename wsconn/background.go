@@ -21,7 +21,7 @@ import "github.com/colibri-ws/colibri/frames"
 func (c *Conn) startBackground() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.st.bgRunning || c.st.readEnded || c.st.draining || c.st.tasksClosed || c.ctx.Err() != nil {
+	if c.st.bgRunning || c.st.readEnded || c.st.draining || c.ctx.Err() != nil {
 		return
 	}
 	if c.st.looping && c.body.Load()&1 == 0 {

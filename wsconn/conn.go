@@ -288,14 +288,17 @@ func (c *Conn) begin(parent context.Context, cfg *Config) {
 // for the connection's tasks, and the bookkeeping. It returns what Serve
 // returns.
 func (c *Conn) end(herr error) error {
-	c.handlerReturned(herr)
-	c.abandonWriter()
-	c.awaitPeerClose()
-
+	// From here Go refuses: the tasks running now are all the connection
+	// waits for.
 	c.mu.Lock()
 	c.st.tasksClosed = true
 	tasks := c.tasks
 	c.mu.Unlock()
+
+	c.handlerReturned(herr)
+	c.abandonWriter()
+	c.awaitPeerClose()
+
 	var gerr error
 	if tasks != nil {
 		gerr = tasks.Wait()
