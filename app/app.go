@@ -94,7 +94,8 @@ type Config struct {
 	// no cap.
 	MaxConnections int
 
-	// RetryAfter is the Retry-After value sent with that 503. Default 1 s.
+	// RetryAfter is the Retry-After value sent with that 503, and with
+	// the 503 to upgrades while shutting down. Default 1 s.
 	RetryAfter time.Duration
 
 	// ShutdownTimeout is how long Run waits, once stopping, for handlers
@@ -134,8 +135,8 @@ type Config struct {
 	WebSocket func(*router.Router)
 
 	// Observer is told about the upgrade requests the application refuses
-	// itself (503 at MaxConnections, reported with no route and no
-	// duration), and watches the closure form's upgrades and connections.
+	// itself (503 at MaxConnections or while shutting down, reported with
+	// no route and no duration), and watches the closure form's upgrades and connections.
 	// A router you make takes its own with router.WithObserver, usually
 	// the same one; the observe package makes one. Default nil.
 	Observer wsconn.Observer
@@ -190,6 +191,7 @@ func New(handler http.Handler, cfg Config) *App {
 	a := &App{cfg: cfg, handler: handler, log: cfg.Logger}
 	a.sessions.Limit = cfg.MaxConnections
 	a.sessions.HandshakeTimeout = cfg.HandshakeTimeout
+	a.sessions.Refuse = a.refuse
 	if c := cfg.ShutdownCode; c.Valid() {
 		a.sessions.ShutdownCode = c
 	}
@@ -227,12 +229,10 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if max := a.cfg.MaxConnections; max > 0 && a.sessions.Len() >= max {
-		w.Header().Set("Retry-After", strconv.Itoa(int((a.cfg.RetryAfter+time.Second-1)/time.Second)))
-		http.Error(w, "too many WebSocket connections; try again later", http.StatusServiceUnavailable)
-		a.log.Warn("upgrade refused: connection limit reached", slog.Int("max", max))
-		if o := a.cfg.Observer; o != nil {
-			o.Upgraded(r, wsconn.UpgradeResult{Status: http.StatusServiceUnavailable})
-		}
+		// Refused before the hooks and the decision run; upgrades that
+		// pass here together are counted again when their connection
+		// claims its place, and refused alike.
+		a.refuse(w, r, group.ErrFull)
 		return
 	}
 	if group.From(r.Context()) != &a.sessions {
@@ -246,6 +246,21 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.handler.ServeHTTP(w, r)
+}
+
+// refuse answers 503 with Retry-After to an upgrade request that the
+// connection limit or a shutdown turns away, and reports it.
+func (a *App) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	w.Header().Set("Retry-After", strconv.Itoa(int((a.cfg.RetryAfter+time.Second-1)/time.Second)))
+	if errors.Is(err, group.ErrFull) {
+		http.Error(w, "too many WebSocket connections; try again later", http.StatusServiceUnavailable)
+		a.log.Warn("upgrade refused: connection limit reached", slog.Int("max", a.cfg.MaxConnections))
+	} else {
+		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+	}
+	if o := a.cfg.Observer; o != nil {
+		o.Upgraded(r, wsconn.UpgradeResult{Status: http.StatusServiceUnavailable})
+	}
 }
 
 // Shutdown sends 1001 Going Away (or Config.ShutdownCode) to every open

@@ -176,7 +176,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		p.serve = nil
 		defer serve()
 	}
-	r.upgradeEnded(req, began, status, err)
+	if status != 0 {
+		r.upgradeEnded(req, began, status, err)
+	}
 }
 
 // chain returns the middleware around dispatch, built by the first

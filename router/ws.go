@@ -199,10 +199,15 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // server can still answer with an HTTP status. It returns the status the
 // client received (101, or 200 for an HTTP/2 stream, when the connection
 // was handed over), and the handshake's error when it failed after the
-// decision.
+// decision. It returns 0 when the group's owner answered and reported a
+// refusal itself.
 func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Group, value T) (int, error) {
 	ctx, err := g.Enter(r.Context())
 	if err != nil {
+		if g.Refuse != nil {
+			g.Refuse(w, r, err)
+			return 0, nil
+		}
 		refuseBusy(w, err)
 		return http.StatusServiceUnavailable, nil
 	}

@@ -7,6 +7,7 @@ package group
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 
@@ -53,6 +54,10 @@ type Group struct {
 	// ShutdownCode is the close code Shutdown sends; zero means 1001
 	// Going Away.
 	ShutdownCode frames.CloseCode
+	// Refuse, when set, answers and reports an upgrade request that Enter
+	// refused (with ErrFull or ErrClosed), so that the Group's owner
+	// answers every refusal of its own alike. Set it before use.
+	Refuse func(w http.ResponseWriter, r *http.Request, err error)
 
 	mu      sync.Mutex
 	members map[Member]struct{}
