@@ -229,6 +229,38 @@ func TestPromiseRouteOptionsReplaceRouterDefaults(t *testing.T) {
 	}
 }
 
+// WithOrigins and WithAnyOrigin are one policy: a route's own replaces the
+// router's, whichever way round.
+func TestPromiseOriginPolicyIsOneOption(t *testing.T) {
+	open := router.New(router.WithConfig(quiet), router.WithAnyOrigin())
+	router.WS(open, "/any", nil, echo[struct{}])
+	router.WS(open, "/listed", nil, echo[struct{}], router.WithOrigins("*.friend.test"))
+	listed := router.New(router.WithConfig(quiet), router.WithOrigins("*.friend.test"))
+	router.WS(listed, "/any", nil, echo[struct{}], router.WithAnyOrigin())
+	router.WS(listed, "/listed", nil, echo[struct{}])
+	for _, tc := range []struct {
+		name   string
+		base   string
+		path   string
+		origin string
+		want   int
+	}{
+		{"router any, route default", serve(t, open), "/any", "https://evil.test", http.StatusSwitchingProtocols},
+		{"router any, route listed", serve(t, open), "/listed", "https://evil.test", http.StatusForbidden},
+		{"router any, route listed, friend", serve(t, open), "/listed", "https://a.friend.test", http.StatusSwitchingProtocols},
+		{"router listed, route any", serve(t, listed), "/any", "https://evil.test", http.StatusSwitchingProtocols},
+		{"router listed, route default", serve(t, listed), "/listed", "https://evil.test", http.StatusForbidden},
+	} {
+		c, resp, _ := gorilla.DefaultDialer.Dial(wsURL(tc.base, tc.path), http.Header{"Origin": {tc.origin}})
+		if c != nil {
+			c.Close()
+		}
+		if resp == nil || resp.StatusCode != tc.want {
+			t.Errorf("%s: Origin %s answered %v, want %d", tc.name, tc.origin, resp, tc.want)
+		}
+	}
+}
+
 // Reject with a status outside 400–599 answers 403, with the decision's
 // body and a final newline.
 func TestPromiseRejectOutsideErrorRangeBecomes403(t *testing.T) {

@@ -256,15 +256,18 @@ func WithSubprotocols(names ...string) Option {
 // (path.Match syntax on host[:port], e.g. "*.example.com"). Same-host
 // requests and requests without Origin are always allowed. Default: none
 // besides the same host, which protects against cross-site WebSocket
-// hijacking.
+// hijacking. WithOrigins and WithAnyOrigin set one origin policy: the
+// one given last applies, so a route's WithOrigins turns the check back on
+// under a router's WithAnyOrigin.
 func WithOrigins(patterns ...string) Option {
-	return func(o *wsOptions) { o.origins = patterns }
+	return func(o *wsOptions) { o.origins, o.anyOrigin = patterns, false }
 }
 
 // WithAnyOrigin turns the origin check off. Only for endpoints that rely on
-// no ambient credentials (cookies, HTTP auth, client certificates).
+// no ambient credentials (cookies, HTTP auth, client certificates). It
+// replaces the patterns of an earlier WithOrigins.
 func WithAnyOrigin() Option {
-	return func(o *wsOptions) { o.anyOrigin = true }
+	return func(o *wsOptions) { o.origins, o.anyOrigin = nil, true }
 }
 
 // WithConfig sets the connection configuration (limits, keep-alive,
