@@ -38,7 +38,8 @@
 //   - publishes still reach the subscribers on the publishing node;
 //   - publishes to other nodes are kept in nats.go's reconnect buffer
 //     (Connect sets 8 MiB) and sent after the reconnection; once the
-//     buffer is full, Publish returns nats.ErrReconnectBufExceeded;
+//     buffer is full, Publish returns an error wrapping ErrNotSent and
+//     nats.ErrReconnectBufExceeded;
 //   - messages published by anybody while the NATS server is down, or
 //     while this node is disconnected from it, do not reach the nodes
 //     that are disconnected: the buffered ones reach only the nodes whose
@@ -139,6 +140,15 @@ type Broker struct {
 	discarded atomic.Int64
 	missing   atomic.Int64
 	behind    atomic.Int64
+
+	// The reconnect buffer is the connection's, shared by every hub on
+	// it: buffered counts the publishes nats.go took into it since its
+	// reconnection number pendEpoch, sent when it reconnects, discarded if
+	// the connection closes first.
+	pendMu    sync.Mutex
+	buffered  int64
+	pendEpoch uint64
+	hubs      int // links open
 }
 
 // New returns a Broker over nc. nc should reconnect forever: New logs a
@@ -218,6 +228,9 @@ func (b *Broker) Open(deliver func(context.Context, topics.Publication)) (topics
 		num:     numbering{topics: make(map[string]*topicCount), swept: time.Now()},
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
+	b.pendMu.Lock()
+	b.hubs++
+	b.pendMu.Unlock()
 	go l.run()
 	return l, nil
 }
@@ -239,11 +252,6 @@ type link struct {
 	pubMu sync.Mutex // seq and the order of publishes on the wire go together
 	seq   uint64
 	num   numbering
-	// The publishes nats.go took into its reconnect buffer since its
-	// reconnection number pendEpoch: sent when it reconnects, discarded
-	// if the connection closes first.
-	pending   int64
-	pendEpoch uint64
 
 	status chan nats.Status // the connection's CLOSED
 
@@ -338,35 +346,38 @@ func (l *link) Publish(_ context.Context, p topics.Publication) error {
 		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	if !l.b.nc.IsConnected() {
-		l.buffered()
+		l.b.held()
 	}
 	return nil
 }
 
-// buffered counts a publish nats.go took while disconnected, into its
-// reconnect buffer. Called with pubMu held.
-func (l *link) buffered() {
-	if st := l.b.nc.Status(); st != nats.RECONNECTING && st != nats.DISCONNECTED {
+// held counts a publish nats.go took while disconnected, into its
+// reconnect buffer.
+func (b *Broker) held() {
+	if st := b.nc.Status(); st != nats.RECONNECTING && st != nats.DISCONNECTED {
 		return
 	}
-	epoch := l.b.nc.Stats().Reconnects
-	if epoch != l.pendEpoch {
-		l.pendEpoch, l.pending = epoch, 0
+	epoch := b.nc.Stats().Reconnects
+	b.pendMu.Lock()
+	defer b.pendMu.Unlock()
+	if epoch != b.pendEpoch {
+		b.pendEpoch, b.buffered = epoch, 0
 	}
-	l.pending++
+	b.buffered++
 }
 
 // discardPending counts the publishes still in the reconnect buffer as
-// discarded: the connection closed, or the hub did, while disconnected.
-func (l *link) discardPending() {
-	l.pubMu.Lock()
-	defer l.pubMu.Unlock()
-	if l.pending > 0 && l.b.nc.Stats().Reconnects == l.pendEpoch && !l.b.nc.IsConnected() {
-		l.b.discarded.Add(l.pending)
-		l.b.log.Warn("natsbroker: publishes held during a NATS outage were discarded",
-			slog.Int64("discarded", l.pending))
+// discarded: the connection closed while disconnected, or the last hub
+// did. Every hub's link sees the connection close; the first counts.
+func (b *Broker) discardPending() {
+	b.pendMu.Lock()
+	defer b.pendMu.Unlock()
+	if b.buffered > 0 && b.nc.Stats().Reconnects == b.pendEpoch && !b.nc.IsConnected() {
+		b.discarded.Add(b.buffered)
+		b.log.Warn("natsbroker: publishes held during a NATS outage were discarded",
+			slog.Int64("discarded", b.buffered))
 	}
-	l.pending = 0
+	b.buffered = 0
 }
 
 func (l *link) Close() error {
@@ -386,9 +397,17 @@ func (l *link) Close() error {
 	l.cancel()
 	<-l.stopped
 	l.b.nc.RemoveStatusListener(l.status)
-	// What is still in the reconnect buffer belongs to a hub that has
-	// gone; its node closes the connection next.
-	l.discardPending()
+	l.b.pendMu.Lock()
+	l.b.hubs--
+	last := l.b.hubs == 0
+	l.b.pendMu.Unlock()
+	if last {
+		// The last hub gone, the node closes the connection next (see
+		// Broker): nobody would see it close, and what is still in the
+		// reconnect buffer will not be sent. While other hubs remain,
+		// the buffer is theirs to send or to see discarded.
+		l.b.discardPending()
+	}
 	return nil
 }
 
@@ -405,7 +424,7 @@ func (l *link) run() {
 			l.receive(msg)
 		case st := <-l.status:
 			if st == nats.CLOSED {
-				l.discardPending()
+				l.b.discardPending()
 			}
 		case now := <-tick.C:
 			l.checkDropped()

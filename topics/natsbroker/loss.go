@@ -23,9 +23,9 @@ type Losses struct {
 	NotSent int64
 	// Discarded counts publishes nats.go held in its reconnect buffer
 	// during an outage and threw away because the connection closed
-	// before it reconnected, or because the hub that published them
-	// closed first (counted then: the node is shutting down). Counted on
-	// the publishing node.
+	// before it reconnected, or because the last hub on the Broker
+	// closed first (counted then: the node is shutting down, and closes
+	// the connection next). Counted on the publishing node.
 	Discarded int64
 	// Missing counts messages of other nodes that never arrived here,
 	// found on the receiving node by the gap they left in the publisher's
