@@ -2,6 +2,8 @@ package observe
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -40,16 +42,25 @@ type connObserver struct {
 
 func (co *connObserver) startSpan(c *wsconn.Conn) {
 	ctx := context.Background()
+	attrs := []attribute.KeyValue{
+		co.attrs.route,
+		AttrSubprotocol.String(c.Subprotocol()),
+		AttrCompression.String(compression(c)),
+		attribute.Int64("colibri.conn.id", int64(c.ID())),
+	}
+	// OpenTelemetry's network.peer.address holds the address alone, its
+	// port goes in network.peer.port.
+	peer := c.RemoteAddr().String()
+	if host, port, err := net.SplitHostPort(peer); err == nil {
+		n, _ := strconv.Atoi(port)
+		attrs = append(attrs, attribute.String("network.peer.address", host), attribute.Int("network.peer.port", n))
+	} else {
+		attrs = append(attrs, attribute.String("network.peer.address", peer))
+	}
 	opts := []trace.SpanStartOption{
 		trace.WithNewRoot(),
 		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(
-			co.attrs.route,
-			attribute.String("network.peer.address", c.RemoteAddr().String()),
-			AttrSubprotocol.String(c.Subprotocol()),
-			AttrCompression.String(compression(c)),
-			attribute.Int64("colibri.conn.id", int64(c.ID())),
-		),
+		trace.WithAttributes(attrs...),
 	}
 	if req := c.Request(); req != nil {
 		// Baggage and other values of the request go on; its cancellation,
