@@ -359,10 +359,15 @@ func (d *dialer) handshake(ctx context.Context, conn net.Conn, proxyURL *url.URL
 }
 
 // refusal reads up to MaxErrorBody bytes of a refusal's body into a
-// HandshakeError and makes resp.Body read them again.
-func refusal(resp *http.Response, proxy bool) *HandshakeError {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
+// HandshakeError and makes resp.Body read them again. When the handshake's
+// time runs out before the body has come, the error is the timeout: a
+// refusal cut short is no answer to report.
+func refusal(resp *http.Response, proxy bool) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
 	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("read the body of a %s answer: %w", resp.Status, err)
+	}
 	return &HandshakeError{
 		StatusCode: resp.StatusCode,
 		Status:     resp.Status,

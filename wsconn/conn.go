@@ -295,6 +295,17 @@ func (c *Conn) end(herr error) error {
 	tasks := c.tasks
 	c.mu.Unlock()
 
+	if c.stopWatch != nil && c.stopWatch() {
+		c.bg.Done() // it will not run
+	}
+	if c.ctx.Err() != nil {
+		// Before closing begins, only the caller's context ends the
+		// handler's, and the handler may return on seeing it before the
+		// watch has begun closing: the close is still the 1001 the
+		// caller's context promises. Once closing began, this changes
+		// nothing.
+		c.closeGoingAway(context.Cause(c.ctx))
+	}
 	c.handlerReturned(herr)
 	c.abandonWriter()
 	c.awaitPeerClose()
@@ -304,9 +315,6 @@ func (c *Conn) end(herr error) error {
 		gerr = tasks.Wait()
 	}
 	c.timer.stop()
-	if c.stopWatch != nil && c.stopWatch() {
-		c.bg.Done() // it will not run
-	}
 	c.bg.Wait()
 	c.teardown()
 	c.reportClose()
