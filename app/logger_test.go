@@ -75,7 +75,7 @@ func dialAndRead(t *testing.T, url string) int {
 func TestConfigLoggerReachesConnectionsAndMiddleware(t *testing.T) {
 	logs := &lockedBuffer{}
 	r := router.New()
-	r.Use(middleware.RequestID, middleware.Recover(nil), middleware.Log(nil))
+	r.Use(middleware.RequestID, middleware.Log(nil), middleware.Recover(nil))
 	r.HandleFunc("GET /panic", func(http.ResponseWriter, *http.Request) { panic("http kaboom") })
 	router.WS(r, "/ws/fail", nil, func(context.Context, *wsconn.Inbound, *wsconn.Outbound, *wsconn.Session[struct{}]) error {
 		return errors.New("ws boom")

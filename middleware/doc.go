@@ -29,15 +29,17 @@
 // Listed from the outermost, which sees the request first and the response
 // last, a sensible stack is
 //
-//	RequestID, Recover(nil), Log(nil), Origins(...),
+//	RequestID, Log(nil), Recover(nil), Origins(...),
 //	UpgradeRateLimit(...), Bearer(...) or BasicAuth(...)
 //
-// Recover and Log given a nil logger log to the application's: colibri's
+// Log and Recover given a nil logger log to the application's: colibri's
 // app package carries its Config.Logger in every request's context, so
 // one logger serves the application, its connections and its middleware.
 //
-// RequestID first so that every log line has the id; Recover before Log so
-// that Log records the 500 Recover writes; Origins and UpgradeRateLimit
+// RequestID first so that every log line has the id; Log outside Recover
+// so that Log's line records the 500 Recover writes for a panic (inside
+// it, Log sees the panic go by before anything is written, and logs
+// status 0 with panic=true); Origins and UpgradeRateLimit
 // before authentication, so that foreign pages and floods are turned away
 // before a verifier spends time on them. The package example builds such a
 // chain; each middleware has an example of its own.

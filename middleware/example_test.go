@@ -76,8 +76,8 @@ func Example() {
 	})
 	h := chain(chat,
 		middleware.RequestID,
-		middleware.Recover(logger),
 		middleware.Log(logger),
+		middleware.Recover(logger),
 		middleware.Origins("*.example.com"),
 		middleware.UpgradeRateLimit(5, 10),
 		middleware.BearerWith(verifyToken, middleware.BearerOptions{QueryParam: "access_token"}),

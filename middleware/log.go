@@ -44,8 +44,8 @@ import (
 // or an attack such as rate-limited or unauthorised upgrades), and
 // [slog.LevelInfo] for the rest.
 //
-// Place Log after RequestID and Recover, so that its line has the id and
-// sees the 500 that Recover writes.
+// Place Log after RequestID and before Recover, so that its line has the
+// id and sees the 500 that Recover writes.
 func Log(logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -61,5 +61,6 @@
 // # Handlers
 //
 // Handler turns a wsconn.Handler into an http.Handler that accepts every
-// handshake, for testing a handler without a router.
+// valid handshake its HandlerOptions allow, for testing a handler without
+// a router.
 package wstest

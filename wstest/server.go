@@ -34,8 +34,8 @@ const memoryHost = "wstest.invalid"
 // closing handshake), and the test waits for the handler's ServeHTTP calls
 // to return. Sessions that the handler handed to goroutines of its own end
 // because their transport closed. When the handler has a method
-// Connections() int, as router.Router does, Close also waits, for up
-// to DefaultTimeout, until that group holds no connection; for other
+// Connections() int, as router.Router does, Close also waits until it
+// reports none, within the same DefaultTimeout (a test error past it); for other
 // handlers, shut them down in a cleanup registered before the Server was
 // created, so that it runs after.
 //
@@ -212,8 +212,9 @@ func (s *Server) dial(path string, opts *wsclient.Options) (wsconn.Upgraded, *ht
 
 // Close stops the server, closes every connection it accepted, waits for
 // the handler's ServeHTTP calls to return (a test error if they take
-// longer than DefaultTimeout) and, for a handler with a session group,
-// for the group to empty. The test's cleanup calls it; calling it earlier
+// longer than DefaultTimeout) and, for a handler with a Connections
+// method, for its sessions to end (a test error if they are still open
+// when that DefaultTimeout is over). The test's cleanup calls it; calling it earlier
 // tests what clients see when a server goes away.
 func (s *Server) Close() {
 	s.mu.Lock()
@@ -257,6 +258,7 @@ func (s *Server) Close() {
 			select {
 			case <-tick.C:
 			case <-deadline.C:
+				s.tb.Errorf("wstest: %d sessions still open %v after the server closed their connections", g.Connections(), DefaultTimeout)
 				return
 			}
 		}

@@ -61,7 +61,7 @@ func newServer(o options) (*server, error) {
 	// none of them is given a logger of its own.
 	r := router.New(router.WithConfig(wsconn.Config{MaxMessageSize: 4 << 20}),
 		router.WithObserver(stats.obs))
-	r.Use(middleware.RequestID, middleware.Recover(nil), middleware.Log(nil))
+	r.Use(middleware.RequestID, middleware.Log(nil), middleware.Recover(nil))
 
 	files, _ := fs.Sub(static, "static")
 	r.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(files)))

@@ -16,7 +16,7 @@ import (
 
 func main() {
 	r := router.New()
-	r.Use(middleware.RequestID, middleware.Recover(nil), middleware.Log(nil)) // nil: the app's logger
+	r.Use(middleware.RequestID, middleware.Log(nil), middleware.Recover(nil)) // nil: the app's logger
 	r.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 
 	router.WS(r, "/ws/chat/{room}",
