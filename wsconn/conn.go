@@ -22,8 +22,9 @@ import (
 // Handler serves one WebSocket connection. It runs inside the connection's
 // task group: ctx is cancelled when the peer closes, when a sibling task
 // started with Session.Go fails or panics, on a protocol violation, a
-// keep-alive or idle timeout, and when the server shuts down. Returning
-// performs the closing handshake:
+// keep-alive or idle timeout, when the server shuts down, and when the
+// context given to Serve or Start ends; it carries that context's values,
+// not its deadline. Returning performs the closing handshake:
 //
 //   - nil closes with 1000;
 //   - a *CloseError (or an error wrapping one) closes with its code and reason;
@@ -100,7 +101,8 @@ type Conn struct {
 	allowedRsv byte
 	route      string
 	start      time.Time       // on the Config's clock
-	stopWatch  func() bool     // stops watching the caller's context; nil when it cannot end
+	parent     context.Context // the caller's: when it ends, closing begins with 1001
+	stopWatch  func() bool     // stops watching parent; nil when it cannot end
 	ctx        context.Context // the handler's
 	cancel     context.CancelCauseFunc
 	log        atomic.Pointer[slog.Logger] // built on first use: most connections never log
@@ -262,10 +264,14 @@ func (c *Conn) run(f func(ctx context.Context) error) (err error) {
 
 // begin sets up everything the handler runs with.
 func (c *Conn) begin(parent context.Context, cfg *Config) {
-	c.ctx, c.cancel = context.WithCancelCause(parent)
+	// The handler's context ends only when closing begins, whatever begins
+	// it: the caller's context ending begins it below, so that its 1001
+	// is fixed and writes are refused by the time the handler sees its
+	// context end.
+	c.parent = parent
+	c.ctx, c.cancel = context.WithCancelCause(context.WithoutCancel(parent))
 	group.Join(parent, (*member)(c))
 	if parent.Done() != nil {
-		// The caller's context can end: closing then begins with 1001.
 		c.bg.Add(1)
 		c.stopWatch = context.AfterFunc(parent, func() {
 			defer c.bg.Done()
@@ -298,13 +304,12 @@ func (c *Conn) end(herr error) error {
 	if c.stopWatch != nil && c.stopWatch() {
 		c.bg.Done() // it will not run
 	}
-	if c.ctx.Err() != nil {
-		// Before closing begins, only the caller's context ends the
-		// handler's, and the handler may return on seeing it before the
-		// watch has begun closing: the close is still the 1001 the
-		// caller's context promises. Once closing began, this changes
-		// nothing.
-		c.closeGoingAway(context.Cause(c.ctx))
+	if c.parent.Err() != nil {
+		// The handler may have returned on seeing the caller's context
+		// end (watching it directly) before the watch began closing: the
+		// close is still the 1001 that context promises. Once closing
+		// began, this changes nothing.
+		c.closeGoingAway(context.Cause(c.parent))
 	}
 	c.handlerReturned(herr)
 	c.abandonWriter()

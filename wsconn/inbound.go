@@ -67,7 +67,9 @@ func (in *Inbound) setErr(err error) {
 // Frames yields data frames as they arrive: text, binary and continuation
 // frames, each with its FIN bit. Fragment sequencing and UTF-8 in text are
 // checked across frames. A frame larger than Config.MaxFrameSize (or, when
-// that is 0, Config.MaxMessageSize) closes the connection with 1009.
+// that is 0, Config.MaxMessageSize) closes the connection with 1009, and so
+// does a compressed message whose compressed or inflated size exceeds
+// Config.MaxMessageSize.
 func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 	return func(yield func(frames.Frame) bool) {
 		c := in.c
@@ -86,8 +88,11 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 			var buf *[]byte
 			if h.Rsv&frames.Rsv1 != 0 {
 				// A compressed message arrives whole: its fragment
-				// boundaries mean nothing once inflated.
+				// boundaries mean nothing once inflated. Its compressed
+				// bytes count against the message limit, as in Messages.
+				c.asm.Limit = c.set.maxMessage
 				buf, err = c.readCompressed(nil, h, c.set.maxMessage)
+				c.asm.Limit = 0
 				h.Fin, h.Rsv = true, 0
 			} else {
 				buf, err = c.readMessagePayload(nil, h.Length)
