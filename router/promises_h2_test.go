@@ -105,6 +105,7 @@ func h2pConnect(t *testing.T, c *h2test.Client, url, protocol string, header htt
 	if protocol != "" {
 		req.Header[":protocol"] = []string{protocol}
 	}
+	//lint:ignore SA1019 x/net/http2.Transport is the only Go client that sends an extended CONNECT (see h2test)
 	resp, err := c.Transport.RoundTrip(req)
 	if err != nil {
 		t.Fatalf("CONNECT %s (:protocol %q): %v", url, protocol, err)
