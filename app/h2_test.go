@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/colibri-ws/colibri/app"
 	"github.com/colibri-ws/colibri/internal/h2test"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	_ "github.com/colibri-ws/colibri/internal/xconnect" // extended CONNECT for this test binary
 )
 
@@ -37,31 +37,13 @@ func (l *countingListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// lockedBuffer is a log destination for many goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // tlsApp serves h with TLS on a counting loopback listener through
 // App.Serve, and returns the App, its https base URL, a client trusting it,
 // the listener, the log and a stop function returning Serve's error.
-func tlsApp(t *testing.T, h http.Handler, cfg app.Config) (*app.App, string, *h2test.Client, *countingListener, *lockedBuffer, func() error) {
+func tlsApp(t *testing.T, h http.Handler, cfg app.Config) (*app.App, string, *h2test.Client, *countingListener, *testlog.Buffer, func() error) {
 	t.Helper()
 	cert, pool := h2test.Certificate(t)
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	cfg.NoSignals = true
 	cfg.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
@@ -204,7 +186,7 @@ func TestHTTP2OfferedBesideHTTP1(t *testing.T) {
 }
 
 func TestHTTP2WithoutTLSWarns(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/app"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/middleware"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -73,7 +74,7 @@ func dialAndRead(t *testing.T, url string) int {
 // and panics, and the lines of Log and Recover made with a nil logger,
 // without being passed to the router or the middleware.
 func TestConfigLoggerReachesConnectionsAndMiddleware(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	r := router.New()
 	r.Use(middleware.RequestID, middleware.Log(nil), middleware.Recover(nil))
 	r.HandleFunc("GET /panic", func(http.ResponseWriter, *http.Request) { panic("http kaboom") })
@@ -120,7 +121,7 @@ func TestConfigLoggerReachesConnectionsAndMiddleware(t *testing.T) {
 // A logger given to a route, or to a middleware, still wins over the
 // application's.
 func TestExplicitLoggersWinOverConfigLogger(t *testing.T) {
-	appLogs, routeLogs, mwLogs := &lockedBuffer{}, &lockedBuffer{}, &lockedBuffer{}
+	appLogs, routeLogs, mwLogs := &testlog.Buffer{}, &testlog.Buffer{}, &testlog.Buffer{}
 	r := router.New()
 	r.Use(middleware.Log(slog.New(slog.NewJSONHandler(mwLogs, nil))))
 	router.WS(r, "/ws/fail", nil, func(context.Context, *wsconn.Inbound, *wsconn.Outbound, *wsconn.Session[struct{}]) error {

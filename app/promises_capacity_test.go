@@ -22,6 +22,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/colibri-ws/colibri/app"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/topics"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -204,7 +205,7 @@ func TestPromiseCapacityModelDefaults(t *testing.T) {
 // disturbed, and the connection that waited is served once a descriptor
 // is free.
 func TestPromiseCapacityAtTheFileLimit(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	addr, a, entered, done := cappServeLog(t, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	first, err := cappDial(addr)
 	if err != nil {

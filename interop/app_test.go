@@ -13,6 +13,7 @@ import (
 
 	"github.com/colibri-ws/colibri/app"
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -41,7 +42,7 @@ type testApp struct {
 	stop  context.CancelFunc
 	done  chan error
 	chat  *chatRooms
-	logs  *syncBuffer
+	logs  *testlog.Buffer
 	mu    sync.Mutex
 	ended map[string]chan wsconn.CloseInfo
 }
@@ -55,7 +56,7 @@ const (
 // (or until shutdown is called).
 func startApp(t *testing.T) *testApp {
 	t.Helper()
-	a := &testApp{chat: &chatRooms{rooms: map[string]map[*wsconn.Outbound]bool{}}, logs: &syncBuffer{}, ended: map[string]chan wsconn.CloseInfo{}}
+	a := &testApp{chat: &chatRooms{rooms: map[string]map[*wsconn.Outbound]bool{}}, logs: &testlog.Buffer{}, ended: map[string]chan wsconn.CloseInfo{}}
 	logger := slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := func(c wsconn.Config) router.Option {
 		c.Logger = logger

@@ -2,7 +2,6 @@ package interop
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/colibri-ws/colibri/internal/testlog"
 )
 
 // Every client is driven the same way: the test sends it commands, one at
@@ -163,26 +164,8 @@ type process struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	lines  chan string
-	stderr *syncBuffer
+	stderr *testlog.Buffer
 	once   sync.Once
-}
-
-// syncBuffer collects output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startProcess starts argv as a driver; the test's cleanup ends it.
@@ -198,7 +181,7 @@ func startProcess(t *testing.T, name string, argv ...string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{name: name, cmd: cmd, in: in, lines: make(chan string), stderr: &syncBuffer{}}
+	p := &process{name: name, cmd: cmd, in: in, lines: make(chan string), stderr: &testlog.Buffer{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", name, err)

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/colibri-ws/colibri/handshake"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/observe"
 	"github.com/colibri-ws/colibri/router"
@@ -650,7 +651,7 @@ func TestPromiseDropReasonsAndPolicies(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHarness(t, observe.Options{})
-			logs := &syncBuffer{}
+			logs := &testlog.Buffer{}
 			hub, err := topics.NewHub(&topics.Options{OnDrop: h.obs.Dropped, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			if err != nil {
 				t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/observe"
 	"github.com/colibri-ws/colibri/router"
@@ -34,24 +34,6 @@ const (
 	traceparent = "00-" + traceID + "-" + parentID + "-01"
 )
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // chatServer is a router with two ws routes sharing a topics hub: the
 // room route echoes every message and, for "big", publishes a message too
 // large for its members' queues; the slow route only subscribes to
@@ -61,12 +43,12 @@ type chatServer struct {
 	hub   *topics.Hub
 	clock *wstest.Clock
 	slow  chan *topics.Member
-	logs  *syncBuffer
+	logs  *testlog.Buffer
 }
 
 func newChatServer(t *testing.T, h *harness) *chatServer {
 	t.Helper()
-	s := &chatServer{clock: wstest.NewClock(), slow: make(chan *topics.Member, 1), logs: &syncBuffer{}}
+	s := &chatServer{clock: wstest.NewClock(), slow: make(chan *topics.Member, 1), logs: &testlog.Buffer{}}
 	hub, err := topics.NewHub(&topics.Options{OnDrop: h.obs.Dropped, Policy: topics.DropNewest})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	gorilla "github.com/gorilla/websocket"
 
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/middleware"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -449,7 +450,7 @@ func TestPromiseHandlerContextKeepsValuesNotCancellationOrDeadline(t *testing.T)
 // Middleware that writes on its way out cancels the upgrade: its answer
 // stands, no handler runs, no connection counts, and a warning is logged.
 func TestPromiseMiddlewareWritingCancelsUpgradeWithAWarning(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	cfg := wsconn.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))}
 	r := router.New(router.WithConfig(cfg))
 	r.Use(func(next http.Handler) http.Handler {
@@ -479,23 +480,6 @@ func TestPromiseMiddlewareWritingCancelsUpgradeWithAWarning(t *testing.T) {
 	if ran.Load() || r.Connections() != 0 {
 		t.Errorf("handler ran %v, connections %d", ran.Load(), r.Connections())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Serving without the app package: Router.Shutdown sends 1001 to every

@@ -23,6 +23,7 @@ import (
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -52,7 +53,7 @@ func TestTaskPanicClosesWith1011(t *testing.T) {
 			name = "task of a task"
 		}
 		t.Run(name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testlog.Buffer
 			cfg := &wsconn.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			url, _ := testServer(t, cfg, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
 				boom := func(context.Context) error { panic("boom") }

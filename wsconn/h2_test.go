@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,27 +22,13 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/colibri-ws/colibri/internal/h2test"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	_ "github.com/colibri-ws/colibri/internal/xconnect" // extended CONNECT for this test binary
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
 // logBuffer collects log lines from many goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ testlog.Buffer }
 
 // waitLog waits until the log matches re.
 func (l *logBuffer) waitLog(t *testing.T, re string) {

@@ -1,7 +1,6 @@
 package wsconn_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsconn"
 	"github.com/colibri-ws/colibri/wstest"
@@ -253,7 +253,7 @@ func TestObserverMeasuresPingRTT(t *testing.T) {
 }
 
 func TestConnLoggerCarriesConnectionFacts(t *testing.T) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	l := newEventLog()
 	url, _ := testServer(t, &wsconn.Config{Logger: logger, Observer: l}, echo)
@@ -281,22 +281,4 @@ func TestConnLoggerCarriesConnectionFacts(t *testing.T) {
 	if n := strings.Count(logs.String(), "connection closed"); n != 1 {
 		t.Errorf("%d close lines, want 1", n)
 	}
-}
-
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

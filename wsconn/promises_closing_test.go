@@ -21,6 +21,7 @@ import (
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/handshake"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -77,7 +78,7 @@ func TestPromiseHandlerReturnValuesGiveTheirCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testlog.Buffer
 			cfg := &wsconn.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			url, _ := testServer(t, cfg, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
 				if tt.panics {
@@ -108,7 +109,7 @@ func TestPromiseHandlerReturnValuesGiveTheirCodes(t *testing.T) {
 // TestPromiseTaskWithAnUnsendableCode: a task's *CloseError whose code
 // cannot go on the wire gives 1011 and its own log line.
 func TestPromiseTaskWithAnUnsendableCode(t *testing.T) {
-	var logs syncBuffer
+	var logs testlog.Buffer
 	cfg := &wsconn.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	url, _ := testServer(t, cfg, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
 		_ = s.Go(func(context.Context) error { return &wsconn.CloseError{Code: 1015} })

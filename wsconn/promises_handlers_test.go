@@ -23,6 +23,7 @@ import (
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/internal/group"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -328,7 +329,7 @@ func TestPromiseTaskResultsFollowTheRules(t *testing.T) {
 	}
 	for _, tt := range closing {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testlog.Buffer
 			cfg := &wsconn.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			url, _ := testServer(t, cfg, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
 				_ = s.Go(func(context.Context) error { return tt.err })
@@ -366,7 +367,7 @@ func TestPromiseTaskResultsFollowTheRules(t *testing.T) {
 	}
 	for _, tt := range notFailures {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testlog.Buffer
 			cfg := &wsconn.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			returned := make(chan struct{})
 			url, _ := testServer(t, cfg, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/colibri-ws/colibri/app"
 	"github.com/colibri-ws/colibri/internal/h2test"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	_ "github.com/colibri-ws/colibri/internal/xconnect" // extended CONNECT for this test binary
 )
 
@@ -64,7 +65,7 @@ func TestBrowserOverHTTP2(t *testing.T) {
 		t.Skip("browser test skipped in -short mode")
 	}
 	exe := chromium(t)
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := newServer(options{Token: "t0ken", Logger: logger})
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/colibri-ws/colibri/app"
+	"github.com/colibri-ws/colibri/internal/testlog"
 )
 
 // mainEnv makes the test binary run the example's main with the
@@ -36,28 +36,10 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"))
 }
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startExample runs the example server on a free loopback port.
-func startExample(t *testing.T) (base string, srv *server, logs *syncBuffer) {
+func startExample(t *testing.T) (base string, srv *server, logs *testlog.Buffer) {
 	t.Helper()
-	logs = &syncBuffer{}
+	logs = &testlog.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := newServer(options{Token: "t0ken", Logger: logger})
 	if err != nil {

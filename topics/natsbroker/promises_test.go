@@ -1,7 +1,6 @@
 package natsbroker_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/observe"
 	"github.com/colibri-ws/colibri/topics"
@@ -36,24 +36,6 @@ import (
 // guard is how long a test waits for something that should happen at
 // once: a failure guard, not a synchronisation.
 const guard = 10 * time.Second
-
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // gate is a NATS dialer whose connection the test can cut, and keep cut:
 // while it is shut, reconnection attempts fail.
@@ -116,12 +98,12 @@ type pnode struct {
 	broker  *natsbroker.Broker
 	url     string
 	members chan *topics.Member
-	logs    *logBuffer
+	logs    *testlog.Buffer
 }
 
 func startPNode(t *testing.T, natsURL string, o pnodeOptions) *pnode {
 	t.Helper()
-	n := &pnode{members: make(chan *topics.Member, 16), logs: &logBuffer{}}
+	n := &pnode{members: make(chan *topics.Member, 16), logs: &testlog.Buffer{}}
 	opts := []nats.Option{nats.ReconnectWait(20 * time.Millisecond), nats.ReconnectJitter(0, 0),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})} // no slow-consumer lines on stderr
 	if o.gate != nil {
@@ -295,7 +277,7 @@ func TestPromiseConnectOptionsAndGiveUpWarning(t *testing.T) {
 		t.Errorf("overriding options: buf %d, max reconnects %d", over.Opts.ReconnectBufSize, over.Opts.MaxReconnect)
 	}
 
-	var good, bad logBuffer
+	var good, bad testlog.Buffer
 	natsbroker.New(nc, &natsbroker.Options{Logger: slog.New(slog.NewTextHandler(&good, nil))})
 	natsbroker.New(over, &natsbroker.Options{Logger: slog.New(slog.NewTextHandler(&bad, nil))})
 	if good.String() != "" {
