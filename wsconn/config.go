@@ -59,8 +59,9 @@ type Config struct {
 	IdleTimeout time.Duration
 
 	// WriteTimeout bounds each write to the socket. A peer that stops
-	// reading is disconnected once a write has waited this long. Default
-	// 10 s; negative: no timeout.
+	// reading is disconnected once a write has waited 0.9 to 1 times this
+	// long (the deadline moves once per tenth of it, not at every write).
+	// Default 10 s; negative: no timeout.
 	WriteTimeout time.Duration
 
 	// CloseTimeout is how long the closing handshake waits for the peer's
@@ -90,7 +91,8 @@ type Config struct {
 
 	// Logger receives the connection's log lines; colibri adds the
 	// connection's route pattern, id, remote address, subprotocol and
-	// compression. Default slog.Default().
+	// compression. Default: the application's logger (app.Config.Logger)
+	// when the connection comes through an app, else slog.Default().
 	Logger *slog.Logger
 
 	// Observer watches every connection served with this Config: its

@@ -161,15 +161,17 @@ func (c *Conn) skipPayload(n int64) error {
 	return nil
 }
 
-// payloadStep is how far a message buffer may grow ahead of the bytes
-// that arrived (or its own size, when that is more).
+// payloadStep is the most a message buffer starts with, and the least it
+// grows by.
 const payloadStep = 16 << 10
 
 // readMessagePayload appends n payload bytes of the current frame to buf,
-// checking each piece with the assembler. The buffer grows at most
-// payloadStep ahead of the bytes that arrived, so a peer that announces a
-// large frame and stalls costs little, while a frame of up to payloadStep
-// is read in one piece.
+// checking each piece with the assembler. The buffer grows only when full,
+// by its own size or payloadStep, whichever is more (and the pool rounds
+// sizes up to a power of two): it holds at most about twice the bytes that
+// arrived, plus payloadStep, so a peer that announces a large frame and
+// stalls costs little, while a frame of up to payloadStep is read in one
+// piece and a large one in few copies.
 func (c *Conn) readMessagePayload(buf *[]byte, n int64) (*[]byte, error) {
 	if buf == nil {
 		buf = bufpool.Grow(nil, int(min(n, payloadStep)))
