@@ -82,10 +82,11 @@ var connIDs atomic.Uint64
 // handler and every task of its group have returned and the transport is
 // closed.
 //
-// Inside, three locks each guard one thing: mu the connection's state (see
+// Inside, each lock guards one thing: mu the connection's state (see
 // state), readMu the reading side (whoever holds it reads the socket),
-// and, on the writing side, the message lock (one message at a time) and
-// sockMu (one frame at a time). See docs/architecture.md.
+// and, on the writing side, the message lock (one message at a time),
+// sockMu (one frame or batch at a time) and the control queue's own. See
+// docs/architecture.md.
 type Conn struct {
 	// Set before the handler starts, then only read.
 	nc     net.Conn
