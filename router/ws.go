@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/colibri-ws/colibri/handshake"
@@ -94,10 +93,6 @@ type wsRoute[T any] struct {
 	route   string        // the pattern as ServeMux has it, for Conn.Route
 	root    *root
 	grouped bool // group middleware wraps the route
-
-	// logCfg is cfg with the Logger of the latest request whose context
-	// carried one, reused while that logger stays the same (an app has one).
-	logCfg atomic.Pointer[wsconn.Config]
 }
 
 // logger returns the logger of the route's lines about r: the one its
@@ -113,16 +108,11 @@ func (rt *wsRoute[T]) logger(r *http.Request) *slog.Logger {
 // config returns the Config to serve r's connection with: the route's,
 // with the request's logger when the route names none.
 func (rt *wsRoute[T]) config(r *http.Request) *wsconn.Config {
-	l := rt.logger(r)
-	if l == rt.cfg.Logger {
+	if rt.cfg.Logger != nil {
 		return &rt.cfg
 	}
-	if c := rt.logCfg.Load(); c != nil && c.Logger == l {
-		return c
-	}
 	c := rt.cfg
-	c.Logger = l
-	rt.logCfg.Store(&c)
+	c.Logger = logctx.From(r.Context())
 	return &c
 }
 
