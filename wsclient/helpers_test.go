@@ -234,6 +234,22 @@ func options() *wsclient.Options {
 // the handshake request already read, so a test can answer with any bytes.
 func rawServer(t *testing.T, f func(conn net.Conn, br *bufio.Reader, req *http.Request)) string {
 	t.Helper()
+	return tcpServer(t, func(conn net.Conn) {
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		f(conn, br, req)
+	})
+}
+
+// tcpServer accepts TCP connections on 127.0.0.1 and serves each with f
+// in a goroutine of its own; the test's cleanup closes the listener and
+// every connection, and waits for f to return.
+func tcpServer(t *testing.T, f func(conn net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -252,13 +268,7 @@ func rawServer(t *testing.T, f func(conn net.Conn, br *bufio.Reader, req *http.R
 			mu.Unlock()
 			wg.Go(func() {
 				defer conn.Close()
-				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(conn)
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				f(conn, br, req)
+				f(conn)
 			})
 		}
 	})

@@ -99,7 +99,19 @@ func dialRaw(t testing.TB, url string) *rawClient {
 
 func dialRawHeader(t testing.TB, url string, extra http.Header) *rawClient {
 	t.Helper()
-	host := strings.TrimPrefix(url, "ws://")
+	c, resp := handshakeRaw(t, url, extra)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: status %d", resp.StatusCode)
+	}
+	return c
+}
+
+// handshakeRaw sends an upgrade request to url (ws://host[/path]) with the
+// extra header lines and returns the client with the server's answer,
+// whatever its status.
+func handshakeRaw(t testing.TB, url string, extra http.Header) (*rawClient, *http.Response) {
+	t.Helper()
+	host, path, _ := strings.Cut(strings.TrimPrefix(url, "ws://"), "/")
 	nc, err := net.Dial("tcp", host)
 	if err != nil {
 		t.Fatal(err)
@@ -109,17 +121,14 @@ func dialRawHeader(t testing.TB, url string, extra http.Header) *rawClient {
 	_, _ = rand.Read(key[:])
 	var more strings.Builder
 	_ = extra.Write(&more)
-	fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n%s\r\n", host, base64.StdEncoding.EncodeToString(key[:]), more.String())
+	fmt.Fprintf(nc, "GET /%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n%s\r\n", path, host, base64.StdEncoding.EncodeToString(key[:]), more.String())
 	br := bufio.NewReader(nc)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: status %d", resp.StatusCode)
-	}
-	return &rawClient{t: t, nc: nc, br: br}
+	return &rawClient{t: t, nc: nc, br: br}, resp
 }
 
 // frame sends one masked frame.

@@ -8,18 +8,14 @@ package wsconn_test
 // coder/websocket.
 
 import (
-	"bufio"
 	"bytes"
 	"compress/flate"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -106,10 +102,9 @@ func cmpWait[V any](t *testing.T, c <-chan V) V {
 
 // ---- raw client ----
 
+// cmpRaw is a raw client with the server's answer to its offers.
 type cmpRaw struct {
-	t    *testing.T
-	nc   net.Conn
-	br   *bufio.Reader
+	*rawClient
 	resp *http.Response
 }
 
@@ -118,32 +113,12 @@ type cmpRaw struct {
 // the server's response, whatever its status.
 func cmpHandshake(t *testing.T, url string, offers ...string) *cmpRaw {
 	t.Helper()
-	host, path, _ := strings.Cut(strings.TrimPrefix(url, "ws://"), "/")
-	nc, err := net.DialTimeout("tcp", host, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	var h http.Header
+	if len(offers) > 0 {
+		h = http.Header{"Sec-Websocket-Extensions": offers}
 	}
-	t.Cleanup(func() { nc.Close() })
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	var req strings.Builder
-	fmt.Fprintf(&req, "GET /%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n", path, host, base64.StdEncoding.EncodeToString(key[:]))
-	for _, o := range offers {
-		fmt.Fprintf(&req, "Sec-WebSocket-Extensions: %s\r\n", o)
-	}
-	req.WriteString("\r\n")
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(nc, req.String()); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = nc.SetDeadline(time.Time{})
-	return &cmpRaw{t: t, nc: nc, br: br, resp: resp}
+	c, resp := handshakeRaw(t, url, h)
+	return &cmpRaw{c, resp}
 }
 
 // cmpDial is cmpHandshake that insists on a 101.
@@ -163,38 +138,7 @@ func (c *cmpRaw) answer() string {
 
 func (c *cmpRaw) send(op frames.Opcode, fin bool, rsv byte, payload []byte) {
 	c.t.Helper()
-	h := frames.Header{Op: op, Fin: fin, Rsv: rsv, Masked: true, Length: int64(len(payload))}
-	_, _ = rand.Read(h.Mask[:])
-	var hb [frames.MaxHeaderSize]byte
-	n := frames.PutHeader(hb[:], h)
-	p := append([]byte(nil), payload...)
-	frames.Mask(p, h.Mask, 0)
-	_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := c.nc.Write(append(hb[:n:n], p...)); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-func (c *cmpRaw) read() (frames.Header, []byte) {
-	c.t.Helper()
-	_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	hb := make([]byte, 2, frames.MaxHeaderSize)
-	if _, err := io.ReadFull(c.br, hb); err != nil {
-		c.t.Fatalf("read header: %v", err)
-	}
-	hb = hb[:frames.HeaderSize(hb[0], hb[1])]
-	if _, err := io.ReadFull(c.br, hb[2:]); err != nil {
-		c.t.Fatalf("read header: %v", err)
-	}
-	h, err := frames.ParseHeader(hb)
-	if err != nil {
-		c.t.Fatalf("parse header: %v", err)
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		c.t.Fatalf("read payload: %v", err)
-	}
-	return h, p
+	c.frameRsv(op, fin, rsv, payload)
 }
 
 // readMessage reads the frames of one data message, checking that only
