@@ -162,7 +162,10 @@ func TestSlowConsumerStaysWithinItsLimits(t *testing.T) {
 	var drops dropLog
 	hub := newHub(t, &topics.Options{OnDrop: drops.add})
 	s := newServer(t)
-	lim := topics.Limits{MaxBytes: 16 << 10, MaxMessages: 64}
+	// Room for more than the sender's batch in flight (up to 16 messages
+	// of 1 KB, which cannot be evicted), so that a full queue always has
+	// messages to evict.
+	lim := topics.Limits{MaxBytes: 64 << 10, MaxMessages: 64}
 	slow := s.join(hub, &topics.MemberOptions{Policy: topics.DropOldest, Limits: lim}, "feed/#")
 	fast := s.join(hub, &topics.MemberOptions{Policy: topics.Block(5 * time.Second)}, "feed/+")
 
