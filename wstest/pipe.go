@@ -102,13 +102,11 @@ type memConn struct {
 
 var _ net.Conn = (*memConn)(nil)
 
-var clientPorts atomic.Uint32
-
 // newMemConns returns the client and server ends of a new in-memory
-// connection; server is the address the client dialed.
-func newMemConns(server memAddr) (client, srv *memConn) {
+// connection; server is the address the client dialed, port the client's.
+func newMemConns(server memAddr, port uint32) (client, srv *memConn) {
 	a, b := newStream(), newStream()
-	clientAddr := memAddr(fmt.Sprintf("127.0.0.1:%d", 40000+clientPorts.Add(1)%20000))
+	clientAddr := memAddr(fmt.Sprintf("127.0.0.1:%d", 40000+port%20000))
 	client = &memConn{in: a, out: b, local: clientAddr, remote: server,
 		rd: newDeadline(), wd: newDeadline(), closed: make(chan struct{})}
 	srv = &memConn{in: b, out: a, local: server, remote: clientAddr,
@@ -270,6 +268,7 @@ type memListener struct {
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
+	ports atomic.Uint32 // numbers the clients' ports, as a kernel would
 }
 
 func newMemListener(addr memAddr) *memListener {
@@ -294,7 +293,7 @@ func (l *memListener) Addr() net.Addr { return l.addr }
 
 // dial connects a new in-memory connection to the listener.
 func (l *memListener) dial(ctx context.Context) (net.Conn, error) {
-	client, srv := newMemConns(l.addr)
+	client, srv := newMemConns(l.addr, l.ports.Add(1))
 	select {
 	case l.conns <- srv:
 		return client, nil

@@ -14,7 +14,7 @@ import (
 
 func TestPipeBothEndsWriteAtOnce(t *testing.T) {
 	// net.Pipe would deadlock here: each side writes before reading.
-	a, b := newMemConns("server:80")
+	a, b := newMemConns("server:80", 1)
 	defer a.Close()
 	defer b.Close()
 	big := bytes.Repeat([]byte("w"), pipeBuffer/2)
@@ -37,7 +37,7 @@ func TestPipeBothEndsWriteAtOnce(t *testing.T) {
 }
 
 func TestPipeWriteWaitsForRoomAndHonoursDeadline(t *testing.T) {
-	a, b := newMemConns("server:80")
+	a, b := newMemConns("server:80", 1)
 	defer a.Close()
 	defer b.Close()
 	_ = a.SetWriteDeadline(time.Now().Add(30 * time.Millisecond))
@@ -63,7 +63,7 @@ func TestPipeWriteWaitsForRoomAndHonoursDeadline(t *testing.T) {
 }
 
 func TestPipeDeadlineInterruptsBlockedRead(t *testing.T) {
-	a, b := newMemConns("server:80")
+	a, b := newMemConns("server:80", 1)
 	defer a.Close()
 	defer b.Close()
 	errs := make(chan error, 1)
@@ -101,7 +101,7 @@ func TestPipeDeadlineInterruptsBlockedRead(t *testing.T) {
 }
 
 func TestPipeCloseWriteIsAHalfClose(t *testing.T) {
-	a, b := newMemConns("server:80")
+	a, b := newMemConns("server:80", 1)
 	defer a.Close()
 	defer b.Close()
 	if _, err := a.Write([]byte("last words")); err != nil {
@@ -128,7 +128,7 @@ func TestPipeCloseWriteIsAHalfClose(t *testing.T) {
 }
 
 func TestPipeClose(t *testing.T) {
-	a, b := newMemConns("server:80")
+	a, b := newMemConns("server:80", 1)
 	defer b.Close()
 	if _, err := a.Write([]byte("bye")); err != nil {
 		t.Fatal(err)
