@@ -140,42 +140,38 @@ func CheckOrigin(r *http.Request, patterns []string) *Error {
 	if host == withoutDefaultPort(strings.ToLower(r.Host), u.Scheme) || host == withoutDefaultPort(strings.ToLower(r.Host), reqScheme) {
 		return nil
 	}
-	// A pattern matches the origin with its default port left out or
-	// spelled out, so that "localhost:*" takes "http://localhost" and
-	// "example.com:443" takes "https://example.com".
-	explicit := host
-	if _, port, _ := net.SplitHostPort(host); port == "" {
-		explicit = net.JoinHostPort(strings.Trim(host, "[]"), defaultPort(u.Scheme))
+	// A pattern matches the origin with its default port left out (host
+	// has it dropped) or spelled out, so that "localhost:*" takes
+	// "http://localhost" and "example.com:443" takes "https://example.com".
+	withPort := host
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		withPort = host + defaultPort(u.Scheme)
 	}
 	for _, p := range patterns {
 		p = strings.ToLower(p)
 		if ok, _ := path.Match(p, host); ok {
 			return nil
 		}
-		if ok, _ := path.Match(p, explicit); ok {
+		if ok, _ := path.Match(p, withPort); ok {
 			return nil
 		}
 	}
 	return refuse(http.StatusForbidden, "origin %q is not allowed here", origin)
 }
 
+// defaultPort is the port suffix of an http or https origin that names
+// no port.
 func defaultPort(scheme string) string {
 	if scheme == "https" {
-		return "443"
+		return ":443"
 	}
-	return "80"
+	return ":80"
 }
 
 // withoutDefaultPort drops ":80" or ":443" when it is the scheme's default,
 // so that "https://example.com" and "example.com:443" name one origin.
 func withoutDefaultPort(hostport, scheme string) string {
-	switch {
-	case scheme == "https" && strings.HasSuffix(hostport, ":443"):
-		return strings.TrimSuffix(hostport, ":443")
-	case scheme == "http" && strings.HasSuffix(hostport, ":80"):
-		return strings.TrimSuffix(hostport, ":80")
-	}
-	return hostport
+	return strings.TrimSuffix(hostport, defaultPort(scheme))
 }
 
 // SelectSubprotocol returns the first subprotocol in the client's

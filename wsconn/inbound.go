@@ -88,11 +88,8 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 			var buf *[]byte
 			if h.Rsv&frames.Rsv1 != 0 {
 				// A compressed message arrives whole: its fragment
-				// boundaries mean nothing once inflated. Its compressed
-				// bytes count against the message limit, as in Messages.
-				c.asm.Limit = c.set.maxMessage
+				// boundaries mean nothing once inflated.
 				buf, err = c.readCompressed(nil, h, c.set.maxMessage)
-				c.asm.Limit = 0
 				h.Fin, h.Rsv = true, 0
 			} else {
 				buf, err = c.readMessagePayload(nil, h.Length)

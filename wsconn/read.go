@@ -259,9 +259,12 @@ var errBadDeflate = &frames.Violation{Code: frames.CloseInvalidPayload, Reason: 
 
 // readCompressed inflates the compressed message whose first header is h
 // into buf, up to limit bytes (0: none), checking UTF-8 of text once
-// inflated. The compressed bytes are counted against the assembler's limit
-// too, and are read frame by frame as the decompressor asks for them.
+// inflated. The compressed bytes count against limit too, through the
+// assembler, so that a message inflating to little cannot stream forever;
+// they are read frame by frame as the decompressor asks for them.
 func (c *Conn) readCompressed(buf *[]byte, h frames.Header, limit int64) (*[]byte, error) {
+	defer func(loopLimit int64) { c.asm.Limit = loopLimit }(c.asm.Limit)
+	c.asm.Limit = limit
 	if buf == nil {
 		buf = bufpool.Get(0)
 	}

@@ -119,12 +119,15 @@ func scripted(t *testing.T, script func(p *rawPeer)) (*wstest.Server, <-chan str
 	return srv, done
 }
 
-func waitFor(t *testing.T, what string, ch <-chan struct{}) {
+// waitFor returns what ch yields, failing the test after guard.
+func waitFor[T any](t *testing.T, what string, ch <-chan T) T {
 	t.Helper()
 	select {
-	case <-ch:
+	case v := <-ch:
+		return v
 	case <-time.After(guard):
 		t.Fatalf("%s: not within %v", what, guard)
+		panic("unreachable")
 	}
 }
 
@@ -177,12 +180,7 @@ func TestPromiseMemoryConnectionBuffersOneMiBEachWay(t *testing.T) {
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: wstest.invalid\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	var server net.Conn
-	select {
-	case server = <-hijacked:
-	case <-time.After(guard):
-		t.Fatal("the handler did not hijack")
-	}
+	server := waitFor(t, "the handler hijacking", hijacked)
 	// Nobody reads either end while these writes run.
 	_ = c.SetWriteDeadline(time.Now().Add(guard))
 	if n, err := c.Write(make([]byte, mib)); err != nil {
@@ -326,13 +324,8 @@ func TestPromiseClientClosesWithItsTest(t *testing.T) {
 	t.Run("leaves its client open", func(t *testing.T) {
 		srv.Dial(t, "/", nil).SendText("hello")
 	})
-	select {
-	case err := <-ended:
-		if wsconn.CloseStatus(err) != frames.CloseAbnormal {
-			t.Fatalf("the session ended with %v, want 1006", err)
-		}
-	case <-time.After(guard):
-		t.Fatal("the client outlived its test")
+	if err := waitFor(t, "the client closing with its test", ended); wsconn.CloseStatus(err) != frames.CloseAbnormal {
+		t.Fatalf("the session ended with %v, want 1006", err)
 	}
 }
 
@@ -414,11 +407,7 @@ func TestPromiseNoGoroutineOutlivesTheServer(t *testing.T) {
 	for range 2 {
 		c := srv.Dial(t, "/ws", nil)
 		c.SendText("x")
-		select {
-		case <-started:
-		case <-time.After(guard):
-			t.Fatal("the session's task did not start")
-		}
+		waitFor(t, "the session's task starting", started)
 	}
 	srv.Close()
 }
@@ -709,13 +698,8 @@ func TestPromiseCloseNowDropsWithoutAHandshake(t *testing.T) {
 	c.SendText("hello")
 	c.CloseNow()
 	c.CloseNow()
-	select {
-	case err := <-ended:
-		if wsconn.CloseStatus(err) != frames.CloseAbnormal {
-			t.Fatalf("the server saw %v, want 1006: a transport gone without a CLOSE", err)
-		}
-	case <-time.After(guard):
-		t.Fatal("the server did not see the client go")
+	if err := waitFor(t, "the server seeing the client go", ended); wsconn.CloseStatus(err) != frames.CloseAbnormal {
+		t.Fatalf("the server saw %v, want 1006: a transport gone without a CLOSE", err)
 	}
 }
 
@@ -873,13 +857,8 @@ func TestPromiseWaitTimersForLoopbackAndClientSide(t *testing.T) {
 			t.Fatal(err)
 		}
 		clk.Advance(wsconn.DefaultPingInterval)
-		select {
-		case err := <-ran:
-			if err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-		case <-time.After(guard):
-			t.Fatal("Run did not return")
+		if err := waitFor(t, "Run returning", ran); err != nil {
+			t.Fatalf("Run: %v", err)
 		}
 		waitFor(t, "script", done)
 	})

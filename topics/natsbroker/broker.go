@@ -143,12 +143,12 @@ type Broker struct {
 
 	// The reconnect buffer is the connection's, shared by every hub on
 	// it: buffered counts the publishes nats.go took into it since its
-	// reconnection number pendEpoch, sent when it reconnects, discarded if
+	// reconnection number bufEpoch, sent when it reconnects, discarded if
 	// the connection closes first.
-	pendMu    sync.Mutex
-	buffered  int64
-	pendEpoch uint64
-	hubs      int // links open
+	bufMu    sync.Mutex
+	buffered int64
+	bufEpoch uint64
+	hubs     int // links open
 }
 
 // New returns a Broker over nc. nc should reconnect forever: New logs a
@@ -228,9 +228,9 @@ func (b *Broker) Open(deliver func(context.Context, topics.Publication)) (topics
 		num:     numbering{topics: make(map[string]*topicCount), swept: time.Now()},
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	b.pendMu.Lock()
+	b.bufMu.Lock()
 	b.hubs++
-	b.pendMu.Unlock()
+	b.bufMu.Unlock()
 	go l.run()
 	return l, nil
 }
@@ -358,10 +358,10 @@ func (b *Broker) held() {
 		return
 	}
 	epoch := b.nc.Stats().Reconnects
-	b.pendMu.Lock()
-	defer b.pendMu.Unlock()
-	if epoch != b.pendEpoch {
-		b.pendEpoch, b.buffered = epoch, 0
+	b.bufMu.Lock()
+	defer b.bufMu.Unlock()
+	if epoch != b.bufEpoch {
+		b.bufEpoch, b.buffered = epoch, 0
 	}
 	b.buffered++
 }
@@ -370,9 +370,9 @@ func (b *Broker) held() {
 // discarded: the connection closed while disconnected, or the last hub
 // did. Every hub's link sees the connection close; the first counts.
 func (b *Broker) discardPending() {
-	b.pendMu.Lock()
-	defer b.pendMu.Unlock()
-	if b.buffered > 0 && b.nc.Stats().Reconnects == b.pendEpoch && !b.nc.IsConnected() {
+	b.bufMu.Lock()
+	defer b.bufMu.Unlock()
+	if b.buffered > 0 && b.nc.Stats().Reconnects == b.bufEpoch && !b.nc.IsConnected() {
 		b.discarded.Add(b.buffered)
 		b.log.Warn("natsbroker: publishes held during a NATS outage were discarded",
 			slog.Int64("discarded", b.buffered))
@@ -397,10 +397,10 @@ func (l *link) Close() error {
 	l.cancel()
 	<-l.stopped
 	l.b.nc.RemoveStatusListener(l.status)
-	l.b.pendMu.Lock()
+	l.b.bufMu.Lock()
 	l.b.hubs--
 	last := l.b.hubs == 0
-	l.b.pendMu.Unlock()
+	l.b.bufMu.Unlock()
 	if last {
 		// The last hub gone, the node closes the connection next (see
 		// Broker): nobody would see it close, and what is still in the

@@ -106,6 +106,16 @@ func startNode(t testing.TB, natsURL string, policy topics.Policy) *node {
 		}
 		return in.Err()
 	}
+	n.url = serveNode(t, chat, func(r *http.Request) []string { return r.URL.Query()["sub"] })
+	return n
+}
+
+// serveNode serves handler over loopback the way the router does (the
+// place in a group claimed before the 101, the group shut down by the
+// test's cleanup), with value(r) as the session's value, and returns the
+// ws:// URL.
+func serveNode[T any](t testing.TB, handler wsconn.Handler[T], value func(*http.Request) T) string {
+	t.Helper()
 	g := &group.Group{}
 	cfg := &wsconn.Config{Logger: quiet, CloseTimeout: time.Second}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -121,7 +131,7 @@ func startNode(t testing.TB, natsURL string, policy topics.Policy) *node {
 			group.Leave(ctx)
 			return
 		}
-		_ = wsconn.Serve(ctx, u, r.URL.Query()["sub"], chat, cfg)
+		_ = wsconn.Serve(ctx, u, value(r), handler, cfg)
 	}))
 	srv.Listener.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -138,8 +148,7 @@ func startNode(t testing.TB, natsURL string, policy topics.Policy) *node {
 		}
 		srv.Close()
 	})
-	n.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
-	return n
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
 }
 
 // client is one WebSocket client; it checks what it receives as it goes.

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -23,8 +22,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 
-	"github.com/colibri-ws/colibri/handshake"
-	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/observe"
@@ -161,37 +158,7 @@ func startPNode(t *testing.T, natsURL string, o pnodeOptions) *pnode {
 		}
 		return in.Err()
 	}
-	g := &group.Group{}
-	cfg := &wsconn.Config{Logger: quiet, CloseTimeout: time.Second}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, err := g.Enter(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		u, err := handshake.Accept(w, r, nil)
-		if err != nil {
-			group.Leave(ctx)
-			return
-		}
-		_ = wsconn.Serve(ctx, u, r.URL.Query(), handler, cfg)
-	}))
-	srv.Listener.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := g.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		srv.Close()
-	})
-	n.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
+	n.url = serveNode(t, handler, func(r *http.Request) url.Values { return r.URL.Query() })
 	return n
 }
 
