@@ -83,10 +83,12 @@ func (c *Conn) readAhead() {
 			}
 			continue
 		}
-		end := off + int64(len(hb)) + h.Length
-		if end > ReadAhead {
+		// Compared before adding: a peer's length may be up to 2^63-1,
+		// and the sum would overflow.
+		if h.Length > ReadAhead-off-int64(len(hb)) {
 			return
 		}
+		end := off + int64(len(hb)) + h.Length
 		c.waiting.Store(true)
 		_, err = c.rd.peekAt(0, int(end))
 		c.waiting.Store(false)

@@ -198,6 +198,9 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 			return
 		}
 		defer c.endLoop()
+		// A body that panics leaves no reader behind that could still
+		// read the socket.
+		defer func() { in.body.src = nil }()
 		c.asm.Limit = 0
 		for {
 			c.awaitFrame()
@@ -291,9 +294,15 @@ func (c *Conn) startLoop(in *Inbound) bool {
 }
 
 // endLoop gives the reading side up at the end of a loop. If no loop
-// follows within 20 ms, the background reader takes over.
+// follows within 20 ms, the background reader takes over. A loop ends
+// inside its body only when the body panics (or calls runtime.Goexit):
+// the body had let the reading side go, so there is nothing to give up.
 func (c *Conn) endLoop() {
-	c.readMu.Unlock()
+	if c.body.Load()&1 == 1 {
+		c.body.Add(1) // the body is over
+	} else {
+		c.readMu.Unlock()
+	}
 	c.mu.Lock()
 	c.st.looping = false
 	c.mu.Unlock()
@@ -360,13 +369,32 @@ func (c *Conn) nextFrame(limit int64) (frames.Header, error) {
 	if c.ctx.Err() != nil {
 		return h, errStop
 	}
+	compressed := h.Rsv&frames.Rsv1 != 0
+	if compressed {
+		limit = compressedLimit(limit)
+	}
 	if limit > 0 && h.Length > limit {
 		return h, c.violation(messages.ErrTooLarge)
 	}
-	if err := c.asm.Begin(h.Op, h.Fin, h.Length); err != nil {
+	if err := c.beginData(h, compressed); err != nil {
 		return h, c.violation(err)
 	}
 	return h, nil
+}
+
+// beginData checks h's place in its message, and the message's size so
+// far, with the assembler. The frames of a compressed message carry
+// compressed bytes, bounded by compressedLimit of the loop's limit
+// (readCompressed keeps that bound for the message's later frames).
+func (c *Conn) beginData(h frames.Header, compressed bool) error {
+	if !compressed {
+		return c.asm.Begin(h.Op, h.Fin, h.Length)
+	}
+	limit := c.asm.Limit
+	c.asm.Limit = compressedLimit(limit)
+	err := c.asm.Begin(h.Op, h.Fin, h.Length)
+	c.asm.Limit = limit
+	return err
 }
 
 // errStop ends a loop because the handler's context ended.

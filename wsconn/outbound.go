@@ -248,10 +248,12 @@ func (o *Outbound) Ping(ctx context.Context, payload []byte) error {
 	if len(payload) > frames.MaxControlPayload {
 		return frames.ErrControlTooLong
 	}
-	if err := ctx.Err(); err != nil {
+	c := o.c
+	// As for every write, closing decides the error: the handler's context
+	// ends because closing began.
+	if err := ctx.Err(); err != nil && !c.closingStarted() {
 		return context.Cause(ctx)
 	}
-	c := o.c
 	if c.closingStarted() {
 		return c.closedErr()
 	}

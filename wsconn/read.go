@@ -3,6 +3,7 @@ package wsconn
 import (
 	"errors"
 	"io"
+	"math"
 	"net"
 	"unicode/utf8"
 
@@ -58,7 +59,6 @@ func (c *Conn) nextData() (frames.Header, error) {
 		}
 		c.rd.discard(len(hb))
 		c.hdr, c.remaining, c.maskPos = h, h.Length, 0
-		c.stats.bytesIn.Add(h.Length)
 		return h, nil
 	}
 }
@@ -141,6 +141,9 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 			c.maskPos = frames.Mask(p[:n], c.hdr.Mask, c.maskPos)
 		}
 		c.remaining -= int64(n)
+		// Counted as read, not as announced: a refused or cut frame
+		// counts only what arrived.
+		c.stats.bytesIn.Add(int64(n))
 	}
 	if err != nil {
 		return n, c.readError(err)
@@ -254,17 +257,29 @@ func (c *Conn) readError(err error) error {
 	return errReadEnded
 }
 
+// compressedLimit is the most compressed bytes a message may take for a
+// limit on its inflated size (0: none): twice the limit, because deflate
+// makes data that does not compress slightly larger, so that every
+// message within the limit fits however its sender compressed it.
+func compressedLimit(limit int64) int64 {
+	if limit <= 0 || limit > math.MaxInt64/2 {
+		return limit
+	}
+	return 2 * limit
+}
+
 // errBadDeflate is a compressed message that does not inflate.
 var errBadDeflate = &frames.Violation{Code: frames.CloseInvalidPayload, Reason: "invalid compressed data"}
 
 // readCompressed inflates the compressed message whose first header is h
 // into buf, up to limit bytes (0: none), checking UTF-8 of text once
-// inflated. The compressed bytes count against limit too, through the
-// assembler, so that a message inflating to little cannot stream forever;
-// they are read frame by frame as the decompressor asks for them.
+// inflated. The compressed bytes are bounded too, by compressedLimit of
+// limit through the assembler, so that a message inflating to little
+// cannot stream forever; they are read frame by frame as the decompressor
+// asks for them.
 func (c *Conn) readCompressed(buf *[]byte, h frames.Header, limit int64) (*[]byte, error) {
 	defer func(loopLimit int64) { c.asm.Limit = loopLimit }(c.asm.Limit)
-	c.asm.Limit = limit
+	c.asm.Limit = compressedLimit(limit)
 	if buf == nil {
 		buf = bufpool.Get(0)
 	}

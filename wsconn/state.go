@@ -113,7 +113,7 @@ func (c *Conn) beginClose(by Side, code frames.CloseCode, reason string, cause e
 	c.st.closing, c.st.by, c.st.code, c.st.reason = true, by, code, truncateReason(reason)
 	c.st.cause = cause
 	if cause == nil {
-		c.st.cause = &CloseError{Code: code, Reason: reason}
+		c.st.cause = &CloseError{Code: code, Reason: reason, byColibri: true}
 	}
 	c.mu.Unlock()
 	if cause != nil {
@@ -227,6 +227,9 @@ func (c *Conn) handlerReturned(herr error) {
 	var code frames.CloseCode
 	var reason string
 	switch cause := context.Cause(c.ctx); {
+	case applicationClose(herr):
+		// Its code decides, whatever it wraps.
+		code, reason = c.codeFor(herr, "handler")
 	case herr == nil || errors.Is(herr, context.Canceled) || errors.Is(herr, ErrClosed):
 		code = frames.CloseNormal
 	case cause != nil && errors.Is(herr, cause):
@@ -262,13 +265,20 @@ func (c *Conn) codeFor(err error, who string) (frames.CloseCode, string) {
 
 // ours reports whether an error a task returned came from colibri itself
 // (a close it made, a shutdown, a cancellation) rather than from a
-// failure of the task.
+// failure of the task. A *CloseError the application made is never
+// colibri's, even when it wraps a cancellation.
 func ours(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrShutdown) || errors.Is(err, ErrClosed) {
-		return true
+	if ce, ok := errors.AsType[*CloseError](err); ok {
+		return ce.byColibri
 	}
+	return err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrShutdown) || errors.Is(err, ErrClosed)
+}
+
+// applicationClose reports whether err is, or wraps, a *CloseError that
+// the application made rather than colibri.
+func applicationClose(err error) bool {
 	ce, ok := errors.AsType[*CloseError](err)
-	return ok && ce.byColibri
+	return ok && !ce.byColibri
 }
 
 // awaitPeerClose reads, discarding data, until the peer answers our CLOSE,
