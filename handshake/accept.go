@@ -75,6 +75,24 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (wsconn
 	return hijackAndSwitch(w, r, &o, proto, exts)
 }
 
+// CheckExtensions returns the refusal Accept answers a malformed
+// Sec-WebSocket-Extensions header with when c turns compression on (400),
+// or nil. With compression off the header is not read. A router checks
+// it before its upgrade decision, with the rest of the request.
+func CheckExtensions(r *http.Request, c wsconn.Compression) *Error {
+	if !c.Enabled {
+		return nil
+	}
+	if _, err := ParseExtensions(r.Header[hdrExtensions]...); err != nil {
+		return errMalformedExtensions()
+	}
+	return nil
+}
+
+func errMalformedExtensions() *Error {
+	return refuse(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions header")
+}
+
 // negotiateExtensions answers the request's extension offers: the
 // permessage-deflate response, if c accepts an offer. It is a call of its
 // own so that the parsed offers stay in its frame, which is gone by the
@@ -84,7 +102,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (wsconn
 func negotiateExtensions(r *http.Request, c wsconn.Compression) ([]wsconn.Extension, *Error) {
 	offers, err := ParseExtensions(r.Header[hdrExtensions]...)
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, "malformed Sec-WebSocket-Extensions header")
+		return nil, errMalformedExtensions()
 	}
 	if resp, ok := negotiateDeflate(c, offers); ok {
 		return []wsconn.Extension{resp}, nil

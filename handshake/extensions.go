@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/gobwas/httphead"
 
@@ -161,8 +162,8 @@ func negotiateDeflate(c wsconn.Compression, offers []wsconn.Extension) (resp wsc
 // *_max_window_bits parameter, names: 8 to 15 written as plain digits
 // (RFC 7692 §7.1.2.1), or 0 when v is not a valid value.
 func windowValue(v string) int {
-	if len(v) == 0 || len(v) > 2 || v[0] == '0' {
-		return 0
+	if len(v) == 0 || len(v) > 2 || v[0] == '0' || strings.Trim(v, "0123456789") != "" {
+		return 0 // not plain digits: Atoi would take "+9"
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < minWindowBits || n > maxWindowBits {

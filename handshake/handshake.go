@@ -52,8 +52,8 @@ func IsUpgradeRequest(r *http.Request) bool {
 
 // CheckRequest validates r as a WebSocket opening handshake (RFC 6455
 // §4.2.1) and returns nil or the refusal that fits: 405 for a method other
-// than GET, 400 for HTTP/1.0, an empty Host or a missing or malformed
-// header, 426 with "Sec-WebSocket-Version: 13" for a request that is not
+// than GET, 400 for HTTP/1.0, a request with a body, an empty Host or a
+// missing or malformed header, 426 with "Sec-WebSocket-Version: 13" for a request that is not
 // an upgrade or asks for another protocol version.
 //
 // An HTTP/2 request is checked as an extended CONNECT (RFC 8441 §4, §5)
@@ -70,6 +70,11 @@ func CheckRequest(r *http.Request) *Error {
 	}
 	if !r.ProtoAtLeast(1, 1) {
 		return refuse(http.StatusBadRequest, "WebSocket handshake needs HTTP/1.1 or later, got %s", r.Proto)
+	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		// RFC 9110 §7.8: the upgraded protocol begins after the whole
+		// request, so a body would otherwise be read as frames.
+		return refuse(http.StatusBadRequest, "WebSocket handshake must not have a body")
 	}
 	if r.Host == "" {
 		// RFC 6455 §4.2.1 item 2. net/http lets an empty Host through

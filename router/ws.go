@@ -137,6 +137,12 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// Every check runs before the decision, whose headers belong to the
+	// 101 alone.
+	if e := handshake.CheckExtensions(r, rt.cfg.Compression); e != nil {
+		e.Write(w)
+		return
+	}
 	var value T
 	d := Upgrade(nil)
 	if rt.should != nil {
@@ -163,7 +169,12 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
+	// What the decision adds belongs to the 101 alone: a refusal after it
+	// (the server stopping or full) puts back what these names held
+	// before.
+	var before http.Header
 	for k, v := range d.header {
+		before = keep(before, h, k)
 		h[k] = append(h[k], v...)
 	}
 	// Visible to middleware such as a request logger: the upgrade was
@@ -172,6 +183,7 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// once it serves). HTTP/2 has no Upgrade or Connection headers (RFC
 	// 9113 §8.2.2).
 	if (rt.grouped || len(rt.root.mws) > 0) && !handshake.IsExtendedConnect(r) {
+		before = keep(keep(before, h, "Upgrade"), h, "Connection")
 		// One allocation for both values; each slice is capped, so that
 		// appending to one cannot reach the other.
 		v := []string{"websocket", "Upgrade"}
@@ -179,7 +191,31 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p.logger, p.route = rt.logger(r), rt.route
 	p.start = func(w http.ResponseWriter, g *group.Group) (int, error) {
-		return rt.start(w, r, g, value)
+		return rt.start(w, r, g, value, before)
+	}
+}
+
+// keep records in before what h holds under name (nil: nothing), unless
+// it is recorded already, and returns before.
+func keep(before, h http.Header, name string) http.Header {
+	if _, ok := before[name]; ok {
+		return before
+	}
+	if before == nil {
+		before = make(http.Header)
+	}
+	before[name] = h[name]
+	return before
+}
+
+// putBack undoes what the decision added to h (see keep).
+func putBack(h, before http.Header) {
+	for k, v := range before {
+		if v == nil {
+			delete(h, k)
+		} else {
+			h[k] = v
+		}
 	}
 }
 
@@ -191,9 +227,10 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // was handed over), and the handshake's error when it failed after the
 // decision. It returns 0 when the group's owner answered and reported a
 // refusal itself.
-func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Group, value T) (int, error) {
+func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Group, value T, before http.Header) (int, error) {
 	ctx, err := g.Enter(r.Context())
 	if err != nil {
+		putBack(w.Header(), before)
 		if g.Refuse != nil {
 			g.Refuse(w, r, err)
 			return 0, nil

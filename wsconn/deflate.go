@@ -3,10 +3,12 @@ package wsconn
 import (
 	"bufio"
 	"errors"
-	"github.com/klauspost/compress/flate"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
+
+	"github.com/klauspost/compress/flate"
 
 	"github.com/colibri-ws/colibri/internal/bufpool"
 )
@@ -62,8 +64,8 @@ type deflateParams struct {
 // *_max_window_bits parameter, names: 8 to 15 written as plain digits
 // (RFC 7692 §7.1.2.1), or 0 when v is not a valid value.
 func windowValue(v string) int {
-	if len(v) == 0 || len(v) > 2 || v[0] == '0' {
-		return 0
+	if len(v) == 0 || len(v) > 2 || v[0] == '0' || strings.Trim(v, "0123456789") != "" {
+		return 0 // not plain digits: Atoi would take "+9"
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < minWindowBits || n > windowBits {
