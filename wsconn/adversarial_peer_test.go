@@ -726,3 +726,4 @@ func TestPeerAdvFramesInTheHandshakePacket(t *testing.T) {
 	c.expectClose(frames.CloseProtocolError)
 	c.expectEOF()
 }
+

@@ -85,6 +85,15 @@ func (o *Outbound) Writer(ctx context.Context, kind messages.Kind, opts ...Write
 		w.fw = d.compressor()
 	}
 	c.sockMu.Lock()
+	// Looked at again under the socket lock, which abandonWriter takes
+	// too: a handler that returned since lockMsg has abandoned the open
+	// Writer already, and would not see this one.
+	if c.closingStarted() {
+		c.unlockSock()
+		w.free()
+		c.unlockMsg()
+		return nil, c.closedErr()
+	}
 	c.w.open = w
 	c.unlockSock()
 	return w, nil
