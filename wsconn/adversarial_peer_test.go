@@ -726,4 +726,3 @@ func TestPeerAdvFramesInTheHandshakePacket(t *testing.T) {
 	c.expectClose(frames.CloseProtocolError)
 	c.expectEOF()
 }
-
