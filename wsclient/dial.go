@@ -19,14 +19,19 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gobwas/httphead"
-
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
 // DefaultHandshakeTimeout bounds an opening handshake (dialing, proxy
 // tunnel, TLS and the HTTP upgrade) when Options.HandshakeTimeout is zero.
 const DefaultHandshakeTimeout = 30 * time.Second
+
+// MaxResponseHeaderBytes bounds the head of the server's answer, and of a
+// proxy's answer to CONNECT: the status line and the headers together. A
+// longer one fails Dial with ErrResponseHeaderTooLarge rather than being
+// buffered for the whole handshake timeout. It is the limit colibri's
+// server (net/http's DefaultMaxHeaderBytes) puts on requests.
+const MaxResponseHeaderBytes = 1 << 20
 
 // Options configures Dial and Run. The zero value, and a nil *Options, mean
 // the documented defaults. Options may be shared by many dials.
@@ -47,13 +52,13 @@ type Options struct {
 	// Extensions are offered to the server in Sec-WebSocket-Extensions
 	// (RFC 6455 §9), in order of preference. The ones it accepts are
 	// Upgraded.Extensions and Session.Extensions; an answer accepting an
-	// extension that was not offered, or one extension twice, fails the
-	// handshake. Dial only negotiates: offer only extensions that the
-	// connection serving the result implements. For permessage-deflate,
-	// which wsconn implements, set Config.Compression; an offer of it here
-	// replaces the one Compression makes (to add client_max_window_bits,
-	// say; the client then compresses with the window the server answers).
-	// Default none.
+	// extension that was not offered (names are compared exactly), or one
+	// extension twice, fails the handshake. Dial only negotiates: offer
+	// only extensions that the connection serving the result implements.
+	// For permessage-deflate, which wsconn implements, set
+	// Config.Compression; an offer of it here replaces the one Compression
+	// makes (to add client_max_window_bits, say; the client then
+	// compresses with the window the server answers). Default none.
 	Extensions []wsconn.Extension
 
 	// TLSConfig is used for wss:// URLs. Dial works on a clone: when
@@ -276,11 +281,14 @@ func (d *dialer) dial(ctx context.Context) (wsconn.Upgraded, *http.Response, err
 
 // ctxErr reports the context's cause instead of the I/O error it provoked,
 // since "i/o timeout" says less than "handshake took longer than 30s".
+// Once the deadline has passed, any error is the timeout's doing: a read
+// cut short inside a header line surfaces as a malformed header, not as
+// os.ErrDeadlineExceeded.
 func ctxErr(ctx context.Context, err error) error {
 	if _, ok := errors.AsType[*HandshakeError](err); ok {
 		return err
 	}
-	if dl, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(dl) {
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
 		// The socket deadline and the context's timer expire together;
 		// let the context catch up.
 		<-ctx.Done()
@@ -320,8 +328,7 @@ func (d *dialer) handshake(ctx context.Context, conn net.Conn, proxyURL *url.URL
 	if err := d.req.Write(conn); err != nil {
 		return wsconn.Upgraded{Conn: conn}, nil, fmt.Errorf("send handshake: %w", err)
 	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, d.req)
+	resp, br, err := readResponse(conn, d.req)
 	if err != nil {
 		return wsconn.Upgraded{Conn: conn}, nil, fmt.Errorf("read handshake response: %w", err)
 	}
@@ -356,6 +363,44 @@ func (d *dialer) handshake(ctx context.Context, conn net.Conn, proxyURL *url.URL
 		u.Buffered = bytes.Clone(b)
 	}
 	return u, resp, nil
+}
+
+// readResponse reads the answer to req from conn, its head bounded by
+// MaxResponseHeaderBytes, and returns the reader that holds what follows
+// the head (a body, or the first frames).
+func readResponse(conn net.Conn, req *http.Request) (*http.Response, *bufio.Reader, error) {
+	lr := &headLimit{r: conn, left: MaxResponseHeaderBytes}
+	br := bufio.NewReader(lr)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil && lr.left <= 0 {
+		// What ReadResponse reports is whatever the cut left it with, such
+		// as a malformed header line.
+		err = fmt.Errorf("%w (over %d bytes)", ErrResponseHeaderTooLarge, MaxResponseHeaderBytes)
+	}
+	lr.left = -1
+	return resp, br, err
+}
+
+// headLimit reads from r at most left bytes, while left is not negative.
+// It counts what the buffered reader above it reads ahead as well, at most
+// one buffer beyond the head.
+type headLimit struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	switch {
+	case l.left < 0:
+		return l.r.Read(p)
+	case l.left == 0:
+		return 0, ErrResponseHeaderTooLarge
+	case int64(len(p)) > l.left:
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 // refusal reads up to MaxErrorBody bytes of a refusal's body into a
@@ -406,25 +451,23 @@ func acceptFor(key string) string {
 // the answer is refused.
 func checkResponse(req *http.Request, resp *http.Response, o *Options) (proto, reason string) {
 	h := resp.Header
-	if !hasToken(h, "Upgrade", "websocket") {
-		return "", fmt.Sprintf("Upgrade header is %q, want websocket", h.Get("Upgrade"))
+	// Upgrade holds protocols, which may carry a version ("h2c/1"); only
+	// "websocket" without one names this upgrade.
+	if reason := needToken(h, "Upgrade", "websocket", isProtocol); reason != "" {
+		return "", reason
 	}
-	if !hasToken(h, "Connection", "upgrade") {
-		return "", fmt.Sprintf("Connection header is %q, want Upgrade", h.Get("Connection"))
+	if reason := needToken(h, "Connection", "Upgrade", isToken); reason != "" {
+		return "", reason
 	}
 	want := acceptFor(req.Header.Get("Sec-WebSocket-Key"))
 	if got := h.Values("Sec-WebSocket-Accept"); len(got) != 1 || strings.TrimSpace(got[0]) != want {
 		return "", fmt.Sprintf("Sec-WebSocket-Accept is %q, want %q", strings.Join(got, ", "), want)
 	}
 
-	var protos []string
-	for _, v := range h.Values("Sec-WebSocket-Protocol") {
-		httphead.ScanTokens([]byte(v), func(tok []byte) bool {
-			protos = append(protos, string(tok))
-			return true
-		})
-	}
+	protos, ok := tokenList(h, "Sec-WebSocket-Protocol", isToken)
 	switch {
+	case !ok:
+		return "", fmt.Sprintf("malformed Sec-WebSocket-Protocol header %q", headerValue(h, "Sec-WebSocket-Protocol"))
 	case len(protos) > 1:
 		return "", fmt.Sprintf("server chose several subprotocols %q", protos)
 	case len(protos) == 1:
@@ -436,18 +479,50 @@ func checkResponse(req *http.Request, resp *http.Response, o *Options) (proto, r
 	return proto, ""
 }
 
-// hasToken reports whether a comma-separated value of header name holds
-// token, compared case-insensitively.
-func hasToken(h http.Header, name, token string) bool {
-	found := false
+// needToken returns why header name, a comma-separated list whose
+// elements must pass valid, does not hold token (compared
+// case-insensitively), or "" when it does. A list with an invalid element
+// fails even if it holds token as well: "websocket;v=13" is not websocket,
+// and a server that sends it may mean something else by its other values.
+func needToken(h http.Header, name, token string, valid func(string) bool) string {
+	list, ok := tokenList(h, name, valid)
+	switch {
+	case !ok:
+		return fmt.Sprintf("malformed %s header %q, want %s", name, headerValue(h, name), token)
+	case !slices.ContainsFunc(list, func(t string) bool { return strings.EqualFold(t, token) }):
+		return fmt.Sprintf("%s header is %q, want %s", name, headerValue(h, name), token)
+	}
+	return ""
+}
+
+// tokenList returns the elements of every value of header name, each a
+// comma-separated list (RFC 9110 §5.6.1), or ok false when an element
+// fails valid. Empty elements are skipped, as §5.6.1.2 asks of recipients.
+func tokenList(h http.Header, name string, valid func(string) bool) (list []string, ok bool) {
 	for _, v := range h.Values(name) {
-		httphead.ScanTokens([]byte(v), func(tok []byte) bool {
-			found = strings.EqualFold(string(tok), token)
-			return !found
-		})
-		if found {
-			return true
+		for elem := range strings.SplitSeq(v, ",") {
+			elem = strings.Trim(elem, " \t")
+			if elem == "" {
+				continue
+			}
+			if !valid(elem) {
+				return nil, false
+			}
+			list = append(list, elem)
 		}
 	}
-	return false
+	return list, true
+}
+
+// isProtocol reports whether s is a protocol of the Upgrade header: a
+// token, optionally followed by "/" and a version token (RFC 9110 §7.8).
+func isProtocol(s string) bool {
+	name, version, found := strings.Cut(s, "/")
+	return isToken(name) && (!found || isToken(version))
+}
+
+// headerValue returns the values of header name joined as one list, for
+// error messages.
+func headerValue(h http.Header, name string) string {
+	return strings.Join(h.Values(name), ", ")
 }

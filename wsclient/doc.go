@@ -34,9 +34,10 @@
 // from the server must not be masked (RFC 6455 §5.1, §5.3).
 //
 // The handshake is checked as RFC 6455 §4.1 asks: the status must be 101,
-// Upgrade and Connection must name the upgrade, Sec-WebSocket-Accept must
-// answer the key that was sent, and the server may choose only a
-// subprotocol and extensions that were offered.
+// Upgrade and Connection must be well-formed lists that name the upgrade,
+// Sec-WebSocket-Accept must answer the key that was sent, and the server
+// may choose only a subprotocol and extensions that were offered, their
+// names compared exactly.
 //
 // # TLS and proxies
 //
@@ -53,7 +54,9 @@
 // WebSocket, the error is a *HandshakeError carrying the status, the
 // headers and the first MaxErrorBody bytes of the body; it matches
 // ErrHandshake with errors.Is. Network failures and timeouts are wrapped
-// with the URL; a timeout matches context.DeadlineExceeded.
+// with the URL; a timeout matches context.DeadlineExceeded, and an answer
+// whose status line and headers exceed MaxResponseHeaderBytes matches
+// ErrResponseHeaderTooLarge.
 //
 // # Compression and extensions
 //

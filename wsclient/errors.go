@@ -21,6 +21,11 @@ var ErrHandshake = errors.New("wsclient: handshake failed")
 // honoured (RFC 7692 §7.1).
 var ErrCompressionResponse = errors.New("wsclient: unusable permessage-deflate response")
 
+// ErrResponseHeaderTooLarge matches, with errors.Is, the error of a Dial
+// whose server, or proxy, sent a status line and headers longer than
+// MaxResponseHeaderBytes. It is not a HandshakeError: no answer was read.
+var ErrResponseHeaderTooLarge = errors.New("wsclient: response headers too large")
+
 // HandshakeError is an opening handshake that did not succeed although an
 // HTTP answer arrived: the server refused the upgrade (any status other
 // than 101), the proxy refused the CONNECT tunnel (Proxy is set), or the

@@ -81,6 +81,11 @@ func isToken(s string) bool {
 // checkExtensions validates the server's Sec-WebSocket-Extensions against
 // what was offered (RFC 6455 §9.1) and returns what it accepted, or the
 // reason the answer is refused and the error behind it, if any.
+//
+// Names are compared exactly, as colibri's server and wsconn compare them:
+// RFC 6455 §9.1 and RFC 7692 §7 name an extension by a registered token
+// and, unlike "websocket" in Upgrade, never say that another case names it
+// too. An answer "PERMESSAGE-DEFLATE" thus accepts nothing that was offered.
 func checkExtensions(h http.Header, offered []wsconn.Extension) ([]wsconn.Extension, string, error) {
 	var exts []wsconn.Extension
 	for _, v := range h.Values("Sec-WebSocket-Extensions") {
@@ -93,7 +98,7 @@ func checkExtensions(h http.Header, offered []wsconn.Extension) ([]wsconn.Extens
 	for i, e := range exts {
 		var mine []wsconn.Extension
 		for _, x := range offered {
-			if strings.EqualFold(x.Name, e.Name) {
+			if x.Name == e.Name {
 				mine = append(mine, x)
 			}
 		}
@@ -102,7 +107,7 @@ func checkExtensions(h http.Header, offered []wsconn.Extension) ([]wsconn.Extens
 		}
 		reason := ""
 		for _, prev := range exts[:i] {
-			if strings.EqualFold(prev.Name, e.Name) {
+			if prev.Name == e.Name {
 				reason = "accepted twice"
 			}
 		}

@@ -1,7 +1,6 @@
 package wsclient
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"fmt"
@@ -42,8 +41,7 @@ func connectTunnel(conn net.Conn, target string, proxyURL *url.URL) (net.Conn, *
 	if err := req.Write(conn); err != nil {
 		return nil, nil, fmt.Errorf("proxy %s: send CONNECT: %w", proxyURL.Redacted(), err)
 	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, req)
+	resp, br, err := readResponse(conn, req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("proxy %s: read CONNECT response: %w", proxyURL.Redacted(), err)
 	}
