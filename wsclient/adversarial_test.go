@@ -413,3 +413,29 @@ func TestAdversarialClientMaskedFrameWithThe101(t *testing.T) {
 		t.Fatalf("the handler got %d messages from masked frames", n)
 	}
 }
+
+// TestAdversarialClientInterimAnswers: RFC 9110 §15.2 asks a client to
+// parse 1xx answers it did not expect before the final one: a 100 and a
+// 103 before the 101 do not fail the handshake, and frames sent with the
+// 101 still arrive.
+func TestAdversarialClientInterimAnswers(t *testing.T) {
+	addr := rawServer(t, func(conn net.Conn, br *bufio.Reader, req *http.Request) {
+		interim := "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+		io.WriteString(conn, interim+switchAnswer(req, "")+string([]byte{0x81, 0x02, 'h', 'i'}))
+		readFrames(conn, br, nil)
+	})
+	got := make(chan string, 1)
+	err := wsclient.Run(testCtx(t), "ws://"+addr, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
+		for m := range in.Messages(0) {
+			got <- string(m.Payload)
+			return nil
+		}
+		return in.Err()
+	}, options())
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if m := <-got; m != "hi" {
+		t.Fatalf("first message %q, want hi", m)
+	}
+}

@@ -372,6 +372,11 @@ func readResponse(conn net.Conn, req *http.Request) (*http.Response, *bufio.Read
 	lr := &headLimit{r: conn, left: MaxResponseHeaderBytes}
 	br := bufio.NewReader(lr)
 	resp, err := http.ReadResponse(br, req)
+	// RFC 9110 §15.2: interim answers (100 Continue, 103 Early Hints) may
+	// come before the final one; their heads count against the same bound.
+	for err == nil && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(br, req)
+	}
 	if err != nil && lr.left <= 0 {
 		// What ReadResponse reports is whatever the cut left it with, such
 		// as a malformed header line.
