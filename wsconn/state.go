@@ -49,7 +49,6 @@ type state struct {
 	draining  bool // the closing handshake reads, for the peer's CLOSE
 
 	closeDeadline time.Time // reads end by then once our CLOSE is out
-	woken         bool      // the read deadline in force is wakeReaders
 }
 
 // wakeReaders is a read deadline in the past: it wakes a reader blocked on
@@ -70,15 +69,18 @@ func (c *Conn) applyReadDeadline() {
 		d = c.st.closeDeadline
 	}
 	_ = c.nc.SetReadDeadline(d)
-	c.st.woken = d.Equal(wakeReaders)
 }
 
 // interrupted reports whether a read that timed out was woken on purpose
-// (see applyReadDeadline) rather than having run out of time.
+// (see applyReadDeadline) rather than having run out of time. The only
+// deadline a read can run out of is the close deadline: any other timeout
+// is a wake, even when the deadline in force has changed since (a record
+// of the last deadline set would be wrong then, and the reader would take
+// the wake for a failed transport).
 func (c *Conn) interrupted() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.st.woken
+	return c.st.closeDeadline.IsZero() || time.Now().Before(c.st.closeDeadline)
 }
 
 // stop cancels the handler's context with cause (the first cause wins) and
