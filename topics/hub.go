@@ -190,8 +190,8 @@ func (h *Hub) publish(ctx context.Context, from *Member, topic string, msg messa
 
 // waiter is a member whose Block policy made a publish wait.
 type waiter struct {
-	m       *Member
-	timeout time.Duration
+	m      *Member
+	policy Policy
 }
 
 // deliver queues pub for every matching member but from (unless toSelf),
@@ -220,7 +220,7 @@ func (h *Hub) deliver(ctx context.Context, pub *Publication, from *Member, toSel
 			case offerQueued:
 				queued++
 			case offerWait:
-				waiters = append(waiters, waiter{s.m, s.policy.timeout})
+				waiters = append(waiters, waiter{s.m, s.policy})
 			}
 		}
 	}
@@ -229,7 +229,7 @@ func (h *Hub) deliver(ctx context.Context, pub *Publication, from *Member, toSel
 	if len(waiters) > 0 {
 		start := time.Now()
 		for _, w := range waiters {
-			if w.m.await(ctx, start.Add(w.timeout), pub, &drops) {
+			if w.m.await(ctx, start.Add(w.policy.timeout), pub, w.policy, &drops) {
 				queued++
 			}
 		}

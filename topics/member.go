@@ -37,8 +37,9 @@ type MemberOptions struct {
 //
 // Its methods are safe for concurrent use. A Member lives as long as its
 // connection: when the connection's context ends, the member removes every
-// subscription, discards what is still queued (reported with DropLeft)
-// and later calls to Subscribe and Drain fail with ErrLeft.
+// subscription, discards what is still queued or was being written but
+// did not go out (reported with DropLeft) and later calls to Subscribe
+// and Drain fail with ErrLeft.
 //
 // Control frames (PING, PONG, CLOSE) never wait behind the queue: wsconn
 // sends them on their own path, between messages.
@@ -54,9 +55,11 @@ type Member struct {
 
 	mu        sync.Mutex
 	q         queue
-	inflight  []entry // the messages the sender is writing
-	bytes     int     // queued and in flight
-	count     int     // queued and in flight
+	inflight  []entry       // the messages the sender is writing, or failed to
+	writing   bool          // the sender is writing inflight: it alone knows what went out
+	landing   chan struct{} // made by leave while writing, closed when the write returns
+	bytes     int           // queued and in flight
+	count     int           // queued and in flight
 	keys      map[string]uint64
 	sending   bool                        // a sender task runs
 	runFn     func(context.Context) error // m.run, made once
@@ -285,15 +288,7 @@ func (m *Member) offerLocked(pub *Publication, p Policy, drops *[]Drop) offerRes
 			key = pub.Topic
 		}
 		if pos, ok := m.keys[key]; ok {
-			e := m.q.at(pos)
-			old := e.p.Len()
-			m.record(drops, e.topic, old, DropReplaced, p)
-			e.p, e.topic = pub.Message, pub.Topic
-			m.bytes += size - old
-			for m.bytes > m.maxBytes && m.q.n > 0 {
-				m.evict(drops, p)
-			}
-			return offerQueued
+			return m.replace(pos, key, pub, size, p, drops)
 		}
 	}
 	if !m.fits(size) {
@@ -332,6 +327,40 @@ func (m *Member) offerLocked(pub *Publication, p Policy, drops *[]Drop) offerRes
 	return offerQueued
 }
 
+// replace puts pub, of size bytes, in place of the queued message with
+// its key, at pos. When the swap would take the member past MaxBytes,
+// the oldest other messages make room: the newest value of a key is the
+// one KeepLatest exists to deliver. When the messages being written leave
+// no room even so, pub is refused and the queued value stays.
+func (m *Member) replace(pos uint64, key string, pub *Publication, size int, p Policy, drops *[]Drop) offerResult {
+	old := m.q.at(pos).p.Len()
+	if m.bytes-m.queuedBytes()+size > m.maxBytes {
+		m.record(drops, pub.Topic, size, DropRefused, p)
+		return offerDropped
+	}
+	for m.bytes-old+size > m.maxBytes && m.q.base < pos {
+		m.evict(drops, p) // older than the replaced one
+	}
+	for m.bytes-old+size > m.maxBytes && m.q.n > 1 {
+		m.evictSecond(drops, p) // newer: the replaced one is the oldest now
+	}
+	e := m.q.at(m.keys[key])
+	m.record(drops, e.topic, old, DropReplaced, p)
+	e.p, e.topic = pub.Message, pub.Topic
+	m.bytes += size - old
+	return offerQueued
+}
+
+// queuedBytes returns the bytes of the queued messages: m.bytes without
+// those in flight, which no policy can take back.
+func (m *Member) queuedBytes() int {
+	b := m.bytes
+	for _, e := range m.inflight {
+		b -= e.p.Len()
+	}
+	return b
+}
+
 func (m *Member) fits(size int) bool {
 	return m.count < m.maxMsgs && m.bytes+size <= m.maxBytes
 }
@@ -348,11 +377,29 @@ func (m *Member) wakeSender() {
 
 // evict drops the oldest queued message.
 func (m *Member) evict(drops *[]Drop, p Policy) {
-	e := m.pop()
+	m.discard(drops, m.pop(), DropEvicted, p)
+}
+
+// evictSecond drops the second oldest queued message; the oldest moves
+// into its place, and its key with it.
+func (m *Member) evictSecond(drops *[]Drop, p Policy) {
+	first := m.q.buf[m.q.head].key
+	e, pos := m.q.dropSecond()
+	if e.key != "" && m.keys[e.key] == pos {
+		delete(m.keys, e.key)
+	}
+	if first != "" {
+		m.keys[first] = pos
+	}
+	m.discard(drops, e, DropEvicted, p)
+}
+
+// discard drops e, which m held, for reason r.
+func (m *Member) discard(drops *[]Drop, e entry, r DropReason, p Policy) {
 	size := e.p.Len()
 	m.bytes -= size
 	m.count--
-	m.record(drops, e.topic, size, DropEvicted, p)
+	m.record(drops, e.topic, size, r, p)
 }
 
 // pop takes the oldest message off the queue and forgets its key.
@@ -379,17 +426,23 @@ func (m *Member) recordLost(drops *[]Drop, pub *Publication, p Policy) {
 	*drops = append(*drops, Drop{Member: m, Topic: pub.Topic, Count: pub.Lost, Reason: DropLost, Policy: p})
 }
 
-// await waits until pub fits in m's queue under Block, until deadline or
-// until ctx ends. It reports whether pub was queued.
-func (m *Member) await(ctx context.Context, deadline time.Time, pub *Publication, drops *[]Drop) bool {
+// await waits until pub fits in m's queue under p, a Block policy, until
+// deadline or until ctx ends. It reports whether pub was queued.
+func (m *Member) await(ctx context.Context, deadline time.Time, pub *Publication, p Policy, drops *[]Drop) bool {
 	var timer *time.Timer
 	for {
 		m.mu.Lock()
-		switch m.offerLocked(pub, Policy{mode: modeBlock}, drops) {
+		switch m.offerLocked(pub, p, drops) {
 		case offerQueued:
 			m.mu.Unlock()
 			return true
-		case offerSkipped, offerDropped:
+		case offerSkipped:
+			// The member left while the publisher waited: pub never
+			// reaches it, and leave did not see it.
+			m.record(drops, pub.Topic, pub.Message.Len(), DropLeft, p)
+			m.mu.Unlock()
+			return false
+		case offerDropped:
 			m.mu.Unlock()
 			return false
 		}
@@ -405,10 +458,10 @@ func (m *Member) await(ctx context.Context, deadline time.Time, pub *Publication
 		select {
 		case <-space:
 		case <-timer.C:
-			m.record(drops, pub.Topic, pub.Message.Len(), DropTimedOut, Policy{mode: modeBlock})
+			m.record(drops, pub.Topic, pub.Message.Len(), DropTimedOut, p)
 			return false
 		case <-ctx.Done():
-			m.record(drops, pub.Topic, pub.Message.Len(), DropTimedOut, Policy{mode: modeBlock})
+			m.record(drops, pub.Topic, pub.Message.Len(), DropTimedOut, p)
 			return false
 		}
 	}
@@ -423,19 +476,11 @@ func (m *Member) run(ctx context.Context) error {
 	// system call.
 	var flight [sendBatch]entry
 	var batch [sendBatch]*wsconn.Prepared
+	sent := 0
 	for {
 		m.mu.Lock()
-		if len(m.inflight) > 0 {
-			for _, e := range m.inflight {
-				m.bytes -= e.p.Len()
-				m.count--
-			}
-			clear(m.inflight)
-			m.inflight = nil
-			if m.space != nil {
-				close(m.space)
-				m.space = nil
-			}
+		if m.writing {
+			m.landed(sent)
 		}
 		if ctx.Err() != nil || m.left {
 			m.sending = false
@@ -461,14 +506,44 @@ func (m *Member) run(ctx context.Context) error {
 			batch[n] = flight[n].p
 			n++
 		}
-		m.inflight = flight[:n]
+		m.inflight, m.writing = flight[:n], true
 		m.mu.Unlock()
-		err := m.out.WritePreparedBatch(ctx, batch[:n])
+		var err error
+		sent, err = m.out.WritePreparedBatch(ctx, batch[:n])
 		clear(batch[:n])
 		if err != nil {
-			// The connection is ending and reports why itself.
+			// The connection is ending and reports why itself; leave
+			// reports the messages that did not go out.
+			m.mu.Lock()
+			m.landed(sent)
+			m.mu.Unlock()
 			return nil
 		}
+	}
+}
+
+// landed ends the sender's write of the in-flight messages, the first
+// sent of which went out: it lets go of those. The others, if the write
+// failed, stay in flight for leave to report, since a failed write ends
+// the connection. The caller holds m.mu.
+func (m *Member) landed(sent int) {
+	for _, e := range m.inflight[:sent] {
+		m.bytes -= e.p.Len()
+		m.count--
+	}
+	clear(m.inflight[:sent])
+	m.inflight = m.inflight[sent:]
+	if len(m.inflight) == 0 {
+		m.inflight = nil
+	}
+	m.writing = false
+	if m.space != nil {
+		close(m.space)
+		m.space = nil
+	}
+	if m.landing != nil {
+		close(m.landing)
+		m.landing = nil
 	}
 }
 
@@ -484,16 +559,17 @@ func (m *Member) leave() {
 	if m.closeCode != 0 {
 		reason = DropDisconnected
 	}
-	for _, e := range m.inflight {
-		m.record(&drops, e.topic, e.p.Len(), reason, m.policy)
-	}
-	m.inflight = nil
 	for m.q.n > 0 {
-		e := m.pop()
-		m.record(&drops, e.topic, e.p.Len(), reason, m.policy)
+		m.discard(&drops, m.pop(), reason, m.policy)
 	}
 	m.q, m.keys = queue{}, nil
-	m.bytes, m.count = 0, 0
+	var landing chan struct{}
+	if m.writing {
+		// Only the sender can tell which of the messages it is writing
+		// went out; its write ends soon, the connection being over.
+		m.landing = make(chan struct{})
+		landing = m.landing
+	}
 	if m.space != nil {
 		close(m.space)
 		m.space = nil
@@ -514,6 +590,15 @@ func (m *Member) leave() {
 	}
 	h.joined.Delete(m)
 	h.members.Add(-1)
+	if landing != nil {
+		<-landing
+	}
+	m.mu.Lock()
+	for _, e := range m.inflight {
+		m.discard(&drops, e, reason, m.policy)
+	}
+	m.inflight = nil
+	m.mu.Unlock()
 	if len(drops) > 0 {
 		h.report(drops)
 	}
@@ -576,6 +661,18 @@ func (q *queue) pop() (entry, uint64) {
 		q.buf, q.head = nil, 0
 	}
 	return e, pos
+}
+
+// dropSecond removes the second oldest entry, moving the oldest into its
+// slot, and returns it with its position, which the oldest now has.
+func (q *queue) dropSecond() (entry, uint64) {
+	next := (q.head + 1) % len(q.buf)
+	e := q.buf[next]
+	q.buf[next], q.buf[q.head] = q.buf[q.head], entry{}
+	q.head = next
+	q.n--
+	q.base++
+	return e, q.base
 }
 
 // at returns the entry at position pos, which must be queued.

@@ -54,7 +54,11 @@ var (
 	// replaces another goes out at the position of the one it replaced,
 	// so messages with different keys may be reordered. When the queue
 	// is full and holds no message with the key, KeepLatest behaves like
-	// DropOldest. A replaced message is reported with DropReplaced.
+	// DropOldest. A replaced message is reported with DropReplaced. When
+	// the new message is larger and no longer fits in its place, the
+	// oldest other messages make room (DropEvicted): the newest value is
+	// kept. Only when the messages being written leave no room for it is
+	// it refused (DropRefused) and the queued value kept.
 	KeepLatest = Policy{mode: modeKeepLatest}
 )
 
@@ -160,7 +164,8 @@ const (
 	// Limits.MaxBytes, so it can never be queued, whatever the policy.
 	DropTooLarge
 	// DropLeft: the member's connection ended with the message still
-	// queued.
+	// queued, or being written but not handed to the socket whole, or
+	// while a Block publisher waited for room for it.
 	DropLeft
 	// DropLost: the broker lost the message on its way from another node,
 	// before this hub had it: natsbroker reports the messages a NATS
@@ -213,7 +218,8 @@ type Drop struct {
 	// Reason says why.
 	Reason DropReason
 	// Policy is the policy that applied: the subscription's when a publish
-	// did not fit, the member's when its connection ended with messages
-	// queued.
+	// did not fit (also when its Block publisher was still waiting as the
+	// member left), the member's when its connection ended with messages
+	// queued or being written.
 	Policy Policy
 }

@@ -41,7 +41,8 @@ func (p *Prepared) Len() int { return len(p.frame) }
 // where every frame needs its own mask, and where this side compresses with
 // its own context, it is encoded afresh.
 func (o *Outbound) WritePrepared(ctx context.Context, p *Prepared) error {
-	return o.c.writeBatch(ctx, []*Prepared{p})
+	_, err := o.c.writeBatch(ctx, []*Prepared{p})
+	return err
 }
 
 // compressed returns the message as one compressed frame at level, made
@@ -72,19 +73,27 @@ const maxBatch = 64
 
 // WritePreparedBatch sends several prepared messages in order, with as few
 // system calls as possible: on the server side, without per-connection
-// compression, their shared frames go out in one writev per maxBatch
+// compression, their shared frames go out in one writev per maxBatch (64)
 // messages. Otherwise it writes them one by one, as WritePrepared does.
 // Control frames queued meanwhile go out before the batch.
-func (o *Outbound) WritePreparedBatch(ctx context.Context, ps []*Prepared) error {
+//
+// Like io.Writer, it returns n, the number of messages handed to the
+// socket whole (ps[:n]; the peer may still not read them), and err
+// explains why not all. ps[n] may have gone out in part: a write that
+// fails partway ends the connection. With more than 64 messages it
+// writes several batches, so an error can come after earlier batches
+// were delivered; n counts them.
+func (o *Outbound) WritePreparedBatch(ctx context.Context, ps []*Prepared) (int, error) {
 	c := o.c
-	for len(ps) > 0 {
-		n := min(len(ps), maxBatch)
-		if err := c.writeBatch(ctx, ps[:n]); err != nil {
-			return err
+	sent := 0
+	for sent < len(ps) {
+		n, err := c.writeBatch(ctx, ps[sent:sent+min(len(ps)-sent, maxBatch)])
+		sent += n
+		if err != nil {
+			return sent, err
 		}
-		ps = ps[n:]
 	}
-	return nil
+	return sent, nil
 }
 
 // iovecs is the scratch of one writev: the slices to write and the
@@ -100,14 +109,22 @@ var iovecPool = sync.Pool{New: func() any { return new(iovecs) }}
 // write writes v[:n] to w with one writev where w supports it, and
 // forgets the slices.
 func (iv *iovecs) write(w io.Writer, n int) error {
-	iv.bufs = iv.v[:n:n]
-	_, err := iv.bufs.WriteTo(w)
-	iv.bufs = nil
-	clear(iv.v[:n])
+	_, err := iv.writeCount(w, n)
 	return err
 }
 
-func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) error {
+// writeCount is write that also returns the number of bytes written.
+func (iv *iovecs) writeCount(w io.Writer, n int) (int64, error) {
+	iv.bufs = iv.v[:n:n]
+	written, err := iv.bufs.WriteTo(w)
+	iv.bufs = nil
+	clear(iv.v[:n])
+	return written, err
+}
+
+// writeBatch writes ps, at most maxBatch, and returns how many went out
+// whole, as WritePreparedBatch does.
+func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) (int, error) {
 	iv := iovecPool.Get().(*iovecs)
 	defer func() {
 		clear(iv.v[:])
@@ -118,33 +135,52 @@ func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) error {
 		bufs[i] = c.sharedFrame(p)
 		if bufs[i] == nil {
 			// This connection encodes for itself: no shared bytes.
-			for _, p := range ps {
+			for i, p := range ps {
 				if err := c.writeMessage(ctx, p.msg.Kind.Opcode(), p.msg.Payload, false); err != nil {
-					return err
+					return i, err
 				}
 			}
-			return nil
+			return len(ps), nil
 		}
 	}
 	if err := c.lockMsg(ctx); err != nil {
-		return err
+		return 0, err
 	}
 	defer c.unlockMsg()
 	c.sockMu.Lock()
 	defer c.unlockSock()
 	c.flushControl()
 	if c.w.closeOut || c.w.broken {
-		return c.closedErr()
+		return 0, c.closedErr()
 	}
 	c.setWriteDeadline()
-	if err := iv.write(c.nc, len(ps)); err != nil {
-		return c.writeFailed(err)
+	written, err := iv.writeCount(c.nc, len(ps))
+	n := len(ps)
+	if err != nil {
+		n = c.wholeFrames(ps, written)
 	}
-	for _, p := range ps {
+	for _, p := range ps[:n] {
 		c.stats.bytesOut.Add(int64(len(p.msg.Payload)))
 		c.sentMessage(p.msg.Kind, int64(len(p.msg.Payload)))
 	}
-	return nil
+	if err != nil {
+		return n, c.writeFailed(err)
+	}
+	return n, nil
+}
+
+// wholeFrames returns how many of the frames of ps fit whole in the first
+// written bytes. The sizes come from ps: WriteTo empties the slices it
+// wrote.
+func (c *Conn) wholeFrames(ps []*Prepared, written int64) int {
+	for i, p := range ps {
+		size := int64(len(c.sharedFrame(p)))
+		if written < size {
+			return i
+		}
+		written -= size
+	}
+	return len(ps)
 }
 
 // sharedFrame returns the bytes every server connection can send for p as

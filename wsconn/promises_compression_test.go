@@ -1007,8 +1007,8 @@ func TestPromiseCompressionPrepared(t *testing.T) {
 		if err := out.WritePrepared(ctx, pBig); err != nil {
 			t.Fatal(err)
 		}
-		if err := out.WritePreparedBatch(ctx, []*wsconn.Prepared{pSmall, pBig, pBig}); err != nil {
-			t.Fatal(err)
+		if n, err := out.WritePreparedBatch(ctx, []*wsconn.Prepared{pSmall, pBig, pBig}); n != 3 || err != nil {
+			t.Fatalf("WritePreparedBatch: %d, %v", n, err)
 		}
 		if err := out.WriteMessage(ctx, big); err != nil {
 			t.Fatal(err)

@@ -1,10 +1,12 @@
 package wsconn_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -139,7 +141,11 @@ func TestWritePreparedBatchInOrder(t *testing.T) {
 			ps = append(ps, wsconn.Prepare(textMessage(s)))
 		}
 		url, _ := testServerAccept(t, cfg, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
-			return out.WritePreparedBatch(ctx, ps)
+			n, err := out.WritePreparedBatch(ctx, ps)
+			if err == nil && n != len(ps) {
+				err = fmt.Errorf("WritePreparedBatch wrote %d of %d without an error", n, len(ps))
+			}
+			return err
 		})
 		d := gorilla.Dialer{EnableCompression: comp}
 		c, _, err := d.Dial(url, nil)
@@ -153,6 +159,48 @@ func TestWritePreparedBatchInOrder(t *testing.T) {
 			}
 		}
 		c.Close()
+	}
+}
+
+// WritePreparedBatch reports, like io.Writer, how many messages went to
+// the socket whole when the connection ends in the middle: over a pipe
+// (each frame is written only as the client reads it), a client that
+// reads 70 of 100 messages, past the first writev of 64, and goes away.
+func TestWritePreparedBatchCountsWhatWentOut(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	var ps []*wsconn.Prepared
+	for i := range 100 {
+		ps = append(ps, wsconn.Prepare(textMessage(fmt.Sprint("m", i))))
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	wrote := make(chan result, 1)
+	go func() {
+		_ = wsconn.Serve(context.Background(), wsconn.Upgraded{Conn: server}, struct{}{},
+			func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+				n, err := out.WritePreparedBatch(ctx, ps)
+				wrote <- result{n, err}
+				return nil
+			}, &wsconn.Config{Logger: quietLogger, CloseTimeout: 100 * time.Millisecond})
+	}()
+	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(client)
+	for i := range 70 {
+		if _, p := readServerFrame(t, br); string(p) != fmt.Sprint("m", i) {
+			t.Fatalf("message %d: %q", i, p)
+		}
+	}
+	client.Close()
+	select {
+	case r := <-wrote:
+		if r.n != 70 || r.err == nil {
+			t.Fatalf("WritePreparedBatch = %d, %v; want 70 and an error", r.n, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WritePreparedBatch did not return")
 	}
 }
 

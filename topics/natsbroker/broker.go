@@ -31,6 +31,11 @@
 // it published them. Each node frames a message once for all its
 // subscribers.
 //
+// Hubs sharing a Broker get each other's publishes from the Broker
+// itself, in the publisher's goroutine, as from topics.InProcess: with
+// NoEcho the server does not send them back (see link.toSiblings for
+// why not echo).
+//
 // Delivery between nodes is at most once. When the connection to NATS
 // breaks, nats.go reconnects by itself (forever, with the options
 // Connect sets) and re-creates the node's subscriptions. Meanwhile:
@@ -79,6 +84,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,8 +133,10 @@ type Options struct {
 }
 
 // Broker is a topics.Broker over one NATS connection. Several hubs may
-// share it; each gets its own node id. The connection belongs to the
-// caller, who closes it after the hubs.
+// share it; each gets its own node id, and the Broker hands each of them
+// the publishes of the others that match its subscriptions, without a
+// trip through NATS. The connection belongs to the caller, who closes it
+// after the hubs.
 type Broker struct {
 	nc      *nats.Conn
 	prefix  string
@@ -149,6 +157,11 @@ type Broker struct {
 	buffered int64
 	bufEpoch uint64
 	hubs     int // links open
+
+	// The links open, which deliver each other's publishes (see
+	// link.toSiblings), and their filters.
+	linkMu sync.RWMutex
+	links  []*link
 }
 
 // New returns a Broker over nc. nc should reconnect forever: New logs a
@@ -182,7 +195,8 @@ func New(nc *nats.Conn, opts *Options) *Broker {
 // Connect connects to the NATS server(s) at url with the options a
 // Broker wants: reconnect forever (MaxReconnects -1), every 250 ms plus
 // jitter, with an 8 MiB reconnect buffer, and no echo of the node's own
-// publishes. opts come after these and may override them.
+// publishes (hubs sharing the Broker get those from it). opts come after
+// these and may override them.
 func Connect(url string, opts ...nats.Option) (*nats.Conn, error) {
 	base := []nats.Option{
 		nats.Name("colibri topics"),
@@ -226,11 +240,15 @@ func (b *Broker) Open(deliver func(context.Context, topics.Publication)) (topics
 		status:  b.nc.StatusChanged(nats.CLOSED),
 		stopped: make(chan struct{}),
 		num:     numbering{topics: make(map[string]*topicCount), swept: time.Now()},
+		filters: make(map[string]struct{}),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	b.bufMu.Lock()
 	b.hubs++
 	b.bufMu.Unlock()
+	b.linkMu.Lock()
+	b.links = append(b.links, l)
+	b.linkMu.Unlock()
 	go l.run()
 	return l, nil
 }
@@ -254,6 +272,9 @@ type link struct {
 	num   numbering
 
 	status chan nats.Status // the connection's CLOSED
+
+	filters map[string]struct{} // guarded by b.linkMu
+	dmu     sync.Mutex          // deliveries take turns: from NATS and from siblings
 
 	// Owned by the receiving goroutine.
 	tracker   *tracker
@@ -282,6 +303,9 @@ func (l *link) Subscribe(filter string) error {
 		subs = append(subs, sub)
 	}
 	l.subs[filter] = subs
+	l.b.linkMu.Lock()
+	l.filters[filter] = struct{}{}
+	l.b.linkMu.Unlock()
 	if l.b.nc.IsConnected() {
 		if err := l.b.nc.FlushTimeout(l.b.subWait); err != nil {
 			l.b.log.Debug("natsbroker: subscription not confirmed yet", slog.String("filter", filter), slog.Any("err", err))
@@ -295,6 +319,9 @@ func (l *link) Unsubscribe(filter string) error {
 	defer l.mu.Unlock()
 	subs := l.subs[filter]
 	delete(l.subs, filter)
+	l.b.linkMu.Lock()
+	delete(l.filters, filter)
+	l.b.linkMu.Unlock()
 	var first error
 	for _, s := range subs {
 		if err := s.Unsubscribe(); err != nil && first == nil && !errors.Is(err, nats.ErrConnectionClosed) {
@@ -318,6 +345,13 @@ const (
 var bufPool = sync.Pool{New: func() any { return new([]byte) }}
 
 func (l *link) Publish(_ context.Context, p topics.Publication) error {
+	err := l.send(p)
+	l.toSiblings(p)
+	return err
+}
+
+// send publishes p on NATS, for the other nodes.
+func (l *link) send(p topics.Publication) error {
 	m := p.Message.Message()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -349,6 +383,55 @@ func (l *link) Publish(_ context.Context, p topics.Publication) error {
 		l.b.held()
 	}
 	return nil
+}
+
+// toSiblings hands p to the other hubs on this Broker whose filters match
+// it, one after the other, in the publisher's goroutine, as
+// topics.InProcess does: the server does not echo a connection's
+// publishes back to it (Connect sets NoEcho). Echo would need no code
+// here, but every publish would then also come back to its own node
+// whenever that node has subscribers to the topic (the common case: a
+// chat member is in the room it writes to), only to be dropped by node
+// id: with two nodes, twice the traffic from NATS, and echoes taking
+// room in the Pending queue, where NATS dropping them would count in
+// Losses.Behind though nothing was lost. This way a node with one hub
+// per Broker pays a read lock per publish, and siblings get the framed
+// message at once, with nothing to lose. With a connection that echoes,
+// they get it from NATS instead.
+func (l *link) toSiblings(p topics.Publication) {
+	if !l.b.nc.Opts.NoEcho {
+		return
+	}
+	var buf [4]*link
+	targets := buf[:0]
+	l.b.linkMu.RLock()
+	if len(l.b.links) > 1 {
+		for _, o := range l.b.links {
+			if o != l && o.matches(p.Topic) {
+				targets = append(targets, o)
+			}
+		}
+	}
+	l.b.linkMu.RUnlock()
+	p.Lost = 0
+	for _, o := range targets {
+		o.dmu.Lock()
+		if o.ctx.Err() == nil {
+			o.deliver(o.ctx, p)
+		}
+		o.dmu.Unlock()
+	}
+}
+
+// matches reports whether one of l's filters matches topic; the caller
+// holds b.linkMu.
+func (l *link) matches(topic string) bool {
+	for f := range l.filters {
+		if topics.Match(f, topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // held counts a publish nats.go took while disconnected, into its
@@ -394,8 +477,12 @@ func (l *link) Close() error {
 	}
 	l.subs = nil
 	l.mu.Unlock()
+	l.b.linkMu.Lock()
+	l.b.links = slices.DeleteFunc(l.b.links, func(o *link) bool { return o == l })
+	l.b.linkMu.Unlock()
 	l.cancel()
 	<-l.stopped
+	l.waitDeliveries()
 	l.b.nc.RemoveStatusListener(l.status)
 	l.b.bufMu.Lock()
 	l.b.hubs--
@@ -409,6 +496,13 @@ func (l *link) Close() error {
 		l.b.discardPending()
 	}
 	return nil
+}
+
+// waitDeliveries waits for a sibling's delivery in progress; later ones
+// see the link's context ended.
+func (l *link) waitDeliveries() {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
 }
 
 // run delivers received messages to the hub, one at a time, in the order
@@ -480,6 +574,8 @@ func (l *link) receive(msg *nats.Msg) {
 	if lost > 0 {
 		l.b.missing.Add(int64(lost))
 	}
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
 	l.deliver(l.ctx, topics.Publication{
 		Topic:   topic,
 		Message: wsconn.Prepare(messages.Message{Kind: kind, Payload: payload}),
@@ -512,9 +608,10 @@ func (l *link) checkDropped() {
 	}
 	l.mu.Unlock()
 	if total > l.dropped {
-		l.b.behind.Add(int64(total - l.dropped))
+		// Logged first, so that whoever sees the count sees the line.
 		l.b.log.Warn("natsbroker: NATS dropped messages for this node: the hub fell behind",
 			slog.Int("dropped", total-l.dropped), slog.Int("pending_limit", cap(l.ch)))
+		l.b.behind.Add(int64(total - l.dropped))
 	}
 	l.dropped = total
 }
