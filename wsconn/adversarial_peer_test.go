@@ -726,3 +726,33 @@ func TestPeerAdvFramesInTheHandshakePacket(t *testing.T) {
 	c.expectClose(frames.CloseProtocolError)
 	c.expectEOF()
 }
+
+// TestPeerAdvMessagesBeforeCloseReachTheLoop: the peer sends three
+// messages and its CLOSE while the loop body is busy with the first. The
+// background reader takes the CLOSE (the handler's context ends at once)
+// and keeps the two messages before it: the loop still yields them, in
+// order, whoever met the CLOSE. Data after the CLOSE is never yielded.
+func TestPeerAdvMessagesBeforeCloseReachTheLoop(t *testing.T) {
+	got := make(chan []string, 1)
+	url, _ := testServer(t, nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		var seen []string
+		for m := range in.Messages(0) {
+			if len(seen) == 0 {
+				<-ctx.Done() // busy until the background reader takes the CLOSE
+			}
+			seen = append(seen, string(m.Payload))
+		}
+		got <- seen
+		return in.Err()
+	})
+	c := dialRaw(t, url)
+	for _, m := range []string{"one", "two", "three"} {
+		c.frame(frames.OpText, true, []byte(m))
+	}
+	c.frame(frames.OpClose, true, closePayload(frames.CloseNormal, "bye"))
+	c.frame(frames.OpText, true, []byte("after the close"))
+	c.expectClose(frames.CloseNormal)
+	if seen := <-got; strings.Join(seen, ",") != "one,two,three" {
+		t.Fatalf("the loop yielded %q, want one, two, three", seen)
+	}
+}

@@ -359,14 +359,14 @@ func (c *Conn) awaitFrame() {
 // against limit (0: none) and the fragment sequence. Its errors go through
 // loopErr.
 func (c *Conn) nextFrame(limit int64) (frames.Header, error) {
-	if c.ctx.Err() != nil {
+	if c.stopped() {
 		return frames.Header{}, errStop
 	}
 	h, err := c.nextData()
 	if err != nil {
 		return h, err
 	}
-	if c.ctx.Err() != nil {
+	if c.stopped() {
 		return h, errStop
 	}
 	compressed := h.Rsv&frames.Rsv1 != 0
@@ -395,6 +395,27 @@ func (c *Conn) beginData(h frames.Header, compressed bool) error {
 	err := c.asm.Begin(h.Op, h.Fin, h.Length)
 	c.asm.Limit = limit
 	return err
+}
+
+// stopped reports whether a loop must end because the handler's context
+// ended. After the peer's CLOSE a loop first reads the data frames the
+// peer sent before it, which the background reader kept in the read
+// buffer: whether the CLOSE was met by the loop or by the background
+// reader, the loop sees every message that came before it.
+func (c *Conn) stopped() bool {
+	return c.ctx.Err() != nil && !c.keptBeforeClose()
+}
+
+// keptBeforeClose reports whether the peer's CLOSE has come and data
+// sent before it is still in the read buffer (the buffer ends where the
+// CLOSE was: see controlAt). The caller holds readMu.
+func (c *Conn) keptBeforeClose() bool {
+	if c.rd.buffered() == 0 && c.remaining == 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.peerClosed
 }
 
 // errStop ends a loop because the handler's context ended.

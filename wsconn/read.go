@@ -30,7 +30,7 @@ func (c *Conn) nextData() (frames.Header, error) {
 				return frames.Header{}, err
 			}
 		}
-		if c.ctx.Err() != nil {
+		if c.ctx.Err() != nil && !c.keptBeforeClose() {
 			// Reading ends with the context only once the peer is done.
 			if ended, _ := c.readState(); ended {
 				return frames.Header{}, errReadEnded
@@ -118,7 +118,9 @@ func (c *Conn) controlAt(off, hn int, h frames.Header) error {
 		if err != nil {
 			return c.violation(err)
 		}
-		c.rd.cut(off, n)
+		// Nothing may follow the peer's CLOSE (RFC 6455 §5.5.1): what did
+		// is dropped, so that a loop reads only the data kept before it.
+		c.rd.truncate(off)
 		c.peerClosing(code, reason)
 		return errReadEnded
 	}

@@ -109,6 +109,9 @@ func (b *netReader) cut(off, n int) {
 	b.r += n
 }
 
+// truncate drops the unread bytes from off on.
+func (b *netReader) truncate(off int) { b.w = b.r + off }
+
 // read copies buffered bytes into p, or reads from src straight into p when
 // nothing is buffered (large payloads skip the copy).
 func (b *netReader) read(p []byte) (int, error) {
