@@ -30,7 +30,8 @@ import (
 // 20 ms (no loop runs, or a loop body has been busy that long) a
 // background task reads instead. It answers PINGs, sees PONGs, and takes
 // the peer's CLOSE, which cancels the handler's context at once; the data
-// frames it meets it keeps for the loop, up to 64 KiB of them (ReadAhead).
+// frames it meets it keeps for the loop, up to 64 KiB of them (ReadAhead),
+// and a running loop yields them, in order, even after the CLOSE.
 // Beyond that bound it stops reading, and the peer feels TCP backpressure
 // until the loop catches up; control frames behind the kept data then
 // wait too.
