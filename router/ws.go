@@ -180,14 +180,18 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Visible to middleware such as a request logger: the upgrade was
 	// accepted. The handshake writes its own headers, so without
 	// middleware nobody would read these (the root's middleware is fixed
-	// once it serves). HTTP/2 has no Upgrade or Connection headers (RFC
-	// 9113 §8.2.2).
-	if (rt.grouped || len(rt.root.mws) > 0) && !handshake.IsExtendedConnect(r) {
+	// once it serves). Over HTTP/2 too, where Accept removes the Upgrade
+	// header before its 200 (RFC 9113 §8.2.2), so it never reaches the
+	// wire, and there is no Connection header.
+	if rt.grouped || len(rt.root.mws) > 0 {
 		before = keep(keep(before, h, "Upgrade"), h, "Connection")
 		// One allocation for both values; each slice is capped, so that
 		// appending to one cannot reach the other.
 		v := []string{"websocket", "Upgrade"}
-		h["Upgrade"], h["Connection"] = v[0:1:1], v[1:2:2]
+		h["Upgrade"] = v[0:1:1]
+		if !handshake.IsExtendedConnect(r) {
+			h["Connection"] = v[1:2:2]
+		}
 	}
 	p.logger, p.route = rt.logger(r), rt.route
 	p.start = func(w http.ResponseWriter, g *group.Group) (int, error) {
