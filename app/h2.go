@@ -26,9 +26,19 @@ func (a *App) tlsConfigured() bool {
 
 // offerHTTP2 returns the TLS configuration to listen with: with
 // Config.HTTP2, a copy whose ALPN list offers "h2" first and keeps
-// "http/1.1" for the clients that want it.
+// "http/1.1" for the clients that want it; without, a copy without "h2",
+// which a configuration made for another server (autocert's, say) may
+// list, so that HTTP/2 is on only when asked for.
 func (a *App) offerHTTP2(c *tls.Config) *tls.Config {
-	if !a.cfg.HTTP2 || slices.Contains(c.NextProtos, "h2") {
+	if !a.cfg.HTTP2 {
+		if !slices.Contains(c.NextProtos, "h2") {
+			return c
+		}
+		c = c.Clone()
+		c.NextProtos = slices.DeleteFunc(slices.Clone(c.NextProtos), func(p string) bool { return p == "h2" })
+		return c
+	}
+	if slices.Contains(c.NextProtos, "h2") {
 		return c
 	}
 	c = c.Clone()
