@@ -145,6 +145,7 @@ func PutHeader(b []byte, h Header) int {
 	}
 	b[0] = b0
 	if h.Masked {
+		_ = b[n+3] // b[n:n+4] alone is checked against cap(b), not len(b)
 		n += copy(b[n:n+4], h.Mask[:])
 	}
 	return n

@@ -100,7 +100,7 @@ func (o *OTel) Handler(next http.Handler) http.Handler {
 		ctx = context.WithValue(ctx, upgradeSpanKey{}, span)
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(ctx))
-		endUpgrade(span, sw.final())
+		endUpgrade(span, sw.final(r))
 	})
 }
 
@@ -119,8 +119,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Write notes 200 when no final status was written: after an interim
+// 1xx (103 Early Hints, say), net/http sends 200 before the body.
 func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
+	if w.status < 200 {
 		w.status = http.StatusOK
 	}
 	return w.ResponseWriter.Write(p)
@@ -128,7 +130,7 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 
 // Flush sends buffered data to the client.
 func (w *statusWriter) Flush() {
-	if w.status == 0 {
+	if w.status < 200 {
 		w.status = http.StatusOK
 	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
@@ -146,14 +148,16 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap returns the ResponseWriter it wraps.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// final returns the status the client received: 101 after a handshake
-// (or a route's decision to upgrade, when used inside the router), 200
-// when nothing else was written.
-func (w *statusWriter) final() int {
+// final returns the status the client received for r: 101 after a
+// handshake (or a route's decision to upgrade, when used inside the
+// router; 200 for one over HTTP/2), 200 when nothing else was written.
+func (w *statusWriter) final(r *http.Request) int {
 	switch {
-	case w.status != 0:
+	case w.status >= 200:
 		return w.status
-	case w.hijacked, w.Header().Get("Upgrade") == "websocket":
+	case w.hijacked:
+		return http.StatusSwitchingProtocols
+	case w.Header().Get("Upgrade") == "websocket" && r.ProtoMajor == 1:
 		return http.StatusSwitchingProtocols
 	}
 	return http.StatusOK
