@@ -66,6 +66,8 @@ func TestAdvBearerHeaderEdgeCases(t *testing.T) {
 		{"bad token", []string{"Bearer bad-token"}, `Bearer error="invalid_token"`, true},
 		{"huge token", []string{"Bearer " + huge}, `Bearer error="invalid_token"`, true},
 		{"another scheme first", []string{"Basic Zm9vOmJhcg==", "Bearer good-token"}, "Bearer", false},
+		{"two headers", []string{"Bearer good-token", "Bearer bad-token"}, "Bearer", false},
+		{"blank inside the token", []string{"Bearer good-token extra"}, "Bearer", false},
 	} {
 		before := verified.Load()
 		resp, body := refused(t, url, http.Header{"Authorization": tc.header})
@@ -122,6 +124,7 @@ func TestAdvBasicAuthHeaderEdgeCases(t *testing.T) {
 		{"no colon", []string{"Basic " + base64.StdEncoding.EncodeToString([]byte("alicewon"))}},
 		{"bearer scheme", []string{"Bearer " + good}},
 		{"wrong password", []string{"Basic " + base64.StdEncoding.EncodeToString([]byte("alice:won"))}},
+		{"two headers", []string{"Basic " + good, "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:won"))}},
 	} {
 		var h http.Header
 		if tc.header != nil {

@@ -36,6 +36,11 @@ func BasicAuth(realm string, verify func(ctx context.Context, user, password str
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			user, password, ok := r.BasicAuth()
+			// Two Authorization headers are no credentials: BasicAuth
+			// reads only the first, and a proxy might check the other.
+			if len(r.Header.Values("Authorization")) > 1 {
+				ok = false
+			}
 			if !ok || !verify(r.Context(), user, password) {
 				w.Header().Set("WWW-Authenticate", challenge)
 				http.Error(w, "unauthorized", http.StatusUnauthorized)

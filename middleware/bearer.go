@@ -37,8 +37,9 @@ func Bearer(verify func(ctx context.Context, token string) (user string, err err
 // returns then goes into the request context, where UserFrom reads it.
 //
 // The token comes from "Authorization: Bearer <token>" (the scheme name is
-// case-insensitive) or, when opts.QueryParam is set and the header is
-// absent, from that query parameter. A request without a token gets 401
+// case-insensitive; one header, one token without blanks) or, when
+// opts.QueryParam is set and the header is absent, from that query
+// parameter. A request without a token gets 401
 // Unauthorized with the challenge "WWW-Authenticate: Bearer"; a request
 // whose token verify rejects gets 401 with
 // `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 §3.1). Both
@@ -80,14 +81,21 @@ func BearerWith(verify func(ctx context.Context, token string) (user string, err
 }
 
 // bearerToken returns the token of r and whether it came from the query.
-// An Authorization header with another scheme counts as no token.
+// An Authorization header with another scheme, a token with blanks inside
+// (RFC 6750 §2.1 allows none) and two Authorization headers (RFC 9110
+// §11.6.2 allows one; a proxy might have checked the other) count as no
+// token.
 func bearerToken(r *http.Request, param string) (token string, fromQuery bool) {
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, rest, _ := strings.Cut(auth, " ")
-		if !strings.EqualFold(scheme, "Bearer") {
+	if auths := r.Header.Values("Authorization"); len(auths) > 1 || len(auths) == 1 && auths[0] != "" {
+		if len(auths) > 1 {
 			return "", false
 		}
-		return strings.Trim(rest, " "), false
+		scheme, rest, _ := strings.Cut(auths[0], " ")
+		token = strings.Trim(rest, " ")
+		if !strings.EqualFold(scheme, "Bearer") || strings.ContainsAny(token, " \t") {
+			return "", false
+		}
+		return token, false
 	}
 	if param == "" {
 		return "", false
