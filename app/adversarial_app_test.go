@@ -219,3 +219,46 @@ func TestAdvAppShutdownReportMixesGracefulAndForcedOverHTTP2(t *testing.T) {
 		t.Fatalf("want stopped graceful=1 forced=1; log:\n%s", logs.String())
 	}
 }
+
+// Config.ShutdownTimeout: Run waits that long "before closing what
+// remains". A plain request still running at the deadline (a long poll)
+// loses its connection then too, rather than outliving Run.
+func TestAdvAppShutdownClosesPlainRequestsAtTheDeadline(t *testing.T) {
+	r := newRouter()
+	polling := make(chan struct{})
+	ended := make(chan struct{})
+	r.HandleFunc("GET /poll", func(w http.ResponseWriter, req *http.Request) {
+		close(polling)
+		select {
+		case <-req.Context().Done():
+		case <-time.After(30 * time.Second):
+		}
+		close(ended)
+	})
+	_, base, stop := start(t, r, app.Config{ShutdownTimeout: 200 * time.Millisecond})
+	got := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(base + "/poll")
+		if err == nil {
+			resp.Body.Close()
+		}
+		got <- err
+	}()
+	<-polling
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Fatal("the long poll got an answer, want its connection closed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long poll's connection outlived Run")
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long poll's context did not end")
+	}
+}

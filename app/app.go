@@ -99,8 +99,8 @@ type Config struct {
 	RetryAfter time.Duration
 
 	// ShutdownTimeout is how long Run waits, once stopping, for handlers
-	// to finish their closing handshakes before closing what remains.
-	// Default 10 s.
+	// to finish their closing handshakes, and for plain HTTP requests to
+	// end, before closing what remains. Default 10 s.
 	ShutdownTimeout time.Duration
 
 	// ShutdownCode is the close code every open WebSocket gets when the
@@ -330,7 +330,14 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 	var wg sync.WaitGroup
 	var httpErr error
-	wg.Go(func() { httpErr = srv.Shutdown(sctx) })
+	wg.Go(func() {
+		httpErr = srv.Shutdown(sctx)
+		if errors.Is(httpErr, context.DeadlineExceeded) {
+			// Plain requests still running at the deadline lose their
+			// connections too: what remains is closed.
+			_ = srv.Close()
+		}
+	})
 	report, wsErr := a.Shutdown(sctx)
 	wg.Wait()
 	if serveErr == nil {
