@@ -275,13 +275,18 @@ func (a *App) Shutdown(ctx context.Context) (router.ShutdownReport, error) {
 }
 
 // Run serves until ctx ends or, unless Config.NoSignals, SIGINT or SIGTERM
-// arrives; then it shuts down gracefully and returns. It returns an error
+// arrives; then it shuts down gracefully and returns. A second signal
+// during the shutdown ends the process at once, as it would without Run
+// (a second Ctrl-C does not wait for ShutdownTimeout). It returns an error
 // only if serving failed or the shutdown left handlers running.
 func (a *App) Run(ctx context.Context) error {
 	if !a.cfg.NoSignals {
 		var stop context.CancelFunc
 		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		// The first signal ends ctx; the runtime's own handling then
+		// takes the next.
+		context.AfterFunc(ctx, func() { stop() })
 	}
 	ln, err := a.listen()
 	if err != nil {

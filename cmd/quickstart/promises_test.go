@@ -415,3 +415,34 @@ func TestPromiseReadmeQuickstartProgram(t *testing.T) {
 	}
 	q.waitLine(t, regexp.MustCompile(`INFO stopped graceful=0 forced=0$`))
 }
+
+// TestPromiseSecondSignalEndsTheProcess: app.Run's doc: "A second signal
+// during the shutdown ends the process at once". A socket whose peer never
+// answers the 1001 holds the shutdown for CloseTimeout; a second SIGINT
+// does not wait for it.
+func TestPromiseSecondSignalEndsTheProcess(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := qspStart(t, qspBuild(t, qspMoveAddr(t, string(src), `":8080"`, `"127.0.0.1:0"`)))
+	addr := p.waitLine(t, qspListening)[1]
+	// A raw socket that never reads nor answers: the 1001 waits for it.
+	c, _, err := qspDial(t, "ws://"+addr+"/ws/chat/lobby?username=mute", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLine(t, regexp.MustCompile(`INFO shutting down`))
+	start := time.Now()
+	err = p.stop(t, os.Interrupt)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the second SIGINT took %v to end the process", d)
+	}
+	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.Success() {
+		t.Errorf("exit after a second SIGINT: %v, want the signal's", err)
+	}
+}
