@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -225,10 +226,12 @@ func advH2ReadUntilClose(t *testing.T, raw *h2pRaw, id uint32) (frames []ws.Fram
 			buf = append(buf, f.Data()...)
 			for {
 				br := bytes.NewReader(buf)
-				wf, err := ws.ReadFrame(br)
-				if err != nil {
+				hdr, err := ws.ReadHeader(br)
+				if err != nil || int64(br.Len()) < hdr.Length {
 					break // an incomplete frame: wait for more DATA
 				}
+				wf := ws.Frame{Header: hdr, Payload: make([]byte, hdr.Length)}
+				_, _ = io.ReadFull(br, wf.Payload)
 				buf = buf[len(buf)-br.Len():]
 				if wf.Header.OpCode == ws.OpClose {
 					code, _ = ws.ParseCloseFrameData(wf.Payload)
