@@ -335,16 +335,15 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 
 	var wg sync.WaitGroup
 	var httpErr error
-	wg.Go(func() {
-		httpErr = srv.Shutdown(sctx)
-		if errors.Is(httpErr, context.DeadlineExceeded) {
-			// Plain requests still running at the deadline lose their
-			// connections too: what remains is closed.
-			_ = srv.Close()
-		}
-	})
+	wg.Go(func() { httpErr = srv.Shutdown(sctx) })
 	report, wsErr := a.Shutdown(sctx)
 	wg.Wait()
+	if errors.Is(httpErr, context.DeadlineExceeded) {
+		// Plain requests still running at the deadline lose their
+		// connections too, once the WebSockets have been closed and
+		// counted (closing an HTTP/2 connection ends its WebSockets).
+		_ = srv.Close()
+	}
 	if serveErr == nil {
 		<-served
 	}

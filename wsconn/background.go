@@ -54,14 +54,7 @@ func (c *Conn) readAhead() {
 		if c.ctx.Err() != nil {
 			return
 		}
-		waiting := int64(c.rd.buffered()) < off+2
-		if waiting {
-			c.waiting.Store(true)
-		}
 		hb, err := c.rd.peekHeaderAt(int(off))
-		if waiting {
-			c.waiting.Store(false)
-		}
 		if err != nil {
 			_ = c.readError(err)
 			return
@@ -89,9 +82,7 @@ func (c *Conn) readAhead() {
 			return
 		}
 		end := off + int64(len(hb)) + h.Length
-		c.waiting.Store(true)
 		_, err = c.rd.peekAt(0, int(end))
-		c.waiting.Store(false)
 		if err != nil {
 			_ = c.readError(err)
 			return

@@ -130,7 +130,6 @@ type Conn struct {
 	body      atomic.Uint64 // odd while a loop body runs; counts bodies (see background.go)
 	heard     atomic.Bool   // a frame arrived since the timer last looked
 	heardData atomic.Bool   // a data frame arrived since the timer last looked
-	waiting   atomic.Bool   // a reader is blocked on the socket
 
 	// Writing.
 	msgLock chan struct{} // one slot: held for a whole message

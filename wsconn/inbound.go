@@ -350,9 +350,7 @@ func (c *Conn) bodyEnds() {
 // nextFrame then finds.
 func (c *Conn) awaitFrame() {
 	if c.rd.buffered() == 0 && c.remaining == 0 && c.ctx.Err() == nil {
-		c.waiting.Store(true)
 		c.rd.wait()
-		c.waiting.Store(false)
 	}
 }
 

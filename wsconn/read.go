@@ -36,14 +36,7 @@ func (c *Conn) nextData() (frames.Header, error) {
 				return frames.Header{}, errReadEnded
 			}
 		}
-		waiting := c.rd.buffered() < frames.MaxHeaderSize
-		if waiting {
-			c.waiting.Store(true)
-		}
 		hb, err := c.rd.peekHeaderAt(0)
-		if waiting {
-			c.waiting.Store(false)
-		}
 		if err != nil {
 			return frames.Header{}, c.readError(err)
 		}

@@ -2,6 +2,7 @@ package wsconn
 
 import (
 	"io"
+	"sync/atomic"
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/internal/bufpool"
@@ -25,6 +26,18 @@ type netReader struct {
 	buf  []byte  // idle[:] or *pool
 	r, w int
 	idle [idleReadSize]byte
+	// waiting is set while a read from src is under way, whatever the
+	// reader wants (a header, a payload, the rest of a control frame):
+	// the keep-alive timer gives up on a silent peer only then.
+	waiting atomic.Bool
+}
+
+// readSrc reads from src, marked as waiting for the peer.
+func (b *netReader) readSrc(p []byte) (int, error) {
+	b.waiting.Store(true)
+	n, err := b.src.Read(p)
+	b.waiting.Store(false)
+	return n, err
 }
 
 func (b *netReader) init(src io.Reader, buffered []byte) {
@@ -60,7 +73,7 @@ func (b *netReader) fill(need int) error {
 			b.r = 0
 		}
 	}
-	n, err := b.src.Read(b.buf[b.w:])
+	n, err := b.readSrc(b.buf[b.w:])
 	b.w += n
 	if n > 0 {
 		return nil
@@ -123,7 +136,7 @@ func (b *netReader) read(p []byte) (int, error) {
 	if len(p) >= len(b.idle) {
 		b.r, b.w = 0, 0
 		b.giveBack()
-		n, err := b.src.Read(p)
+		n, err := b.readSrc(p)
 		if n > 0 {
 			return n, nil
 		}

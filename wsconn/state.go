@@ -325,7 +325,11 @@ func (c *Conn) teardown() {
 		_ = c.nc.Close()
 		return
 	}
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && (violated || c.client) {
+	// A client waits for the server to close TCP first (RFC 6455 §7.1.1)
+	// once the server has answered; one that never answered (our CLOSE
+	// went unanswered for CloseTimeout, or keep-alive gave up on it) is
+	// not waited for twice.
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && (violated || c.client && clean) {
 		_ = cw.CloseWrite()
 		_ = c.nc.SetReadDeadline(time.Now().Add(c.set.closeTimeout))
 		var scratch [512]byte

@@ -202,7 +202,7 @@ func (t *connTimer) tick(c *Conn) {
 			next = min(next, set.pongTimeout) // still waiting to leave
 		case now-t.pingSent < set.pongTimeout:
 			next = min(next, t.pingSent+set.pongTimeout-now)
-		case c.waiting.Load():
+		case c.rd.waiting.Load():
 			fail = &CloseError{Code: frames.CloseGoingAway, Reason: "ping timeout", Err: ErrPingTimeout, byColibri: true}
 		default:
 			next = min(next, recheck)
