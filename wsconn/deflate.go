@@ -268,6 +268,16 @@ func (s *sink) bytes() []byte {
 // unsent returns the output not yet sent.
 func (s *sink) unsent() []byte { return s.bytes()[s.sent:] }
 
+// compact moves the unsent output to the front, so that a streamed
+// message holds only what is yet to go out, not all it has sent.
+func (s *sink) compact() {
+	if s.sent == 0 {
+		return
+	}
+	*s.b = (*s.b)[:copy(*s.b, s.unsent())]
+	s.sent = 0
+}
+
 func (s *sink) reset() {
 	bufpool.Put(s.b)
 	s.b, s.sent = nil, 0

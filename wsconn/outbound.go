@@ -169,6 +169,7 @@ func (w *messageWriter) writeCompressed(p []byte) (int, error) {
 			return n, w.err
 		}
 	}
+	out.compact()
 	return n, nil
 }
 
@@ -204,6 +205,11 @@ func (w *messageWriter) Close() error {
 		_ = w.fw.Flush()
 		rest := w.d.out.unsent()
 		final = rest[:len(rest)-4]
+		// The compressor holds input back until a block fills, so the
+		// flush may bring more than a fragment: FragmentSize still holds.
+		for size := c.set.fragment; len(final) > size && w.err == nil; final = final[size:] {
+			w.err = w.flush(final[:size])
+		}
 	}
 	c.sockMu.Lock()
 	owned := c.w.open == w

@@ -160,7 +160,10 @@ func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) (int, error) {
 		n = c.wholeFrames(ps, written)
 	}
 	for _, p := range ps[:n] {
-		c.stats.bytesOut.Add(int64(len(p.msg.Payload)))
+		// As on the wire: the compressed payload, when it is compressed.
+		// (The write emptied bufs.)
+		frame := c.sharedFrame(p)
+		c.stats.bytesOut.Add(int64(len(frame) - frames.HeaderSize(frame[0], frame[1])))
 		c.sentMessage(p.msg.Kind, int64(len(p.msg.Payload)))
 	}
 	if err != nil {

@@ -68,7 +68,14 @@ func Grow(b *[]byte, n int) *[]byte {
 	if b != nil && cap(*b) >= n {
 		return b
 	}
-	nb := Get(n)
+	size := n
+	if b != nil && class(n) < 0 {
+		// Past the largest class nothing is pooled: double, as append
+		// does, so that a buffer grown piece by piece is not copied whole
+		// for every piece.
+		size = max(n, 2*cap(*b))
+	}
+	nb := Get(size)
 	if b != nil {
 		*nb = append((*nb)[:0], *b...)
 		Put(b)

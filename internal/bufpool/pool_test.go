@@ -62,3 +62,24 @@ func TestGetPutDoesNotAllocate(t *testing.T) {
 		t.Fatalf("allocs per Get/Put = %v, want 0", n)
 	}
 }
+
+// TestGrowDoublesPastTheLargestClass: a buffer grown a piece at a time past
+// 16 MiB moves a few times, not once per piece.
+func TestGrowDoublesPastTheLargestClass(t *testing.T) {
+	b := Get(0)
+	moves := 0
+	piece := make([]byte, 256<<10)
+	for len(*b) < 64<<20 {
+		nb := Grow(b, len(*b)+len(piece))
+		if nb != b {
+			moves++
+		}
+		b = nb
+		*b = append(*b, piece...)
+	}
+	// Through the classes up to 16 MiB (one move per class), then 32 and
+	// 64 MiB.
+	if moves > 20 {
+		t.Fatalf("%d moves to grow to 64 MiB in 256 KiB pieces", moves)
+	}
+}
