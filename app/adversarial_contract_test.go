@@ -114,6 +114,29 @@ func (c *soakConn) next() (advRecv, error) {
 	}
 }
 
+// advDial opens a raw connection to /ws with the given receive buffer
+// (0: the default).
+func advDial(t *testing.T, host string, rcvbuf int) *soakConn {
+	t.Helper()
+	c, err := soakDial(host, "/ws", rcvbuf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// answerClose sends the peer's CLOSE with code and expects the server to
+// hang up.
+func (c *soakConn) answerClose(t *testing.T, code frames.CloseCode) {
+	t.Helper()
+	if err := c.send(frames.OpClose, []byte{byte(code >> 8), byte(code)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.expectHangUp(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // advWait receives from ch or fails after 5 s.
 func advWait[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
@@ -175,10 +198,7 @@ func TestAdvPanicInLoopBodyClosesWith1011(t *testing.T) {
 					loop(in)
 					return in.Err()
 				})
-				c, err := soakDial(host, "/ws", 0)
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := advDial(t, host, 0)
 				defer c.nc.Close()
 				if err := c.send(frames.OpText, []byte("trigger")); err != nil {
 					t.Fatal(err)
@@ -223,10 +243,7 @@ func TestAdvTaskPanicWhileHandlerBlockedWriting(t *testing.T) {
 		results <- r
 		return nil
 	})
-	c, err := soakDial(host, "/ws", 4<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := advDial(t, host, 4<<10)
 	defer c.nc.Close()
 	// The first bytes of the message prove the write under way; the rest
 	// waits in the handler, which blocks on the full socket.
@@ -256,12 +273,7 @@ func TestAdvTaskPanicWhileHandlerBlockedWriting(t *testing.T) {
 	if !errors.Is(r.second, wsconn.ErrClosed) {
 		t.Errorf("write after the task panicked: %v, want ErrClosed", r.second)
 	}
-	if err := c.send(frames.OpClose, []byte{0x03, 0xf3}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.expectHangUp(); err != nil {
-		t.Fatal(err)
-	}
+	c.answerClose(t, frames.CloseInternalError)
 	advWaitConns(t, a, 0)
 	_ = stop()
 	leaks()
@@ -292,10 +304,7 @@ func TestAdvHandlerReturnsWhileTaskMidWrite(t *testing.T) {
 		<-release // the peer saw the write begin
 		return nil
 	})
-	c, err := soakDial(host, "/ws", 4<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := advDial(t, host, 4<<10)
 	defer c.nc.Close()
 	if _, err := c.br.Peek(16); err != nil {
 		t.Fatal(err)
@@ -316,12 +325,7 @@ func TestAdvHandlerReturnsWhileTaskMidWrite(t *testing.T) {
 	if !errors.Is(r.second, wsconn.ErrClosed) || wsconn.CloseStatus(r.second) != wsconn.CloseNormal {
 		t.Errorf("task's write after the handler returned: %v (code %d), want ErrClosed with 1000", r.second, wsconn.CloseStatus(r.second))
 	}
-	if err := c.send(frames.OpClose, []byte{0x03, 0xe8}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.expectHangUp(); err != nil {
-		t.Fatal(err)
-	}
+	c.answerClose(t, frames.CloseNormal)
 	advWaitConns(t, a, 0)
 	_ = stop()
 	leaks()
@@ -352,10 +356,7 @@ func TestAdvTaskIgnoringContextHoldsOnlyTheTransport(t *testing.T) {
 		})
 		return nil
 	})
-	c, err := soakDial(host, "/ws", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := advDial(t, host, 0)
 	defer c.nc.Close()
 	got, err := c.next()
 	if err != nil || got.op != frames.OpClose || got.code != frames.CloseNormal {
@@ -426,20 +427,12 @@ func TestAdvGoRacingTheHandlerReturn(t *testing.T) {
 		return nil
 	})
 	for range conns {
-		c, err := soakDial(host, "/ws", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := advDial(t, host, 0)
 		got, err := c.next()
 		if err != nil || got.op != frames.OpClose || got.code != frames.CloseNormal {
 			t.Fatalf("got %+v, %v; want CLOSE 1000", got, err)
 		}
-		if err := c.send(frames.OpClose, []byte{0x03, 0xe8}); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.expectHangUp(); err != nil {
-			t.Fatal(err)
-		}
+		c.answerClose(t, frames.CloseNormal)
 		c.nc.Close()
 	}
 	advWaitConns(t, a, 0)
@@ -490,10 +483,7 @@ func TestAdvOutCloseFromTaskWhileHandlerRanges(t *testing.T) {
 		results <- r
 		return errors.New("ignored: closing began already")
 	})
-	c, err := soakDial(host, "/ws", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := advDial(t, host, 0)
 	defer c.nc.Close()
 	if err := c.send(frames.OpText, []byte("close please")); err != nil {
 		t.Fatal(err)
@@ -506,12 +496,7 @@ func TestAdvOutCloseFromTaskWhileHandlerRanges(t *testing.T) {
 	if err := c.send(frames.OpText, []byte("last words")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.send(frames.OpClose, []byte{0x03, 0xe8}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.expectHangUp(); err != nil {
-		t.Fatal(err)
-	}
+	c.answerClose(t, frames.CloseNormal)
 	r := advWait(t, results, "the handler")
 	if !r.ctxOpenInBody {
 		t.Error("the handler's context ended at out.Close; closing.md says it stays open until the peer answers")
@@ -560,10 +545,7 @@ func TestAdvPeerCloseWhileBodyBusyIgnoringContext(t *testing.T) {
 		loopErr <- in.Err()
 		return in.Err()
 	})
-	c, err := soakDial(host, "/ws", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := advDial(t, host, 0)
 	defer c.nc.Close()
 	defer func() {
 		select {
@@ -672,10 +654,7 @@ func TestAdvShutdownMidLargeMessagesFromSeveralWriters(t *testing.T) {
 		wg.Wait() // the handler stays until its writers are done
 		return nil
 	})
-	c, err := soakDial(host, "/ws", 16<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := advDial(t, host, 16<<10)
 	defer c.nc.Close()
 	_ = c.nc.SetDeadline(time.Now().Add(20 * time.Second))
 	var received [writers + 1]int
@@ -714,12 +693,7 @@ func TestAdvShutdownMidLargeMessagesFromSeveralWriters(t *testing.T) {
 		total += len(got.payload)
 		time.Sleep(time.Millisecond) // a slow reader
 	}
-	if err := c.send(frames.OpClose, []byte{0x03, 0xe9}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.expectHangUp(); err != nil {
-		t.Fatal(err)
-	}
+	c.answerClose(t, frames.CloseGoingAway)
 	advWait(t, shut, "the shutdown")
 	if shutErr != nil || report.Graceful != 1 || report.Forced != 0 {
 		t.Fatalf("shutdown: %+v, %v; want 1 graceful", report, shutErr)
@@ -812,10 +786,7 @@ func TestAdvPingAfterClosingMatchesErrClosed(t *testing.T) {
 				errs <- out.Ping(ctx, []byte("still there?"))
 				return nil
 			})
-			c, err := soakDial(host, "/ws", 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := advDial(t, host, 0)
 			defer c.nc.Close()
 			want := frames.CloseInternalError
 			if why == "shutdown" {
@@ -859,10 +830,7 @@ func TestAdvCloseErrorWrappingCanceledKeepsItsCode(t *testing.T) {
 				}
 				return in.Err()
 			})
-			c, err := soakDial(host, "/ws", 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := advDial(t, host, 0)
 			defer c.nc.Close()
 			_ = c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
 			got, err := c.next()

@@ -80,10 +80,7 @@ func TestAdvH2LogMarksAcceptedStreamUpgrade(t *testing.T) {
 	}
 	c.Close()
 
-	s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := advH2Dial(t, h)
 	defer s.CloseNow()
 	h2pEcho(t, s, "logged")
 	// Log writes its line when the chain returns, before the 200 goes out.
@@ -124,15 +121,41 @@ func TestAdvH2ConnectWithoutProtocolIsNoSocket(t *testing.T) {
 	if n := r.Connections(); n != 0 {
 		t.Fatalf("Connections() = %d after a plain CONNECT", n)
 	}
-	s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := advH2Dial(t, h)
 	defer s.CloseNow()
 	h2pEcho(t, s, "after the plain CONNECT")
 	if d := h.client.Dials(); d != 1 {
 		t.Fatalf("client dialed %d connections, want 1", d)
 	}
+}
+
+// advH2Dial opens a WebSocket over HTTP/2 to h's /ws.
+func advH2Dial(t *testing.T, h *h2pServer) *h2test.Socket {
+	t.Helper()
+	s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// advH2Shut is what a router's Shutdown returned.
+type advH2Shut struct {
+	rep router.ShutdownReport
+	err error
+}
+
+// advH2Shutdown runs r.Shutdown with a timeout in the background and
+// delivers its result.
+func advH2Shutdown(r *router.Router, timeout time.Duration) <-chan advH2Shut {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	shutc := make(chan advH2Shut, 1)
+	go func() {
+		defer cancel()
+		rep, err := r.Shutdown(ctx)
+		shutc <- advH2Shut{rep, err}
+	}()
+	return shutc
 }
 
 // advH2Frame encodes one masked client frame.
@@ -308,23 +331,10 @@ func TestAdvH2ShutdownDeliversAcceptedMessagesBefore1001(t *testing.T) {
 		return nil
 	})
 	h := h2pServe(t, r, nil)
-	s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := advH2Dial(t, h)
 	defer s.CloseNow()
 	<-ready
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	type shut struct {
-		rep router.ShutdownReport
-		err error
-	}
-	shutc := make(chan shut, 1)
-	go func() {
-		rep, err := r.Shutdown(ctx)
-		shutc <- shut{rep, err}
-	}()
+	shutc := advH2Shutdown(r, 10*time.Second)
 	var msgs [][]byte
 	var closeCode ws.StatusCode
 	for {
@@ -383,17 +393,7 @@ func TestAdvH2SilentPeerAtShutdownIsForced(t *testing.T) {
 		t.Fatalf("status %q, RST %v", status, rst)
 	}
 	<-opened
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	type shut struct {
-		rep router.ShutdownReport
-		err error
-	}
-	shutc := make(chan shut, 1)
-	go func() {
-		rep, err := r.Shutdown(ctx)
-		shutc <- shut{rep, err}
-	}()
+	shutc := advH2Shutdown(r, 300*time.Millisecond)
 	_, code, ended := advH2ReadUntilClose(t, raw, 1)
 	if code != ws.StatusGoingAway {
 		t.Fatalf("CLOSE %d, want 1001", code)
@@ -412,7 +412,7 @@ func TestAdvH2SilentPeerAtShutdownIsForced(t *testing.T) {
 			ended = f.StreamID == 1
 		}
 	}
-	var res shut
+	var res advH2Shut
 	select {
 	case res = <-shutc:
 	case <-time.After(10 * time.Second):

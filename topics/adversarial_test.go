@@ -11,10 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	gorilla "github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/topics"
@@ -42,14 +45,21 @@ func advLeft(t *testing.T, m *topics.Member) {
 	}
 }
 
-// TestAdvBlockWaiterWhoseMemberLeavesIsCounted: "No policy drops
-// silently. Every message that does not reach a member is counted"
-// (docs/topics.md, Seeing drops). A Block publisher waits for a member
-// whose connection then ends: the message it waited with never reaches
-// the member and must be reported (as DropLeft or DropTimedOut), like the
-// message that was in flight.
-func TestAdvBlockWaiterWhoseMemberLeavesIsCounted(t *testing.T) {
-	var drops dropLog
+// advBlock is the scene of promises_test.go's Block tests: a Block member
+// whose client stalled in the middle of "0", a fast member that got "0"
+// and "1", and a Publish of "1" that waits for the slow member.
+type advBlock struct {
+	hub       *topics.Hub
+	drops     *dropLog
+	slow      *gorilla.Conn
+	slowM     *topics.Member
+	rest      io.Reader // the rest of "0", for the slow client to read
+	published <-chan error
+}
+
+func advBlockWaiting(t *testing.T) advBlock {
+	t.Helper()
+	drops := &dropLog{}
 	hub := newHub(t, &topics.Options{OnDrop: drops.add, Limits: topics.Limits{MaxMessages: 1, MaxBytes: 8 << 20}})
 	slowSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.Block(time.Minute)}, "t")
 	fastSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.DropNewest, Limits: topics.Limits{MaxMessages: 64}}, "t")
@@ -57,7 +67,7 @@ func TestAdvBlockWaiterWhoseMemberLeavesIsCounted(t *testing.T) {
 	fast, _ := fastSrv.dial(t)
 
 	publish(t, hub, "t", big("0"))
-	_ = stalled(t, slow) // "0" stays in flight
+	rest := stalled(t, slow)
 	if got := next(t, fast); got != "0" {
 		t.Fatalf("fast client got %q", got)
 	}
@@ -68,6 +78,18 @@ func TestAdvBlockWaiterWhoseMemberLeavesIsCounted(t *testing.T) {
 	if got := next(t, fast); got != "1" {
 		t.Fatalf("fast client got %q", got)
 	}
+	return advBlock{hub: hub, drops: drops, slow: slow, slowM: slowM, rest: rest, published: published}
+}
+
+// TestAdvBlockWaiterWhoseMemberLeavesIsCounted: "No policy drops
+// silently. Every message that does not reach a member is counted"
+// (docs/topics.md, Seeing drops). A Block publisher waits for a member
+// whose connection then ends: the message it waited with never reaches
+// the member and must be reported (as DropLeft or DropTimedOut), like the
+// message that was in flight.
+func TestAdvBlockWaiterWhoseMemberLeavesIsCounted(t *testing.T) {
+	b := advBlockWaiting(t) // "0" stays in flight
+	drops, slow, slowM, published := b.drops, b.slow, b.slowM, b.published
 	_ = slow.Close()
 	select {
 	case err := <-published:
@@ -164,23 +186,8 @@ func TestAdvKeepLatestKeepsTheNewestValue(t *testing.T) {
 // accepted message still reaches the member once it reads, and a publish
 // after Close is refused.
 func TestAdvCloseWhileBlockPublisherWaits(t *testing.T) {
-	var drops dropLog
-	hub := newHub(t, &topics.Options{OnDrop: drops.add, Limits: topics.Limits{MaxMessages: 1, MaxBytes: 8 << 20}})
-	slowSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.Block(time.Minute)}, "t")
-	fastSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.DropNewest, Limits: topics.Limits{MaxMessages: 64}}, "t")
-	slow, _ := slowSrv.dial(t)
-	fast, _ := fastSrv.dial(t)
-
-	publish(t, hub, "t", big("0"))
-	rest := stalled(t, slow)
-	if got := next(t, fast); got != "0" {
-		t.Fatalf("fast client got %q", got)
-	}
-	published := make(chan error, 1)
-	go func() { published <- hub.Publish(context.Background(), "t", messages.Text("1")) }()
-	if got := next(t, fast); got != "1" {
-		t.Fatalf("fast client got %q", got)
-	}
+	b := advBlockWaiting(t)
+	hub, drops, slow, rest, published := b.hub, b.drops, b.slow, b.rest, b.published
 	closed := make(chan error, 1)
 	go func() { closed <- hub.Close() }()
 	select {

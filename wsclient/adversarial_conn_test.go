@@ -42,31 +42,70 @@ type advSrvReport struct {
 	closeCode frames.CloseCode
 	closeText string
 	gotClose  bool
-	afterEOF  bool // the client half-closed (or closed) after its CLOSE
 }
 
 // advReadClient reads the client's frames until its CLOSE (included) or
 // an error, checking their masks.
 func advReadClient(br *bufio.Reader, r *advSrvReport) {
-	if r.keys == nil {
-		r.keys = map[[4]byte]int{}
-	}
 	for {
 		h, p, err := pReadFrame(br)
 		if err != nil {
 			return
 		}
-		if !h.Masked {
-			r.unmasked++
-		}
-		r.keys[h.Mask]++
-		r.frames = append(r.frames, rawFrame{h, p})
-		if h.Op == frames.OpClose {
-			r.gotClose = true
-			r.closeCode, r.closeText, _ = frames.ParseClose(p)
+		if r.record(h, p, p) {
 			return
 		}
 	}
+}
+
+// record notes a frame the client sent, keeping kept (p or a prefix of
+// it) as its payload, and reports whether it is the client's CLOSE.
+func (r *advSrvReport) record(h frames.Header, p, kept []byte) bool {
+	if r.keys == nil {
+		r.keys = map[[4]byte]int{}
+	}
+	if !h.Masked {
+		r.unmasked++
+	}
+	r.keys[h.Mask]++
+	r.frames = append(r.frames, rawFrame{h, kept})
+	if h.Op != frames.OpClose {
+		return false
+	}
+	r.gotClose = true
+	r.closeCode, r.closeText, _ = frames.ParseClose(p)
+	return true
+}
+
+// advWriteThenRead is a server that writes b after its 101, then reads
+// the client's frames up to its CLOSE.
+func advWriteThenRead(t *testing.T, b []byte) (string, <-chan *advSrvReport) {
+	t.Helper()
+	return advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
+		if len(b) > 0 {
+			conn.Write(b)
+		}
+		advReadClient(br, r)
+	})
+}
+
+// advSilentServer reads the client's frames up to its CLOSE, notes when
+// the CLOSE came, and then holds TCP open and silent, even after the
+// client's half-close, until runDone is closed (or hold has passed).
+func advSilentServer(t *testing.T, hold time.Duration) (addr string, reports <-chan *advSrvReport, sawClose <-chan time.Time, runDone chan struct{}) {
+	t.Helper()
+	saw := make(chan time.Time, 1)
+	runDone = make(chan struct{})
+	addr, reports = advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
+		advReadClient(br, r)
+		saw <- time.Now()
+		_, _ = io.Copy(io.Discard, br)
+		select {
+		case <-runDone:
+		case <-time.After(hold):
+		}
+	})
+	return addr, reports, saw, runDone
 }
 
 // advServer answers the handshake with a valid 101, then runs script,
@@ -108,9 +147,9 @@ func advOpts(cfg wsconn.Config) *wsclient.Options {
 
 // advRun runs a client whose handler ranges over Messages (read true) or
 // waits for its context (read false) and returns in.Err() or the
-// context's cause. It returns Run's error, what the handler received and
-// how long Run took.
-func advRun(t *testing.T, addr string, o *wsclient.Options, read bool) (error, []string, time.Duration) {
+// context's cause. It returns what the handler received, how long Run
+// took and Run's error.
+func advRun(t *testing.T, addr string, o *wsclient.Options, read bool) ([]string, time.Duration, error) {
 	t.Helper()
 	var got []string
 	start := time.Now()
@@ -124,7 +163,7 @@ func advRun(t *testing.T, addr string, o *wsclient.Options, read bool) (error, [
 		}
 		return in.Err()
 	}, o)
-	return err, got, time.Since(start)
+	return got, time.Since(start), err
 }
 
 // ---- protocol violations by the server ----
@@ -180,7 +219,7 @@ func TestClientAdvServerViolations(t *testing.T) {
 					}
 				})
 				snap := goleak.IgnoreCurrent()
-				err, got, took := advRun(t, addr, advOpts(wsconn.Config{}), read)
+				got, took, err := advRun(t, addr, advOpts(wsconn.Config{}), read)
 				var ce *wsconn.CloseError
 				var v *frames.Violation
 				if !errors.As(err, &ce) || ce.Code != tc.code || !errors.As(ce.Err, &v) || !errors.Is(err, tc.err) {
@@ -210,11 +249,8 @@ func TestClientAdvServerViolations(t *testing.T) {
 func TestClientAdvInvalidCloseCodes(t *testing.T) {
 	for _, code := range []uint16{0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535} {
 		t.Run(fmt.Sprint(code), func(t *testing.T) {
-			addr, reports := advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
-				conn.Write(advClose(code, "x"))
-				advReadClient(br, r)
-			})
-			err, _, _ := advRun(t, addr, advOpts(wsconn.Config{CloseTimeout: time.Second}), true)
+			addr, reports := advWriteThenRead(t, advClose(code, "x"))
+			_, _, err := advRun(t, addr, advOpts(wsconn.Config{CloseTimeout: time.Second}), true)
 			if wsconn.CloseStatus(err) != frames.CloseProtocolError || !errors.Is(err, frames.ErrInvalidCloseCode) {
 				t.Fatalf("Run returned %v, want 1002 invalid close code", err)
 			}
@@ -255,7 +291,7 @@ func TestClientAdvValidCloseCodesEchoed(t *testing.T) {
 				}
 				advReadClient(br, r)
 			})
-			err, _, took := advRun(t, addr, advOpts(wsconn.Config{}), true)
+			_, took, err := advRun(t, addr, advOpts(wsconn.Config{}), true)
 			if !tc.wantErr && err != nil {
 				t.Fatalf("Run returned %v after a clean close", err)
 			}
@@ -300,7 +336,7 @@ func TestClientAdvDataAfterServerClose(t *testing.T) {
 				advReadClient(br, r)
 			})
 			if read {
-				err, got, _ := advRun(t, addr, advOpts(wsconn.Config{}), true)
+				got, _, err := advRun(t, addr, advOpts(wsconn.Config{}), true)
 				if err != nil || !slices.Equal(got, []string{"before"}) {
 					t.Fatalf("Run %v, handler got %q; want nil and only \"before\"", err, got)
 				}
@@ -330,19 +366,9 @@ func TestClientAdvDataAfterServerClose(t *testing.T) {
 // twice that.
 func TestClientAdvServerNeverAnswersClose(t *testing.T) {
 	const closeTimeout = time.Second
-	sawClose := make(chan time.Time, 1)
-	runDone := make(chan struct{})
-	addr, reports := advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
-		advReadClient(br, r)
-		sawClose <- time.Now()
-		// Hold TCP open and silent, even after the client's half-close,
-		// until Run has returned (having closed TCP).
-		_, _ = io.Copy(io.Discard, br)
-		select {
-		case <-runDone:
-		case <-time.After(5 * time.Second):
-		}
-	})
+	// The server holds TCP open and silent until Run has returned
+	// (having closed TCP).
+	addr, reports, sawClose, runDone := advSilentServer(t, 5*time.Second)
 	_ = wsclient.Run(testCtx(t), "ws://"+addr, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
 		return nil
 	}, advOpts(wsconn.Config{CloseTimeout: closeTimeout}))
@@ -395,7 +421,7 @@ func TestClientAdvServerDropsTCPWithoutClose(t *testing.T) {
 				conn.(*net.TCPConn).CloseWrite()
 				advReadClient(br, r)
 			})
-			err, got, took := advRun(t, addr, advOpts(wsconn.Config{CloseTimeout: 5 * time.Second}), true)
+			got, took, err := advRun(t, addr, advOpts(wsconn.Config{CloseTimeout: 5 * time.Second}), true)
 			if !slices.Equal(got, []string{"last words"}) {
 				t.Fatalf("handler got %q", got)
 			}
@@ -428,7 +454,7 @@ func TestClientAdvServerStopsMidFrameThenCloses(t *testing.T) {
 			addr, _ := advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
 				conn.Write(part)
 			})
-			err, got, took := advRun(t, addr, advOpts(wsconn.Config{}), true)
+			got, took, err := advRun(t, addr, advOpts(wsconn.Config{}), true)
 			if wsconn.CloseStatus(err) != frames.CloseAbnormal || len(got) != 0 || took > 3*time.Second {
 				t.Fatalf("Run %v after %v, handler got %q; want 1006 quickly", err, took, got)
 			}
@@ -445,10 +471,8 @@ func TestClientAdvServerStopsMidFrameThenCloses(t *testing.T) {
 func TestClientAdvPongNeverComes(t *testing.T) {
 	for _, read := range []bool{true, false} {
 		t.Run(fmt.Sprint("read=", read), func(t *testing.T) {
-			addr, reports := advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
-				advReadClient(br, r)
-			})
-			err, _, took := advRun(t, addr, advOpts(wsconn.Config{PingInterval: 100 * time.Millisecond, PongTimeout: 200 * time.Millisecond, CloseTimeout: 500 * time.Millisecond}), read)
+			addr, reports := advWriteThenRead(t, nil)
+			_, took, err := advRun(t, addr, advOpts(wsconn.Config{PingInterval: 100 * time.Millisecond, PongTimeout: 200 * time.Millisecond, CloseTimeout: 500 * time.Millisecond}), read)
 			if !errors.Is(err, wsconn.ErrPingTimeout) || wsconn.CloseStatus(err) != frames.CloseGoingAway {
 				t.Fatalf("Run returned %v, want 1001 ping timeout", err)
 			}
@@ -480,28 +504,21 @@ func TestClientAdvLatePongKeepsConnection(t *testing.T) {
 	answered := make(chan struct{}, pings)
 	addr, reports := advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
 		var mu sync.Mutex // the reader and the delayed PONGs write
-		r.keys = map[[4]byte]int{}
 		for {
 			h, p, err := pReadFrame(br)
 			if err != nil {
 				return
 			}
-			if !h.Masked {
-				r.unmasked++
-			}
-			r.keys[h.Mask]++
-			r.frames = append(r.frames, rawFrame{h, p})
-			switch h.Op {
-			case frames.OpPing:
+			closed := r.record(h, p, p)
+			switch {
+			case h.Op == frames.OpPing:
 				time.AfterFunc(300*time.Millisecond, func() {
 					mu.Lock()
 					conn.Write(advFrame(0x8A, []byte("not your payload")))
 					mu.Unlock()
 					answered <- struct{}{}
 				})
-			case frames.OpClose:
-				r.gotClose = true
-				r.closeCode, _, _ = frames.ParseClose(p)
+			case closed:
 				mu.Lock()
 				conn.Write(advClose(1000, ""))
 				mu.Unlock()
@@ -555,10 +572,7 @@ func TestClientAdvPongTimeoutWhileServerStallsMidFrame(t *testing.T) {
 		{"PING payload", []byte{0x89, 0x7D, 'p'}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr, reports := advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
-				conn.Write(tc.partial)
-				advReadClient(br, r)
-			})
+			addr, reports := advWriteThenRead(t, tc.partial)
 			o := advOpts(wsconn.Config{PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond, CloseTimeout: 500 * time.Millisecond})
 			ctx, cancel := context.WithTimeout(testCtx(t), 4*time.Second)
 			defer cancel()
@@ -596,18 +610,8 @@ func TestClientAdvPongTimeoutWhileServerStallsMidFrame(t *testing.T) {
 // CloseTimeout.
 func TestClientAdvKeepAliveTimeoutDoesNotWaitForSilentServer(t *testing.T) {
 	const closeTimeout = 3 * time.Second
-	sawClose := make(chan time.Time, 1)
-	runDone := make(chan struct{})
-	addr, _ := advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
-		advReadClient(br, r)
-		sawClose <- time.Now()
-		_, _ = io.Copy(io.Discard, br)
-		select {
-		case <-runDone:
-		case <-time.After(8 * time.Second):
-		}
-	})
-	err, _, _ := advRun(t, addr, advOpts(wsconn.Config{PingInterval: 100 * time.Millisecond, PongTimeout: 200 * time.Millisecond, CloseTimeout: closeTimeout}), true)
+	addr, _, sawClose, runDone := advSilentServer(t, 8*time.Second)
+	_, _, err := advRun(t, addr, advOpts(wsconn.Config{PingInterval: 100 * time.Millisecond, PongTimeout: 200 * time.Millisecond, CloseTimeout: closeTimeout}), true)
 	end := time.Now()
 	close(runDone)
 	if !errors.Is(err, wsconn.ErrPingTimeout) {
@@ -631,11 +635,8 @@ func TestClientAdvIdleTimeoutWhileServerStallsMidFrame(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("% x", partial[:min(4, len(partial))]), func(t *testing.T) {
 			const idle = 400 * time.Millisecond
-			addr, reports := advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
-				conn.Write(partial)
-				advReadClient(br, r)
-			})
-			err, _, took := advRun(t, addr, advOpts(wsconn.Config{PingInterval: -1, IdleTimeout: idle, CloseTimeout: 500 * time.Millisecond}), true)
+			addr, reports := advWriteThenRead(t, partial)
+			_, took, err := advRun(t, addr, advOpts(wsconn.Config{PingInterval: -1, IdleTimeout: idle, CloseTimeout: 500 * time.Millisecond}), true)
 			if !errors.Is(err, wsconn.ErrIdleTimeout) || wsconn.CloseStatus(err) != frames.CloseGoingAway {
 				t.Fatalf("Run returned %v, want 1001 idle timeout", err)
 			}
@@ -680,7 +681,7 @@ func TestClientAdvPingFloodNeverReading(t *testing.T) {
 		}
 		return c, err
 	}
-	err, _, took := advRun(t, addr, o, true)
+	_, took, err := advRun(t, addr, o, true)
 	close(stop)
 	if !errors.Is(err, wsconn.ErrWriteTimeout) || wsconn.CloseStatus(err) != frames.CloseAbnormal {
 		t.Fatalf("Run returned %v, want 1006 wrapping ErrWriteTimeout", err)
@@ -785,21 +786,13 @@ func TestClientAdvContextEndMidMessage(t *testing.T) {
 	goOn := make(chan struct{})
 	addr, reports := advServer(t, func(conn net.Conn, br *bufio.Reader, r *advSrvReport) {
 		_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-		r.keys = map[[4]byte]int{}
 		first := true
 		for {
 			h, p, err := pReadFrame(br)
 			if err != nil {
 				return
 			}
-			if !h.Masked {
-				r.unmasked++
-			}
-			r.keys[h.Mask]++
-			r.frames = append(r.frames, rawFrame{h, p[:min(len(p), 16)]})
-			if h.Op == frames.OpClose {
-				r.gotClose = true
-				r.closeCode, r.closeText, _ = frames.ParseClose(p)
+			if r.record(h, p, p[:min(len(p), 16)]) {
 				conn.Write(advClose(uint16(r.closeCode), ""))
 				return
 			}

@@ -222,18 +222,6 @@ func wadvDial(t *testing.T, url, ext string, small bool) (*wadvWire, *http.Respo
 		takeover: on && !strings.Contains(resp.Header.Get("Sec-WebSocket-Extensions"), "server_no_context_takeover")}, resp
 }
 
-func wadvWait[V any](t *testing.T, c <-chan V, what string) V {
-	t.Helper()
-	select {
-	case v := <-c:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		var zero V
-		return zero
-	}
-}
-
 // ---- many writers of every kind, racing the close ----
 
 // wadvLog records which writes returned nil and what the failed ones
@@ -444,7 +432,7 @@ func TestWriteAdvEveryWriterKindRacesTheClose(t *testing.T) {
 			if !peerClosed {
 				w.send(frames.OpClose, closePayload(wantCode, ""))
 			}
-			wadvWait(t, finished, "the handler")
+			waitFor(t, finished, "the handler")
 			_ = w.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 			if n, err := io.Copy(io.Discard, w.br); n != 0 || err != nil {
 				t.Errorf("after the CLOSE: %d bytes, %v", n, err)
@@ -571,13 +559,13 @@ func TestWriteAdvSlowPeerGetsControlFramesBetweenFragments(t *testing.T) {
 			if !seenPong || !seenPing {
 				t.Fatalf("PONG seen %v, our PING seen %v before the end of the message (%d fragments)", seenPong, seenPing, frags)
 			}
-			if err := wadvWait(t, pinged, "Ping"); err != nil {
+			if err := waitFor(t, pinged, "Ping"); err != nil {
 				t.Fatalf("Ping: %v", err)
 			}
 			if e := w.next(); e.op != frames.OpText || string(e.payload) != "after" {
 				t.Fatalf("after the long message: %v %q", e.op, e.payload)
 			}
-			if err := wadvWait(t, waiting, "the waiting write"); err != nil {
+			if err := waitFor(t, waiting, "the waiting write"); err != nil {
 				t.Fatal(err)
 			}
 			w.send(frames.OpClose, closePayload(1000, ""))
@@ -808,11 +796,11 @@ func TestWriteAdvBatchTimeoutCountsWhatWentOut(t *testing.T) {
 			return nil
 		})
 	w, _ := wadvDial(t, url, "", true)
-	r := wadvWait(t, wrote, "the batch")
+	r := waitFor(t, wrote, "the batch")
 	if r.n >= count || r.n < 0 || !errors.Is(r.err, wsconn.ErrClosed) || !errors.Is(r.err, wsconn.ErrWriteTimeout) {
 		t.Fatalf("WritePreparedBatch = %d, %v; want fewer than %d and ErrClosed wrapping ErrWriteTimeout", r.n, r.err, count)
 	}
-	info := wadvWait(t, obs.closed, "the close")
+	info := waitFor(t, obs.closed, "the close")
 	// Now read what went out: exactly n whole messages, then at most part
 	// of one, then the end.
 	whole := 0
@@ -853,13 +841,13 @@ func TestWriteAdvMessageTimeoutCountsNothing(t *testing.T) {
 			return nil
 		})
 	w, _ := wadvDial(t, url, "", true)
-	if err := wadvWait(t, wrote, "the write"); !errors.Is(err, wsconn.ErrClosed) || !errors.Is(err, wsconn.ErrWriteTimeout) {
+	if err := waitFor(t, wrote, "the write"); !errors.Is(err, wsconn.ErrClosed) || !errors.Is(err, wsconn.ErrWriteTimeout) {
 		t.Fatalf("write to a peer that stopped reading: %v", err)
 	}
-	if err := wadvWait(t, wrote, "the later write"); !errors.Is(err, wsconn.ErrClosed) || !errors.Is(err, wsconn.ErrWriteTimeout) {
+	if err := waitFor(t, wrote, "the later write"); !errors.Is(err, wsconn.ErrClosed) || !errors.Is(err, wsconn.ErrWriteTimeout) {
 		t.Fatalf("write after the timeout: %v, want ErrClosed wrapping ErrWriteTimeout", err)
 	}
-	info := wadvWait(t, obs.closed, "the close")
+	info := waitFor(t, obs.closed, "the close")
 	var fragBytes int64
 	for {
 		h, p, err := w.frame()
@@ -924,7 +912,7 @@ func TestWriteAdvBytesOutCountsCompressedPrepared(t *testing.T) {
 				}
 			}
 			w.send(frames.OpClose, closePayload(1000, ""))
-			info := wadvWait(t, obs.closed, "the close")
+			info := waitFor(t, obs.closed, "the close")
 			if info.MessagesOut != 1 || obs.bytes.Load() != int64(len(msg)) {
 				t.Errorf("counted %d messages of %d bytes, want 1 of %d", info.MessagesOut, obs.bytes.Load(), len(msg))
 			}
@@ -978,7 +966,7 @@ func TestWriteAdvCompressedWriterStreamsInBoundedMemory(t *testing.T) {
 				}
 				n += len(p)
 			}
-			if g := wadvWait(t, grew, "the writer"); g > 4<<20 {
+			if g := waitFor(t, grew, "the writer"); g > 4<<20 {
 				t.Errorf("the heap grew by %d MiB while a Writer streamed %d MiB (%d bytes on the wire)", g>>20, total>>20, n)
 			}
 		})
