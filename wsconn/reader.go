@@ -32,7 +32,6 @@ type netReader struct {
 	waiting atomic.Bool
 }
 
-
 func (b *netReader) init(src io.Reader, buffered []byte) {
 	b.src = src
 	b.buf = b.idle[:]
