@@ -281,12 +281,23 @@ func (a *App) Shutdown(ctx context.Context) (router.ShutdownReport, error) {
 // only if serving failed or the shutdown left handlers running.
 func (a *App) Run(ctx context.Context) error {
 	if !a.cfg.NoSignals {
-		var stop context.CancelFunc
-		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		// The first signal ends ctx; the runtime's own handling then
-		// takes the next.
-		context.AfterFunc(ctx, func() { stop() })
+		// Not signal.NotifyContext: the handling must end before the
+		// shutdown begins, so that a second signal meets the runtime's
+		// default (the process ends) however soon it comes.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-sigs:
+				signal.Stop(sigs)
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 	}
 	ln, err := a.listen()
 	if err != nil {
