@@ -96,29 +96,26 @@ func (o *Outbound) WritePreparedBatch(ctx context.Context, ps []*Prepared) (int,
 	return sent, nil
 }
 
-// iovecs is the scratch of one writev: the slices to write and the
-// net.Buffers that walks them; pooled, because the write keeps a reference
-// that would move them to the heap.
+// iovecs is the scratch of one writev: the slices to write, and the
+// net.Buffers that walks a copy of them (walking empties the slices it
+// has written, and v must still say what was sent); pooled, because the
+// write keeps a reference that would move them to the heap.
 type iovecs struct {
 	v    [maxBatch][]byte
+	walk [maxBatch][]byte
 	bufs net.Buffers
 }
 
 var iovecPool = sync.Pool{New: func() any { return new(iovecs) }}
 
-// write writes v[:n] to w with one writev where w supports it, and
-// forgets the slices.
-func (iv *iovecs) write(w io.Writer, n int) error {
-	_, err := iv.writeCount(w, n)
-	return err
-}
-
-// writeCount is write that also returns the number of bytes written.
-func (iv *iovecs) writeCount(w io.Writer, n int) (int64, error) {
-	iv.bufs = iv.v[:n:n]
+// write writes v[:n] to w with one writev where w supports it and returns
+// the bytes written. v is left as it was: clear it before putting iv back.
+func (iv *iovecs) write(w io.Writer, n int) (int64, error) {
+	iv.bufs = iv.walk[:n:n]
+	copy(iv.bufs, iv.v[:n])
 	written, err := iv.bufs.WriteTo(w)
 	iv.bufs = nil
-	clear(iv.v[:n])
+	clear(iv.walk[:n])
 	return written, err
 }
 
@@ -154,15 +151,14 @@ func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) (int, error) {
 		return 0, c.closedErr()
 	}
 	c.setWriteDeadline()
-	written, err := iv.writeCount(c.nc, len(ps))
+	written, err := iv.write(c.nc, len(ps))
 	n := len(ps)
 	if err != nil {
-		n = c.wholeFrames(ps, written)
+		n = wholeFrames(bufs[:len(ps)], written)
 	}
-	for _, p := range ps[:n] {
+	for i, p := range ps[:n] {
 		// As on the wire: the compressed payload, when it is compressed.
-		// (The write emptied bufs.)
-		frame := c.sharedFrame(p)
+		frame := bufs[i]
 		c.stats.bytesOut.Add(int64(len(frame) - frames.HeaderSize(frame[0], frame[1])))
 		c.sentMessage(p.msg.Kind, int64(len(p.msg.Payload)))
 	}
@@ -172,18 +168,16 @@ func (c *Conn) writeBatch(ctx context.Context, ps []*Prepared) (int, error) {
 	return n, nil
 }
 
-// wholeFrames returns how many of the frames of ps fit whole in the first
-// written bytes. The sizes come from ps: WriteTo empties the slices it
-// wrote.
-func (c *Conn) wholeFrames(ps []*Prepared, written int64) int {
-	for i, p := range ps {
-		size := int64(len(c.sharedFrame(p)))
-		if written < size {
+// wholeFrames returns how many of fs fit whole in their first written
+// bytes.
+func wholeFrames(fs [][]byte, written int64) int {
+	for i, f := range fs {
+		if written < int64(len(f)) {
 			return i
 		}
-		written -= size
+		written -= int64(len(f))
 	}
-	return len(ps)
+	return len(fs)
 }
 
 // sharedFrame returns the bytes every server connection can send for p as

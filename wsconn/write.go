@@ -189,7 +189,8 @@ func (c *Conn) writeFrame(h frames.Header, p []byte) error {
 	default:
 		iv := iovecPool.Get().(*iovecs)
 		iv.v[0], iv.v[1] = c.w.hdr[:hn], p
-		err = iv.write(c.nc, 2)
+		_, err = iv.write(c.nc, 2)
+		clear(iv.v[:2])
 		iovecPool.Put(iv)
 	}
 	if err != nil {
