@@ -368,14 +368,13 @@ func (c *Conn) nextFrame(limit int64) (frames.Header, error) {
 	if c.stopped() {
 		return h, errStop
 	}
-	compressed := h.Rsv&frames.Rsv1 != 0
-	if compressed {
+	if h.Rsv&frames.Rsv1 != 0 {
 		limit = compressedLimit(limit)
 	}
 	if limit > 0 && h.Length > limit {
 		return h, c.violation(messages.ErrTooLarge)
 	}
-	if err := c.beginData(h, compressed); err != nil {
+	if err := c.beginData(h); err != nil {
 		return h, c.violation(err)
 	}
 	return h, nil
@@ -385,8 +384,8 @@ func (c *Conn) nextFrame(limit int64) (frames.Header, error) {
 // far, with the assembler. The frames of a compressed message carry
 // compressed bytes, bounded by compressedLimit of the loop's limit
 // (readCompressed keeps that bound for the message's later frames).
-func (c *Conn) beginData(h frames.Header, compressed bool) error {
-	if !compressed {
+func (c *Conn) beginData(h frames.Header) error {
+	if h.Rsv&frames.Rsv1 == 0 {
 		return c.asm.Begin(h.Op, h.Fin, h.Length)
 	}
 	limit := c.asm.Limit

@@ -30,7 +30,7 @@ func (c *Conn) nextData() (frames.Header, error) {
 				return frames.Header{}, err
 			}
 		}
-		if c.ctx.Err() != nil && !c.keptBeforeClose() {
+		if c.stopped() {
 			// Reading ends with the context only once the peer is done.
 			if ended, _ := c.readState(); ended {
 				return frames.Header{}, errReadEnded
