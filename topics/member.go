@@ -334,7 +334,7 @@ func (m *Member) offerLocked(pub *Publication, p Policy, drops *[]Drop) offerRes
 // no room even so, pub is refused and the queued value stays.
 func (m *Member) replace(pos uint64, key string, pub *Publication, size int, p Policy, drops *[]Drop) offerResult {
 	old := m.q.at(pos).p.Len()
-	if m.bytes-m.queuedBytes()+size > m.maxBytes {
+	if m.inflightBytes()+size > m.maxBytes {
 		m.record(drops, pub.Topic, size, DropRefused, p)
 		return offerDropped
 	}
@@ -351,12 +351,12 @@ func (m *Member) replace(pos uint64, key string, pub *Publication, size int, p P
 	return offerQueued
 }
 
-// queuedBytes returns the bytes of the queued messages: m.bytes without
-// those in flight, which no policy can take back.
-func (m *Member) queuedBytes() int {
-	b := m.bytes
+// inflightBytes returns the bytes of the messages in flight, which no
+// policy can take back.
+func (m *Member) inflightBytes() int {
+	b := 0
 	for _, e := range m.inflight {
-		b -= e.p.Len()
+		b += e.p.Len()
 	}
 	return b
 }
