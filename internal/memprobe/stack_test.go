@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"slices"
 	"testing"
 
 	"github.com/colibri-ws/colibri/app"
@@ -21,7 +22,7 @@ func TestIdleConnectionKeepsSmallestStack(t *testing.T) {
 	if race.Enabled {
 		t.Skip("the race detector deepens stacks; .ci/run runs this test without it")
 	}
-	const n = 500
+	const n = 300
 	quiet := slog.New(slog.DiscardHandler)
 	r := router.New(router.WithConfig(wsconn.Config{Logger: quiet}))
 	router.WS(r, "/echo", nil, echo)
@@ -43,8 +44,11 @@ func TestIdleConnectionKeepsSmallestStack(t *testing.T) {
 			c.Close()
 		}
 	}()
-	// The cost of n more connections once n are open: what the runtime
-	// and the server hold besides the connections does not count.
+	// The cost of n more connections once n are open, as the median of
+	// several steps: what the runtime and the server hold besides the
+	// connections does not count, and the runtime's stack caches, which
+	// can hold a few hundred KiB more or less at any moment, cannot decide
+	// the result on their own.
 	open := func() snapshot {
 		for range n {
 			conns = append(conns, dial(t, ln.Addr().String()))
@@ -55,10 +59,16 @@ func TestIdleConnectionKeepsSmallestStack(t *testing.T) {
 		settle()
 		return stats()
 	}
-	before := open()
-	after := open()
-	per := float64(after.StackInuse-before.StackInuse) / n / 1024
-	t.Logf("stack per idle connection: %.2f KiB", per)
+	prev := open()
+	var steps []float64
+	for range 5 {
+		next := open()
+		steps = append(steps, float64(int64(next.StackInuse)-int64(prev.StackInuse))/n/1024)
+		prev = next
+	}
+	slices.Sort(steps)
+	per := steps[len(steps)/2]
+	t.Logf("stack per idle connection: %.2f KiB (steps %.2f)", per, steps)
 	if per > 3 {
 		t.Fatalf("%.2f KiB of stack per idle connection, want the runtime's smallest (2 KiB, under 3 with what the runtime keeps)", per)
 	}
