@@ -63,7 +63,11 @@ type Group struct {
 	members map[Member]struct{}
 	held    int // places claimed by Enter and not yet given back
 	closed  bool
-	wg      sync.WaitGroup
+	// empty is closed once the Group is closed and holds no place; made
+	// by the first Shutdown. A channel rather than a WaitGroup, so that
+	// Shutdown can stop waiting at its deadline without leaving a
+	// goroutine behind to wait on.
+	empty chan struct{}
 }
 
 type groupKey struct{}
@@ -115,7 +119,6 @@ func (g *Group) Enter(ctx context.Context) (context.Context, error) {
 		return nil, ErrFull
 	}
 	g.held++
-	g.wg.Add(1)
 	return &place{Context: context.WithoutCancel(ctx), g: g}, nil
 }
 
@@ -134,8 +137,10 @@ func Leave(ctx context.Context) {
 	}
 	p.left = true
 	g.held--
+	if g.held == 0 && g.empty != nil {
+		close(g.empty) // no place can be claimed again once closed
+	}
 	g.mu.Unlock()
-	g.wg.Done()
 }
 
 // Join enrols m in the Group whose place ctx carries, so that a shutdown
@@ -198,6 +203,13 @@ const forcedGrace = time.Second
 func (g *Group) Shutdown(ctx context.Context) (Report, error) {
 	g.mu.Lock()
 	g.closed = true
+	if g.empty == nil {
+		g.empty = make(chan struct{})
+		if g.held == 0 {
+			close(g.empty)
+		}
+	}
+	empty := g.empty
 	open := g.held
 	members := make([]Member, 0, len(g.members))
 	for m := range g.members {
@@ -209,13 +221,8 @@ func (g *Group) Shutdown(ctx context.Context) (Report, error) {
 		m.Shutdown(code)
 	}
 
-	done := make(chan struct{})
-	go func() {
-		g.wg.Wait()
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-empty:
 		return Report{Graceful: open}, nil
 	case <-ctx.Done():
 	}
@@ -233,7 +240,7 @@ func (g *Group) Shutdown(ctx context.Context) (Report, error) {
 	timer := time.NewTimer(forcedGrace)
 	defer timer.Stop()
 	select {
-	case <-done:
+	case <-empty:
 		return report, nil
 	case <-timer.C:
 		return report, ErrIncomplete
