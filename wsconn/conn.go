@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -74,8 +75,6 @@ type Upgraded struct {
 	// a connection of its own; handshake.Accept sets it. See Conn.HTTP2.
 	HTTP2 bool
 }
-
-var connIDs atomic.Uint64
 
 // Conn is one WebSocket connection. Its methods are safe for concurrent
 // use. A Conn lives from the hand-off of an upgraded transport until the
@@ -177,7 +176,7 @@ func newConn(u Upgraded, cfg *Config, deflate *deflateParams) *Conn {
 		proto:   u.Subprotocol,
 		exts:    u.Extensions,
 		route:   u.Route,
-		id:      connIDs.Add(1),
+		id:      uint64(rand.Int64()),
 		msgLock: make(chan struct{}, 1),
 	}
 	c.in.c, c.out.c = c, c
@@ -414,7 +413,10 @@ func (c *Conn) logger() *slog.Logger {
 	return c.log.Load()
 }
 
-// ID returns a number that identifies the connection within the process.
+// ID returns a random number, below 2^63, that identifies the connection in
+// logs and traces. Being random rather than counted, it needs no state
+// shared between connections and stays distinct across the processes and
+// nodes of one application.
 func (c *Conn) ID() uint64 { return c.id }
 
 // RemoteAddr returns the peer's address.

@@ -500,3 +500,27 @@ func TestJoiningDuringShutdownGetsTheShutdownCode(t *testing.T) {
 		t.Errorf("shutdown: %v", err)
 	}
 }
+
+// IDs are random rather than counted: distinct between connections, and
+// below 2^63 so that they fit OpenTelemetry's signed attribute.
+func TestConnectionIDsAreDistinctAndFitInt64(t *testing.T) {
+	const n = 20
+	ids := make(chan uint64, n)
+	url, _ := testServer(t, nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		ids <- s.ID()
+		return nil
+	})
+	seen := make(map[uint64]bool)
+	for range n {
+		c := dialRaw(t, url)
+		c.expectClose(frames.CloseNormal)
+		id := <-ids
+		if id >= 1<<63 {
+			t.Errorf("ID %d does not fit an int64", id)
+		}
+		if seen[id] {
+			t.Errorf("ID %d given twice", id)
+		}
+		seen[id] = true
+	}
+}
