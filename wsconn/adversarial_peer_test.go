@@ -539,6 +539,11 @@ func TestPeerAdvWriteTimeoutAndWhatWritesReturnAfterwards(t *testing.T) {
 		if !errors.Is(err, wsconn.ErrClosed) || !errors.Is(err, wsconn.ErrWriteTimeout) {
 			t.Errorf("%s after the write timeout: %v, want ErrClosed wrapping ErrWriteTimeout", name, err)
 		}
+		// The failing write and the writes after it carry the same cause,
+		// the close code with it (docs/handlers.md, "After closing").
+		if code := wsconn.CloseStatus(err); code != frames.CloseAbnormal {
+			t.Errorf("CloseStatus(%s's error) = %d, want 1006", name, code)
+		}
 	}
 	if r.blocked < writeTimeout*8/10 || r.blocked > writeTimeout+2*time.Second {
 		t.Errorf("the failing write returned after %v, want 0.9 to 1 WriteTimeout (%v)", r.blocked, writeTimeout)

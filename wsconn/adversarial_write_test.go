@@ -1115,3 +1115,41 @@ func TestWriteAdvCompressedWriterFramesOverFragmentSize(t *testing.T) {
 	}
 	w.send(frames.OpClose, closePayload(1000, ""))
 }
+
+// A write under way when the peer's CLOSE arrives, and that then fails
+// because the peer also reset the transport, returns what every write
+// returns after the peer's CLOSE: ErrClosed wrapping the peer's close, with
+// its code for CloseStatus. The network error is wrapped too.
+func TestWriteBrokenAfterPeerCloseCarriesThePeersCode(t *testing.T) {
+	failed := make(chan error, 1)
+	url, _ := testServer(t, &wsconn.Config{PingInterval: -1}, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		chunk := make([]byte, 256<<10)
+		for {
+			if err := out.WriteBinary(context.Background(), chunk); err != nil {
+				failed <- err
+				return nil
+			}
+		}
+	})
+	c := dialRawSmall(t, url)
+	// The peer reads nothing, so the server's write blocks on a full
+	// socket; then the peer's CLOSE goes in, and is read by the
+	// background reader while the write still waits.
+	time.Sleep(100 * time.Millisecond)
+	c.frame(frames.OpClose, true, closePayload(4001, "leaving"))
+	time.Sleep(300 * time.Millisecond)
+	if err := c.nc.(*net.TCPConn).SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	c.nc.Close() // a reset: the waiting write fails
+	err := waitFor(t, failed, "the failed write")
+	if !errors.Is(err, wsconn.ErrClosed) {
+		t.Errorf("write: %v, want ErrClosed", err)
+	}
+	if code := wsconn.CloseStatus(err); code != 4001 {
+		t.Errorf("CloseStatus(write's error) = %d, want the peer's 4001 (error: %v)", code, err)
+	}
+	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Errorf("write: %v, want the network error wrapped too", err)
+	}
+}

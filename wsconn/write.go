@@ -225,7 +225,10 @@ func (c *Conn) writeMasked(hdr, p []byte, key [4]byte) error {
 
 // writeFailed marks the stream unusable, since a partly written frame
 // cannot be followed by anything, not even a CLOSE, and ends the
-// connection. The caller holds the socket lock.
+// connection. It returns what every write returns from now on (ErrClosed
+// wrapping the cause closing began with, which is this failure unless
+// closing began first: the peer's CLOSE often breaks a write under way),
+// and this failure too. The caller holds the socket lock.
 func (c *Conn) writeFailed(err error) error {
 	c.w.broken = true
 	cause, by := err, SidePeer
@@ -233,7 +236,11 @@ func (c *Conn) writeFailed(err error) error {
 		cause, by = ErrWriteTimeout, SideLocal
 	}
 	c.transportFailed(&CloseError{Code: frames.CloseAbnormal, Reason: "write failed", Err: cause, byColibri: true}, by)
-	return fmt.Errorf("%w: write: %w", ErrClosed, cause)
+	closed := c.closedErr()
+	if errors.Is(closed, cause) {
+		return closed
+	}
+	return fmt.Errorf("%w; write: %w", closed, cause)
 }
 
 // setWriteDeadline bounds the next write by WriteTimeout. Moving a
