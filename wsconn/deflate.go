@@ -292,7 +292,13 @@ func newDeflateState(p *deflateParams, c Compression) *deflateState {
 	if threshold <= 0 {
 		threshold = defaultThreshold
 	}
-	return &deflateState{params: *p, level: compressorKind(level, p.ownWindow), threshold: threshold}
+	params := *p
+	// Without ContextTakeover this side resets its context whatever the
+	// answer said: a client that offered client_no_context_takeover has
+	// promised it (RFC 7692 §7.1.1.2), and a reset is always safe, since
+	// the peer's decompressor reads either way.
+	params.ownNoTakeover = params.ownNoTakeover || !c.ContextTakeover
+	return &deflateState{params: params, level: compressorKind(level, p.ownWindow), threshold: threshold}
 }
 
 // compress returns the compressed form of p, without the trailing empty

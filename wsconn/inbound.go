@@ -69,8 +69,9 @@ func (in *Inbound) setErr(err error) {
 // frames, each with its FIN bit. Fragment sequencing and UTF-8 in text are
 // checked across frames. A frame larger than Config.MaxFrameSize (or, when
 // that is 0, Config.MaxMessageSize) closes the connection with 1009, and so
-// does a compressed message whose compressed or inflated size exceeds
-// Config.MaxMessageSize.
+// does a compressed message whose inflated size exceeds
+// Config.MaxMessageSize, or whose compressed size exceeds twice that plus
+// 1 KiB (docs/compression.md says why).
 func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 	return func(yield func(frames.Frame) bool) {
 		c := in.c

@@ -37,9 +37,13 @@ func (p *Prepared) Message() messages.Message { return p.msg }
 // Len returns the number of bytes the prepared message puts on the wire.
 func (p *Prepared) Len() int { return len(p.frame) }
 
-// WritePrepared sends a prepared message as one frame. On the client side,
-// where every frame needs its own mask, and where this side compresses with
-// its own context, it is encoded afresh.
+// WritePrepared sends a prepared message as one frame, whatever its size,
+// made once and shared by every connection. Where the connection cannot
+// share it it is encoded afresh and written like WriteMessage, fragmented
+// at Config.FragmentSize: on the client side, where every frame needs its
+// own mask, where this side compresses with its own context, and where it
+// compresses at another level than the one the shared compressed frame
+// was made at.
 func (o *Outbound) WritePrepared(ctx context.Context, p *Prepared) error {
 	_, err := o.c.writeBatch(ctx, []*Prepared{p})
 	return err

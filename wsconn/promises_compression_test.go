@@ -864,7 +864,7 @@ func TestPromiseCompressionInboundLimits(t *testing.T) {
 	exact := cmpCompress(bytes.Repeat([]byte("0123456789abcdef"), limit/16))
 	over := cmpCompress(bytes.Repeat([]byte("0123456789abcdef"), limit/16+1))
 	// Over twice the limit in compressed bytes that inflate to two.
-	padded := append(cmpEmptyBlocks(2*limit/5+1), cmpCompress([]byte("hi"))...)
+	padded := append(cmpEmptyBlocks((2*limit+1024)/5+1), cmpCompress([]byte("hi"))...)
 	for _, path := range []string{"/messages", "/frames"} {
 		t.Run(path+" exactly the limit", func(t *testing.T) {
 			c := cmpDial(t, url+path, "permessage-deflate")
@@ -883,7 +883,7 @@ func TestPromiseCompressionInboundLimits(t *testing.T) {
 			c := cmpDial(t, url+path, "permessage-deflate")
 			sendFragmented(c, padded)
 			if h, p := c.read(); h.Op != frames.OpClose {
-				t.Fatalf("%d compressed bytes against a %d-byte limit (twice it for compressed bytes): no 1009, the loop got the message (%q)", len(padded), limit, p)
+				t.Fatalf("%d compressed bytes against a %d-byte limit (twice it plus 1 KiB for compressed bytes): no 1009, the loop got the message (%q)", len(padded), limit, p)
 			} else if code, _, _ := frames.ParseClose(p); code != frames.CloseMessageTooBig {
 				t.Fatalf("close %v, want 1009", code)
 			}

@@ -253,15 +253,21 @@ func (c *Conn) readError(err error) error {
 }
 
 // compressedLimit is the most compressed bytes a message may take for a
-// limit on its inflated size (0: none): twice the limit, because deflate
-// makes data that does not compress slightly larger, so that every
-// message within the limit fits however its sender compressed it.
+// limit on its inflated size (0: none): twice the limit plus
+// deflateAllowance, because deflate makes data that does not compress
+// slightly larger and adds block headers even to the shortest message,
+// so that every message within the limit fits however its sender
+// compressed it.
 func compressedLimit(limit int64) int64 {
-	if limit <= 0 || limit > math.MaxInt64/2 {
+	if limit <= 0 || limit > (math.MaxInt64-deflateAllowance)/2 {
 		return limit
 	}
-	return 2 * limit
+	return 2*limit + deflateAllowance
 }
+
+// deflateAllowance is the compressed bytes allowed beyond twice a limit:
+// more than the headers of a deflate block of any kind.
+const deflateAllowance = 1 << 10
 
 // errBadDeflate is a compressed message that does not inflate.
 var errBadDeflate = &frames.Violation{Code: frames.CloseInvalidPayload, Reason: "invalid compressed data"}
