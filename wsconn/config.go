@@ -54,8 +54,10 @@ type Config struct {
 
 	// IdleTimeout closes the connection with 1001 when the peer has sent no
 	// data frame for this long, or up to a quarter of it longer (colibri
-	// looks every quarter timeout rather than at every frame). PING, PONG and keep-alive traffic do not count.
-	// Default 0: no idle timeout.
+	// looks every quarter timeout rather than at every frame). PING, PONG
+	// and keep-alive traffic do not count. A peer whose data waits unread,
+	// because a busy loop body let ReadAhead fill, is not idle. Default 0:
+	// no idle timeout.
 	IdleTimeout time.Duration
 
 	// WriteTimeout bounds each write to the socket. A peer that stops

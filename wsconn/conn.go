@@ -293,12 +293,15 @@ func (c *Conn) begin(parent context.Context, cfg *Config) {
 // for the connection's tasks, and the bookkeeping. It returns what Serve
 // returns.
 func (c *Conn) end(herr error) error {
-	// From here Go refuses: the tasks running now are all the connection
-	// waits for.
+	// From here Go and Writer refuse: the tasks running now are all the
+	// connection waits for, and the open Writer is abandoned before the
+	// handler's context ends, so that no task sees the context end and
+	// can still write to it.
 	c.mu.Lock()
-	c.st.tasksClosed = true
+	c.st.returned = true
 	tasks := c.tasks
 	c.mu.Unlock()
+	c.abandonWriter()
 
 	if c.stopWatch != nil && c.stopWatch() {
 		c.bg.Done() // it will not run
@@ -311,7 +314,6 @@ func (c *Conn) end(herr error) error {
 		c.closeGoingAway(context.Cause(c.parent))
 	}
 	c.handlerReturned(herr)
-	c.abandonWriter()
 	c.awaitPeerClose()
 
 	var gerr error
@@ -366,7 +368,7 @@ func (p *panicError) Error() string { return fmt.Sprintf("wsconn: panic: %v", p.
 func (c *Conn) Go(f func(ctx context.Context) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.st.tasksClosed {
+	if c.st.returned {
 		return ErrClosed
 	}
 	if c.tasks == nil {

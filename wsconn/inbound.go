@@ -39,7 +39,9 @@ type Inbound struct {
 	c     *Conn
 	errMu sync.Mutex
 	err   error
-	body  bodyReader
+	// unfinished is the message a Readers loop body was reading when it
+	// panicked: the next loop discards its rest before it reads on.
+	unfinished *messageReader
 }
 
 // ReadAhead is how many bytes of data frames colibri reads and keeps for a
@@ -118,6 +120,7 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 			c.bodyEnds()
 			bufpool.Put(buf)
 			if !more {
+				in.setErr(nil) // the body broke out
 				return
 			}
 		}
@@ -182,6 +185,7 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 			bufpool.Put(buf)
 			buf = nil
 			if !more {
+				in.setErr(nil) // the body broke out
 				return
 			}
 		}
@@ -200,9 +204,13 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 			return
 		}
 		defer c.endLoop()
-		// A body that panics leaves no reader behind that could still
-		// read the socket.
-		defer func() { in.body.src = nil }()
+		// A body that panics leaves a reader behind that reads no more,
+		// and its message's rest for the next loop to discard.
+		defer func() {
+			if r := in.unfinished; r != nil {
+				r.over = true
+			}
+		}()
 		c.asm.Limit = 0
 		for {
 			c.awaitFrame()
@@ -215,46 +223,48 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 			if h.Op == frames.OpContinuation {
 				kind = c.asm.Kind()
 			}
-			src := frameReader{c: c}
-			var msg io.Reader = &src
-			var ir *inflatingReader
-			if h.Rsv&frames.Rsv1 != 0 {
-				ir = c.newInflatingReader(&src, kind)
-				msg = ir
-			}
-			in.body = bodyReader{c: c, src: msg}
+			r := c.newMessageReader(kind, h.Rsv&frames.Rsv1 != 0)
+			in.unfinished = r
 			c.bodyBegins()
-			more := yield(kind, &in.body)
+			more := yield(kind, r)
 			c.bodyEnds()
-			// Discard what the body left unread; sequencing and UTF-8
-			// are still checked.
-			in.body.src = nil
-			_, err = io.Copy(io.Discard, msg)
-			if ir != nil {
-				ir.close()
-			}
-			if err != nil {
+			in.unfinished = nil
+			if err := r.finish(); err != nil {
 				in.setErr(c.loopErr(err))
 				return
 			}
-			c.received(kind, c.asm.Size())
 			if !more {
+				in.setErr(nil) // the body broke out
 				return
 			}
 		}
 	}
 }
 
-// bodyReader is the io.Reader a Readers loop body gets: it reads the
-// message while holding the reading side, and fails once the body
-// returned.
-type bodyReader struct {
-	c   *Conn
-	src io.Reader // nil once the body returned
+// messageReader is the io.Reader a Readers loop body gets, one per
+// message: it streams the message while holding the reading side, and
+// fails once the body is over, even if kept into a later body.
+type messageReader struct {
+	c      *Conn
+	kind   messages.Kind
+	frames frameReader
+	src    io.Reader        // frames, or inflating them
+	ir     *inflatingReader // when the message is compressed
+	over   bool             // the body returned or panicked
 }
 
-func (r *bodyReader) Read(p []byte) (int, error) {
-	if r.src == nil {
+func (c *Conn) newMessageReader(kind messages.Kind, compressed bool) *messageReader {
+	r := &messageReader{c: c, kind: kind, frames: frameReader{c: c}}
+	r.src = &r.frames
+	if compressed {
+		r.ir = c.newInflatingReader(&r.frames, kind)
+		r.src = r.ir
+	}
+	return r
+}
+
+func (r *messageReader) Read(p []byte) (int, error) {
+	if r.over {
 		return 0, ErrClosed
 	}
 	c := r.c
@@ -262,6 +272,21 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 	c.takeRead()
 	defer c.readMu.Unlock()
 	return r.src.Read(p)
+}
+
+// finish discards what the body left unread, still checking sequencing
+// and UTF-8, and counts the message; the caller holds the reading side.
+func (r *messageReader) finish() error {
+	r.over = true
+	_, err := io.Copy(io.Discard, r.src)
+	if r.ir != nil {
+		r.ir.close()
+	}
+	if err != nil {
+		return err
+	}
+	r.c.received(r.kind, r.c.asm.Size())
+	return nil
 }
 
 // received counts a whole message read and tells the observer.
@@ -290,6 +315,14 @@ func (c *Conn) startLoop(in *Inbound) bool {
 		in.setErr(err)
 		c.endLoop()
 		return false
+	}
+	if r := in.unfinished; r != nil {
+		in.unfinished = nil
+		if err := r.finish(); err != nil {
+			in.setErr(c.loopErr(err))
+			c.endLoop()
+			return false
+		}
 	}
 	in.setErr(nil)
 	return true

@@ -88,7 +88,7 @@ func (o *Outbound) Writer(ctx context.Context, kind messages.Kind, opts ...Write
 	// Looked at again under the socket lock, which abandonWriter takes
 	// too: a handler that returned since lockMsg has abandoned the open
 	// Writer already, and would not see this one.
-	if c.closingStarted() {
+	if c.closingStarted() || c.handlerDone() {
 		c.unlockSock()
 		w.free()
 		c.unlockMsg()

@@ -40,7 +40,7 @@ type state struct {
 	readEnded bool  // nothing more comes from the peer
 	readErr   error // why, for Inbound.Err; nil for a clean close
 
-	tasksClosed bool // the handler returned: Go starts nothing more
+	returned bool // the handler returned: Go starts no task, Writer opens no message
 
 	// Who reads (see inbound.go and background.go).
 	looping   bool // a loop ranges over the Inbound
@@ -106,9 +106,12 @@ const (
 func (c *Conn) beginClose(by Side, code frames.CloseCode, reason string, cause error, how closeHow) bool {
 	c.mu.Lock()
 	if c.st.closing {
+		// The first cause fixed the code: the handler's context ends with
+		// it too (it went on after out.Close, whose cause is the code).
+		first := c.st.cause
 		c.mu.Unlock()
 		if cause != nil {
-			c.stop(cause)
+			c.stop(first)
 		}
 		return false
 	}
@@ -219,6 +222,11 @@ func (c *Conn) taskFailed(err error) {
 	if ours(err) {
 		return
 	}
+	if cause := context.Cause(c.ctx); cause != nil && errors.Is(err, cause) {
+		// The task passes on why its context ended (a sibling's failure,
+		// a protocol violation): closing began with it, and it was logged.
+		return
+	}
 	code, reason := c.codeFor(err, "connection task")
 	c.beginClose(SideLocal, code, reason, err, afterMessage)
 }
@@ -294,14 +302,29 @@ func (c *Conn) awaitPeerClose() {
 	if skip {
 		return
 	}
-	c.takeRead()
-	defer c.readMu.Unlock()
 	for {
-		if _, err := c.nextData(); err != nil {
+		c.takeRead()
+		err := c.readToClose()
+		c.readMu.Unlock()
+		if err != errInterrupted {
 			return
 		}
+		// A task's loop asked for the socket. Now that the handler's
+		// context has ended it stops before reading a frame: wait for it
+		// and read on.
+	}
+}
+
+// readToClose discards data frames until reading ends (the peer's CLOSE,
+// the close deadline, a failure) or another reader asks for the socket;
+// the caller holds readMu.
+func (c *Conn) readToClose() error {
+	for {
+		if _, err := c.nextData(); err != nil {
+			return err
+		}
 		if err := c.skipPayload(c.remaining); err != nil {
-			return
+			return err
 		}
 	}
 }

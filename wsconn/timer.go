@@ -182,10 +182,17 @@ func (t *connTimer) tick(c *Conn) {
 		next = min(next, set.idleTimeout/4)
 	}
 	if set.idleTimeout > 0 {
-		if now-t.lastData >= set.idleTimeout {
+		switch idle := now - t.lastData; {
+		case idle < set.idleTimeout:
+			next = min(next, set.idleTimeout-idle)
+		case c.rd.waiting.Load():
 			fail = &CloseError{Code: frames.CloseGoingAway, Reason: "idle timeout", Err: ErrIdleTimeout, byColibri: true}
+		default:
+			// Nobody waits on the socket: a busy loop body has let the
+			// data kept for it reach ReadAhead, and what the peer sent
+			// since waits unread. That peer is not idle; the next tick,
+			// within a quarter timeout, looks again.
 		}
-		next = min(next, t.lastData+set.idleTimeout-now)
 	}
 	if set.pingInterval >= 0 {
 		switch {
