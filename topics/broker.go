@@ -40,7 +40,9 @@ type Broker interface {
 	// Links of other hubs to topics that match the filters the new Link
 	// subscribed to; the Link calls it from one goroutine at a time, in the
 	// order each publisher published, with a context that ends when the
-	// Link closes. deliver may block for as long as a Block policy allows.
+	// Link closes (and, for a delivery made in the publisher's goroutine,
+	// when the publisher's context ends). deliver may block for as long as
+	// a Block policy allows.
 	Open(deliver func(context.Context, Publication)) (Link, error)
 }
 
@@ -144,11 +146,29 @@ func (l *inLink) Publish(ctx context.Context, p Publication) error {
 	for _, o := range targets {
 		o.dmu.Lock()
 		if o.ctx.Err() == nil {
-			o.deliver(o.ctx, p)
+			dctx, done := deliveryContext(ctx, o.ctx)
+			o.deliver(dctx, p)
+			done()
 		}
 		o.dmu.Unlock()
 	}
 	return nil
+}
+
+// deliveryContext returns the context for a delivery made in the
+// publisher's goroutine: it ends with the publisher's context, which
+// bounds a Block wait as it does on the publisher's own hub, or when the
+// receiving link closes. done releases it.
+func deliveryContext(publisher, link context.Context) (ctx context.Context, done func()) {
+	if publisher.Done() == nil {
+		return link, func() {}
+	}
+	ctx, cancel := context.WithCancel(publisher)
+	stop := context.AfterFunc(link, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 func (l *inLink) Close() error {

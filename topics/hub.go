@@ -60,7 +60,8 @@ type Options struct {
 
 	// OnDrop is called once for every message a member does not get, in
 	// the goroutine that gave up on it (a publisher, the broker's, or the
-	// member's sender when its connection ends), after the hub's locks are
+	// member's clean-up when its connection ends, which the connection
+	// waits for: see wsconn.Conn.AfterFunc), after the hub's locks are
 	// released. It must return quickly. Default nil: the first drop of each
 	// member is logged as a warning and later ones only counted.
 	OnDrop func(Drop)

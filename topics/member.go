@@ -99,7 +99,9 @@ func (h *Hub) Join(c *wsconn.Conn, opts *MemberOptions) *Member {
 	m.runFn = m.run
 	h.members.Add(1)
 	h.joined.Store(m, struct{}{})
-	context.AfterFunc(c.Context(), m.leave)
+	// Leaving is bound to the connection: its drops are reported before
+	// the connection is over.
+	c.AfterFunc(m.leave)
 	return m
 }
 

@@ -115,7 +115,7 @@ type Conn struct {
 	st state // under mu
 
 	tasks *errgroup.Group // the handler's sibling tasks; made by the first Go, under mu
-	bg    sync.WaitGroup  // background readers (see background.go)
+	bg    sync.WaitGroup  // background readers (see background.go), ticks, AfterFunc
 	timer connTimer       // keep-alive, idle timeout, background starts
 
 	// Reading. The holder of readMu reads the socket and owns the frame
@@ -388,6 +388,39 @@ func (c *Conn) Go(f func(ctx context.Context) error) error {
 // starts closing (see Handler). Code that serves the connection from
 // outside the handler, such as a topics member, ties itself to it.
 func (c *Conn) Context() context.Context { return c.ctx }
+
+// AfterFunc arranges for f to run in its own goroutine once the handler's
+// context ends, as context.AfterFunc(c.Context(), f) does, except that the
+// connection is not over before f returns: like a task, f is bound to the
+// connection, so clean-up it does (leaving a room, reporting what was not
+// delivered) is done before Serve returns and before a graceful shutdown
+// that waits for the connection does. If the context has ended already, f
+// runs at once, before AfterFunc returns. Calling stop keeps f from
+// running, and reports whether it did, as context.AfterFunc's stop does.
+func (c *Conn) AfterFunc(f func()) (stop func() bool) {
+	// Checked under mu: the context is cancelled before mu is next taken,
+	// and the connection takes mu after the cancellation and before it
+	// waits for bg, so an f counted here is always waited for.
+	c.mu.Lock()
+	if c.ctx.Err() != nil {
+		c.mu.Unlock()
+		f()
+		return func() bool { return false }
+	}
+	c.bg.Add(1)
+	c.mu.Unlock()
+	stopRun := context.AfterFunc(c.ctx, func() {
+		defer c.bg.Done()
+		f()
+	})
+	return func() bool {
+		if stopRun() {
+			c.bg.Done()
+			return true
+		}
+		return false
+	}
+}
 
 // Request returns the HTTP request that was upgraded when the connection's
 // Config has KeepRequest, and nil otherwise, except to an Observer's

@@ -524,3 +524,58 @@ func TestConnectionIDsAreDistinctAndFitInt64(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+// AfterFunc's f runs once the handler's context ends, and the connection
+// is not over (it holds its place in the group, which a graceful shutdown
+// waits for) until f returns. A stopped f never runs; one registered after
+// the context ended runs at once.
+func TestAfterFuncIsBoundToTheConnection(t *testing.T) {
+	release := make(chan struct{})
+	ran := make(chan string, 3)
+	url, g := testServer(t, nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
+		s.AfterFunc(func() {
+			<-release
+			ran <- "bound"
+		})
+		stop := s.AfterFunc(func() { ran <- "stopped" })
+		if !stop() {
+			t.Error("stop before the context ended reported false")
+		}
+		for range in.Messages(0) {
+		}
+		<-ctx.Done()
+		s.AfterFunc(func() { ran <- "late" })
+		select {
+		case r := <-ran:
+			if r != "late" {
+				t.Errorf("ran %q first, want the late f at once", r)
+			}
+		default:
+			t.Error("an f registered after the context ended did not run at once")
+		}
+		return in.Err()
+	})
+	c := dialRaw(t, url)
+	c.frame(frames.OpClose, true, closePayload(frames.CloseNormal, ""))
+	c.expectClose(frames.CloseNormal)
+	time.Sleep(100 * time.Millisecond)
+	if n := g.Len(); n != 1 {
+		t.Fatalf("the group holds %d connections while f runs, want 1", n)
+	}
+	close(release)
+	if r := waitFor(t, ran, "f"); r != "bound" {
+		t.Fatalf("ran %q, want the bound f", r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for g.Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection did not end after f returned")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case r := <-ran:
+		t.Fatalf("ran %q too", r)
+	default:
+	}
+}

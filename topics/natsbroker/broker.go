@@ -344,9 +344,9 @@ const (
 
 var bufPool = sync.Pool{New: func() any { return new([]byte) }}
 
-func (l *link) Publish(_ context.Context, p topics.Publication) error {
+func (l *link) Publish(ctx context.Context, p topics.Publication) error {
 	err := l.send(p)
-	l.toSiblings(p)
+	l.toSiblings(ctx, p)
 	return err
 }
 
@@ -398,7 +398,10 @@ func (l *link) send(p topics.Publication) error {
 // per Broker pays a read lock per publish, and siblings get the framed
 // message at once, with nothing to lose. With a connection that echoes,
 // they get it from NATS instead.
-func (l *link) toSiblings(p topics.Publication) {
+//
+// A sibling's delivery ends with the publisher's context too, which bounds
+// a Block wait there as it does on the publisher's own hub.
+func (l *link) toSiblings(ctx context.Context, p topics.Publication) {
 	if !l.b.nc.Opts.NoEcho {
 		return
 	}
@@ -417,7 +420,11 @@ func (l *link) toSiblings(p topics.Publication) {
 	for _, o := range targets {
 		o.dmu.Lock()
 		if o.ctx.Err() == nil {
-			o.deliver(o.ctx, p)
+			dctx, cancel := context.WithCancel(ctx)
+			stop := context.AfterFunc(o.ctx, cancel)
+			o.deliver(dctx, p)
+			stop()
+			cancel()
 		}
 		o.dmu.Unlock()
 	}
