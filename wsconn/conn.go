@@ -294,14 +294,15 @@ func (c *Conn) begin(parent context.Context, cfg *Config) {
 // returns.
 func (c *Conn) end(herr error) error {
 	// From here Go and Writer refuse: the tasks running now are all the
-	// connection waits for, and the open Writer is abandoned before the
+	// connection waits for. The open Writer is abandoned before the
 	// handler's context ends, so that no task sees the context end and
-	// can still write to it.
+	// can still write to it; its message lock is let go only once closing
+	// has begun, so that no waiting write slips in before the CLOSE.
 	c.mu.Lock()
 	c.st.returned = true
 	tasks := c.tasks
 	c.mu.Unlock()
-	c.abandonWriter()
+	abandoned := c.abandonWriter()
 
 	if c.stopWatch != nil && c.stopWatch() {
 		c.bg.Done() // it will not run
@@ -314,6 +315,9 @@ func (c *Conn) end(herr error) error {
 		c.closeGoingAway(context.Cause(c.parent))
 	}
 	c.handlerReturned(herr)
+	if abandoned {
+		c.unlockMsg() // sends the CLOSE
+	}
 	c.awaitPeerClose()
 
 	var gerr error

@@ -245,16 +245,15 @@ func (w *messageWriter) free() {
 }
 
 // abandonWriter ends the open Writer, if any, when the handler returns:
-// its message stays unfinished and its lock is let go, so that the
-// closing handshake need not wait for it.
-func (c *Conn) abandonWriter() {
+// its message stays unfinished, and its later calls fail. It reports
+// whether there was one, whose message lock the caller now holds and
+// lets go, so that the closing handshake need not wait for it.
+func (c *Conn) abandonWriter() bool {
 	c.sockMu.Lock()
 	open := c.w.open != nil
 	c.w.open = nil
 	c.unlockSock()
-	if open {
-		c.unlockMsg()
-	}
+	return open
 }
 
 // Ping sends a PING frame with payload (at most 125 bytes). The answer is

@@ -180,10 +180,11 @@ func (c *Conn) transportFailed(ce *CloseError, by Side) {
 	if !c.st.closing {
 		c.st.closing, c.st.by, c.st.code, c.st.reason, c.st.cause = true, by, frames.CloseAbnormal, ce.Reason, ce
 	}
+	first := c.st.cause // ends the context, if out.Close left it open
 	c.st.noFrame = true
 	c.mu.Unlock()
 	c.endRead(ce)
-	c.stop(ce)
+	c.stop(first)
 }
 
 // peerClosing records the peer's CLOSE: the inbound side is over, and
