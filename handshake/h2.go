@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,8 +79,12 @@ func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, prot
 			h[k] = v
 		}
 	}
-	for _, k := range connectionHeaders {
-		delete(h, k)
+	// Whatever their spelling: a name set straight into the map need not
+	// be canonical, and net/http sends it as it is.
+	for k := range h {
+		if handshakeField(k) || slices.Contains(connectionHeaders, http.CanonicalHeaderKey(k)) {
+			delete(h, k)
+		}
 	}
 	if proto != "" {
 		h.Set("Sec-WebSocket-Protocol", proto)

@@ -91,7 +91,8 @@ func CheckRequest(r *http.Request) *Error {
 	}
 	if v := r.Header[hdrVersion]; len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
 		e := refuse(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q: this server speaks version 13", strings.Join(v, ", "))
-		e.Header = http.Header{"Sec-Websocket-Version": {"13"}}
+		// RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
+		e.Header = http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Sec-Websocket-Version": {"13"}}
 		return e
 	}
 	keys := r.Header[hdrKey]

@@ -148,7 +148,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	began := r.upgradeBegins()
 	p := &pending{}
 	req = req.WithContext(context.WithValue(req.Context(), pendingKey{}, p))
-	rec := &recorder{ResponseWriter: w}
+	rec := &recorder{ResponseWriter: w, p: p}
 	h.ServeHTTP(rec, req)
 	if p.start == nil {
 		r.upgradeEnded(req, began, rec.statusSent(), nil)
@@ -167,9 +167,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// The handler's context holds p (through the request's context):
 	// empty it, so that a connection does not keep what p.start captured,
 	// the request among it.
-	start := p.start
-	p.start, p.logger = nil, nil
-	status, err := start(w, g)
+	start, before, header := p.start, p.before, p.header
+	p.start, p.logger, p.before, p.header = nil, nil, nil, nil
+	status, err := start(w, g, before, header)
 	if serve := p.serve; serve != nil {
 		// An HTTP/2 stream is served here, once reported: net/http ends
 		// the stream when ServeHTTP returns.
@@ -211,6 +211,10 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 				http.Error(w, "this WebSocket endpoint declined the upgrade", http.StatusForbidden)
 				return
 			}
+		} else if handshake.IsExtendedConnect(req) {
+			// Nor to one for a path without a ws route.
+			http.Error(w, "no WebSocket endpoint at this path", http.StatusNotFound)
+			return
 		}
 	} else if rt.hasWS {
 		// A plain request to a WebSocket-only path: the ws route says so
@@ -238,25 +242,40 @@ func chain(mws []func(http.Handler) http.Handler, h http.Handler) http.Handler {
 // pending carries a ws route's decision from inside the middleware chain
 // out to Router.ServeHTTP.
 type pending struct {
-	start    func(w http.ResponseWriter, g *group.Group) (status int, err error)
+	start    func(w http.ResponseWriter, g *group.Group, before, header http.Header) (status int, err error)
 	serve    func() // set by start for an HTTP/2 stream (see startStream)
 	declined bool
 	logger   *slog.Logger
-	route    string // the ws route's pattern, for logger's lines
+	route    string      // the ws route's pattern, for logger's lines
+	header   http.Header // the decision's headers, for the 101 alone
+	before   http.Header // what Upgrade and Connection held before the decision set them (see keep)
 }
 
 type pendingKey struct{}
 
-// recorder notes whether the chain wrote anything, which rules out the
-// upgrade. It unwraps for http.ResponseController.
+// recorder notes whether the chain wrote a response, which rules out the
+// upgrade; an interim 1xx (Early Hints) does not. A response written
+// after the route accepted leaves out the Upgrade and Connection the
+// decision set. It unwraps for http.ResponseController.
 type recorder struct {
 	http.ResponseWriter
+	p      *pending
 	wrote  bool
 	status int // the final status written, 0 before
 }
 
-func (r *recorder) WriteHeader(code int) {
+// writes notes that a response begins.
+func (r *recorder) writes() {
+	if !r.wrote && r.p.start != nil {
+		putBack(r.ResponseWriter.Header(), r.p.before)
+	}
 	r.wrote = true
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		r.writes()
+	}
 	if r.status < 200 {
 		r.status = code
 	}
@@ -264,12 +283,12 @@ func (r *recorder) WriteHeader(code int) {
 }
 
 func (r *recorder) Write(p []byte) (int, error) {
-	r.wrote = true
+	r.writes()
 	return r.ResponseWriter.Write(p)
 }
 
 func (r *recorder) Flush() {
-	r.wrote = true
+	r.writes()
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

@@ -32,7 +32,9 @@ const (
 )
 
 // Upgrade accepts the request; header holds extra headers for the 101
-// response (nil for none).
+// response (the 200 over HTTP/2) and for no other response the request
+// may get instead (nil for none). The handshake's own fields in it are
+// ignored, however spelled.
 func Upgrade(header http.Header) Decision { return Decision{kind: upgrade, header: header} }
 
 // DontUpgrade declines the upgrade: the request goes on as an ordinary HTTP
@@ -168,23 +170,20 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	h := w.Header()
-	// What the decision adds belongs to the 101 alone: a refusal after it
-	// (the server stopping or full) puts back what these names held
-	// before.
-	var before http.Header
-	for k, v := range d.header {
-		before = keep(before, h, k)
-		h[k] = append(h[k], v...)
-	}
+	// What the decision adds belongs to the 101 alone: start adds it to
+	// the handshake's headers, never to a response the request may still
+	// get (middleware answering after all, the server stopping or full).
+	p.header = d.header
 	// Visible to middleware such as a request logger: the upgrade was
 	// accepted. The handshake writes its own headers, so without
 	// middleware nobody would read these (the root's middleware is fixed
 	// once it serves). Over HTTP/2 too, where Accept removes the Upgrade
 	// header before its 200 (RFC 9113 §8.2.2), so it never reaches the
-	// wire, and there is no Connection header.
+	// wire, and there is no Connection header. A refusal after the
+	// decision puts back what these names held before (p.before).
 	if rt.grouped || len(rt.root.mws) > 0 {
-		before = keep(keep(before, h, "Upgrade"), h, "Connection")
+		h := w.Header()
+		p.before = keep(keep(nil, h, "Upgrade"), h, "Connection")
 		// One allocation for both values; each slice is capped, so that
 		// appending to one cannot reach the other.
 		v := []string{"websocket", "Upgrade"}
@@ -194,8 +193,8 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.logger, p.route = rt.logger(r), rt.route
-	p.start = func(w http.ResponseWriter, g *group.Group) (int, error) {
-		return rt.start(w, r, g, value, before)
+	p.start = func(w http.ResponseWriter, g *group.Group, before, header http.Header) (int, error) {
+		return rt.start(w, r, g, value, before, header)
 	}
 }
 
@@ -231,7 +230,7 @@ func putBack(h, before http.Header) {
 // was handed over), and the handshake's error when it failed after the
 // decision. It returns 0 when the group's owner answered and reported a
 // refusal itself.
-func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Group, value T, before http.Header) (int, error) {
+func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Group, value T, before, header http.Header) (int, error) {
 	ctx, err := g.Enter(r.Context())
 	if err != nil {
 		putBack(w.Header(), before)
@@ -243,6 +242,20 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Gro
 		return http.StatusServiceUnavailable, nil
 	}
 	opts := rt.acceptOptions(w, g)
+	if len(header) > 0 {
+		// The decision's headers go to the 101 (or 200) alone, added to
+		// what middleware set on the response, which an error answer
+		// keeps to itself.
+		h := opts.Header.Clone()
+		if h == nil {
+			h = make(http.Header, len(header))
+		}
+		for k, v := range header {
+			ck := http.CanonicalHeaderKey(k)
+			h[ck] = append(h[ck], v...)
+		}
+		opts.Header = h
+	}
 	u, err := handshake.Accept(w, r, &opts)
 	if err != nil {
 		group.Leave(ctx)
