@@ -32,7 +32,8 @@ type Router struct {
 
 // root is what every group of one router shares.
 type root struct {
-	mux      http.ServeMux // HTTP routes
+	mux      http.ServeMux // HTTP routes, each an *httpRoute
+	inner    http.ServeMux // the same routes without their group's middleware (see wsRoute.decline)
 	ws       http.ServeMux // ws routes, path patterns without method
 	hasWS    bool
 	sessions group.Group
@@ -91,7 +92,15 @@ func (r *Router) With(mws ...func(http.Handler) http.Handler) *Router {
 // on an invalid or conflicting pattern, as ServeMux does.
 func (r *Router) Handle(pattern string, h http.Handler) {
 	r.routed = true
-	r.root.mux.Handle(pattern, chain(r.mws, h))
+	r.root.mux.Handle(pattern, &httpRoute{Handler: chain(r.mws, h), group: r})
+	r.root.inner.Handle(pattern, h)
+}
+
+// httpRoute is an HTTP route's handler wrapped in its group's middleware,
+// and the group it was registered in.
+type httpRoute struct {
+	http.Handler
+	group *Router
 }
 
 // HandleFunc registers f for pattern; see Handle.

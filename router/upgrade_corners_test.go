@@ -204,7 +204,6 @@ func TestUpgradeCornerDecisionHeadersSurviveHeaderBufferingMiddleware(t *testing
 // an upgrade rate limit of one per client lets this first upgrade through
 // to the page.
 func TestUpgradeCornerDeclineRunsGroupMiddlewareOnce(t *testing.T) {
-	t.Skip("BUG: a declined upgrade runs the group's middleware twice (ws route, then HTTP route); UpgradeRateLimit(…, 1) answers the first request 429")
 	var runs atomic.Int32
 	r := router.New(router.WithConfig(quiet))
 	r.Group(func(r *router.Router) {

@@ -81,7 +81,7 @@ func WS[T any](r *Router, pattern string, shouldUpgrade ShouldUpgrade[T], handle
 		cfg.Observer = o.observer
 	}
 	route := &wsRoute[T]{should: shouldUpgrade, handler: handler, opts: o, cfg: cfg,
-		root: r.root, grouped: len(r.mws) > 0, route: path}
+		root: r.root, group: r, route: path}
 	r.routed = true
 	r.root.hasWS = true
 	r.root.ws.Handle(path, chain(r.mws, route))
@@ -94,7 +94,7 @@ type wsRoute[T any] struct {
 	cfg     wsconn.Config // Logger nil: the request context's (logConfig)
 	route   string        // the pattern as ServeMux has it, for Conn.Route
 	root    *root
-	grouped bool // group middleware wraps the route
+	group   *Router // the group registered in, whose middleware wraps the route
 }
 
 // logger returns the logger of the route's lines about r: the one its
@@ -152,7 +152,7 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch d.kind {
 	case dontUpgrade:
-		p.declined = true
+		rt.decline(w, r, p)
 		return
 	case reject:
 		status := d.status
@@ -181,7 +181,7 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// header before its 200 (RFC 9113 §8.2.2), so it never reaches the
 	// wire, and there is no Connection header. A refusal after the
 	// decision puts back what these names held before (p.before).
-	if rt.grouped || len(rt.root.mws) > 0 {
+	if len(rt.group.mws) > 0 || len(rt.root.mws) > 0 {
 		h := w.Header()
 		p.before = keep(keep(nil, h, "Upgrade"), h, "Connection")
 		// One allocation for both values; each slice is capped, so that
@@ -196,6 +196,24 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.start = func(w http.ResponseWriter, g *group.Group, before, header http.Header) (int, error) {
 		return rt.start(w, r, g, value, before, header)
 	}
+}
+
+// decline sends a declined upgrade on as an ordinary request. When the
+// HTTP route on its path was registered in the same group, whose
+// middleware has run for this request already, its handler answers here,
+// inside that middleware, as if this ws route were not there; otherwise
+// dispatch sends the request on through the other route's middleware. An
+// extended CONNECT is never an ordinary request (see dispatch).
+func (rt *wsRoute[T]) decline(w http.ResponseWriter, r *http.Request, p *pending) {
+	if !handshake.IsExtendedConnect(r) {
+		if h, pattern := rt.root.mux.Handler(r); pattern != "" {
+			if hr, ok := h.(*httpRoute); ok && hr.group == rt.group {
+				rt.root.inner.ServeHTTP(w, r)
+				return
+			}
+		}
+	}
+	p.declined = true
 }
 
 // keep records in before what h holds under name (nil: nothing), unless
