@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -232,12 +233,38 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 		// not revealed to whoever it refuses.
 		if _, pattern := rt.mux.Handler(req); pattern == "" {
 			if _, pattern := rt.ws.Handler(req); pattern != "" {
+				if allow := rt.otherMethods(req); req.Method != http.MethodGet && len(allow) > 0 {
+					// HTTP routes serve the path with other methods: their
+					// 405, whose Allow names the ws route's GET too (RFC
+					// 9110 §15.5.6).
+					if !slices.Contains(allow, http.MethodGet) {
+						allow = append(allow, http.MethodGet)
+					}
+					w.Header().Set("Allow", strings.Join(allow, ", "))
+					http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+					return
+				}
 				rt.ws.ServeHTTP(w, req)
 				return
 			}
 		}
 	}
 	rt.mux.ServeHTTP(w, req)
+}
+
+// otherMethods returns the methods for which an HTTP route serves req's
+// path; it is asked only on the way to an error.
+func (rt *root) otherMethods(req *http.Request) []string {
+	var allow []string
+	probe := *req
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		probe.Method = m
+		if _, pattern := rt.mux.Handler(&probe); pattern != "" && m != req.Method {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // chain wraps h in mws, the first outermost.

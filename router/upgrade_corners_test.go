@@ -272,7 +272,6 @@ func TestUpgradeCornerVersion426NamesWebSocket(t *testing.T) {
 // A path with a ws route and an HTTP route for POST supports GET and POST;
 // a 405 there lists both (RFC 9110 §15.5.6).
 func TestUpgradeCorner405AllowListsTheHTTPRoutesMethods(t *testing.T) {
-	t.Skip("BUG: the ws route's 405 says Allow: GET on a path whose HTTP route allows POST (RFC 9110 §15.5.6)")
 	r := router.New(router.WithConfig(quiet))
 	r.HandleFunc("POST /items", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "created") })
 	router.WS(r, "/items", nil, echo[struct{}])
