@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"net/http"
 	"strings"
 )
@@ -35,12 +36,7 @@ func BasicAuth(realm string, verify func(ctx context.Context, user, password str
 	challenge := `Basic realm="` + quoteEscape(realm) + `", charset="UTF-8"`
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			user, password, ok := r.BasicAuth()
-			// Two Authorization headers are no credentials: BasicAuth
-			// reads only the first, and a proxy might check the other.
-			if len(r.Header.Values("Authorization")) > 1 {
-				ok = false
-			}
+			user, password, ok := basicCredentials(r)
 			if !ok || !verify(r.Context(), user, password) {
 				w.Header().Set("WWW-Authenticate", challenge)
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
@@ -49,6 +45,26 @@ func BasicAuth(realm string, verify func(ctx context.Context, user, password str
 			next.ServeHTTP(w, r.WithContext(withUser(r.Context(), user)))
 		})
 	}
+}
+
+// basicCredentials reads Basic credentials as RFC 9110 §11.4 writes them:
+// the scheme, in any case, then one or more spaces, then the base64 of
+// user:password. Two Authorization headers are no credentials: a proxy
+// might have checked the other one.
+func basicCredentials(r *http.Request) (user, password string, ok bool) {
+	auths := r.Header.Values("Authorization")
+	if len(auths) != 1 {
+		return "", "", false
+	}
+	scheme, rest, _ := strings.Cut(auths[0], " ")
+	if !strings.EqualFold(scheme, "Basic") {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimLeft(rest, " "))
+	if err != nil {
+		return "", "", false
+	}
+	return strings.Cut(string(raw), ":")
 }
 
 // BasicAuthUsers returns a verifier for BasicAuth that accepts the user

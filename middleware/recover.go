@@ -20,8 +20,10 @@ import (
 //
 // A panic with [http.ErrAbortHandler] is passed on untouched: it is how a
 // handler asks net/http to abort the response quietly. When the handler had
-// already started the response, Recover only logs: the status cannot be
-// changed any more, and the client sees the body end early. A 500 never
+// already started the response, the status cannot be changed any more:
+// Recover logs, then aborts the response the same way, so that the client
+// sees it cut off (the connection closed, or the HTTP/2 stream reset)
+// rather than a shorter body that looks complete. A 500 never
 // carries the Upgrade and Connection fields a ws route may have set before
 // the panic, so the router cannot mistake it for an accepted upgrade.
 //
@@ -54,8 +56,11 @@ func Recover(logger *slog.Logger) func(http.Handler) http.Handler {
 					attrs = append(attrs, slog.String("request_id", id))
 				}
 				l.LogAttrs(r.Context(), slog.LevelError, "panic", attrs...)
-				if rec.WroteHeader() || rec.Hijacked() {
+				if rec.Hijacked() {
 					return
+				}
+				if rec.WroteHeader() {
+					panic(http.ErrAbortHandler)
 				}
 				h := w.Header()
 				h.Del("Upgrade")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strconv"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -90,12 +91,22 @@ func (o *OTel) Handler(next http.Handler) http.Handler {
 			return
 		}
 		ctx := o.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		attrs := []attribute.KeyValue{
+			attribute.String("http.request.method", r.Method),
+			attribute.String("url.path", r.URL.Path),
+		}
+		// OpenTelemetry's conventions: the address and the port apart.
+		if host, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			attrs = append(attrs, attribute.String("client.address", host))
+			if p, err := strconv.Atoi(port); err == nil {
+				attrs = append(attrs, attribute.Int("client.port", p))
+			}
+		} else if r.RemoteAddr != "" {
+			attrs = append(attrs, attribute.String("client.address", r.RemoteAddr))
+		}
 		ctx, span := o.tracer.Start(ctx, r.Method,
 			trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(
-				attribute.String("http.request.method", r.Method),
-				attribute.String("url.path", r.URL.Path),
-				attribute.String("client.address", r.RemoteAddr)))
+			trace.WithAttributes(attrs...))
 		defer span.End() // for a panic
 		ctx = context.WithValue(ctx, upgradeSpanKey{}, span)
 		sw := &statusWriter{ResponseWriter: w}

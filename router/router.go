@@ -157,11 +157,21 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	began := r.upgradeBegins()
 	p := &pending{}
+	defer func() {
+		// A place the decision claimed for a handshake that never began
+		// (middleware answered after the decision, or panicked) is
+		// given back, the panic going on.
+		if p.place != nil {
+			group.Leave(p.place)
+		}
+	}()
 	req = req.WithContext(context.WithValue(req.Context(), pendingKey{}, p))
 	rec := &recorder{ResponseWriter: w, p: p}
 	h.ServeHTTP(rec, req)
 	if p.start == nil {
-		r.upgradeEnded(req, began, rec.statusSent(), nil)
+		if !p.reported {
+			r.upgradeEnded(req, began, rec.statusSent(), nil)
+		}
 		return
 	}
 	if rec.wrote {
@@ -170,25 +180,19 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.upgradeEnded(req, began, rec.statusSent(), nil)
 		return
 	}
-	g := group.From(req.Context())
-	if g == nil {
-		g = &rt.sessions
-	}
 	// The handler's context holds p (through the request's context):
 	// empty it, so that a connection does not keep what p.start captured,
 	// the request among it.
-	start, before, header := p.start, p.before, p.header
-	p.start, p.logger, p.before, p.header = nil, nil, nil, nil
-	status, err := start(w, g, before, header)
+	start, place, header := p.start, p.place, p.header
+	p.start, p.logger, p.place, p.before, p.header = nil, nil, nil, nil, nil
+	status, err := start(w, place, header)
 	if serve := p.serve; serve != nil {
 		// An HTTP/2 stream is served here, once reported: net/http ends
 		// the stream when ServeHTTP returns.
 		p.serve = nil
 		defer serve()
 	}
-	if status != 0 {
-		r.upgradeEnded(req, began, status, err)
-	}
+	r.upgradeEnded(req, began, status, err)
 }
 
 // chain returns the middleware around dispatch, built by the first
@@ -215,14 +219,10 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 			if !p.declined {
 				return
 			}
+			// Declined, for an HTTP route of another group (see decline).
+		} else if handshake.IsExtendedConnect(req) {
 			// A 2xx answer to an extended CONNECT would open the stream
 			// as a WebSocket, so HTTP routes never answer one.
-			if _, pattern := rt.mux.Handler(req); pattern == "" || handshake.IsExtendedConnect(req) {
-				http.Error(w, "this WebSocket endpoint declined the upgrade", http.StatusForbidden)
-				return
-			}
-		} else if handshake.IsExtendedConnect(req) {
-			// Nor to one for a path without a ws route.
 			http.Error(w, "no WebSocket endpoint at this path", http.StatusNotFound)
 			return
 		}
@@ -278,8 +278,10 @@ func chain(mws []func(http.Handler) http.Handler, h http.Handler) http.Handler {
 // pending carries a ws route's decision from inside the middleware chain
 // out to Router.ServeHTTP.
 type pending struct {
-	start    func(w http.ResponseWriter, g *group.Group, before, header http.Header) (status int, err error)
-	serve    func() // set by start for an HTTP/2 stream (see startStream)
+	start    func(w http.ResponseWriter, place context.Context, header http.Header) (status int, err error)
+	serve    func()          // set by start for an HTTP/2 stream (see startStream)
+	place    context.Context // the connection's place in its group, claimed with the decision
+	reported bool            // the group's owner answered and reported a refusal itself
 	declined bool
 	logger   *slog.Logger
 	route    string      // the ws route's pattern, for logger's lines

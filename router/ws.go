@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -170,9 +171,28 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// The place among the open connections is claimed now, so that a full
+	// or stopping server answers inside the middleware, which sees the
+	// 503 (a logger records what the client got), and so that the
+	// connection counts from the moment the client sees the 101.
+	g := group.From(r.Context())
+	if g == nil {
+		g = &rt.root.sessions
+	}
+	place, err := g.Enter(r.Context())
+	if err != nil {
+		if g.Refuse != nil {
+			g.Refuse(w, r, err)
+			p.reported = true
+			return
+		}
+		refuseBusy(w, err)
+		return
+	}
+	p.place = place
 	// What the decision adds belongs to the 101 alone: start adds it to
 	// the handshake's headers, never to a response the request may still
-	// get (middleware answering after all, the server stopping or full).
+	// get (middleware answering after all).
 	p.header = d.header
 	// Visible to middleware such as a request logger: the upgrade was
 	// accepted. The handshake writes its own headers, so without
@@ -193,27 +213,29 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.logger, p.route = rt.logger(r), rt.route
-	p.start = func(w http.ResponseWriter, g *group.Group, before, header http.Header) (int, error) {
-		return rt.start(w, r, g, value, before, header)
+	p.start = func(w http.ResponseWriter, place context.Context, header http.Header) (int, error) {
+		return rt.start(w, r, place, value, header)
 	}
 }
 
 // decline sends a declined upgrade on as an ordinary request. When the
 // HTTP route on its path was registered in the same group, whose
 // middleware has run for this request already, its handler answers here,
-// inside that middleware, as if this ws route were not there; otherwise
-// dispatch sends the request on through the other route's middleware. An
-// extended CONNECT is never an ordinary request (see dispatch).
+// inside that middleware, as if this ws route were not there; a route of
+// another group answers through its own middleware (dispatch sends it
+// there). Without one, and for an extended CONNECT, which is never an
+// ordinary request (a 2xx answer would open the stream as a WebSocket),
+// the answer is 403, written here so that the middleware sees it.
 func (rt *wsRoute[T]) decline(w http.ResponseWriter, r *http.Request, p *pending) {
-	if !handshake.IsExtendedConnect(r) {
-		if h, pattern := rt.root.mux.Handler(r); pattern != "" {
-			if hr, ok := h.(*httpRoute); ok && hr.group == rt.group {
-				rt.root.inner.ServeHTTP(w, r)
-				return
-			}
-		}
+	h, pattern := rt.root.mux.Handler(r)
+	switch hr, ok := h.(*httpRoute); {
+	case pattern == "" || handshake.IsExtendedConnect(r):
+		http.Error(w, "this WebSocket endpoint declined the upgrade", http.StatusForbidden)
+	case ok && hr.group == rt.group:
+		rt.root.inner.ServeHTTP(w, r)
+	default:
+		p.declined = true
 	}
-	p.declined = true
 }
 
 // keep records in before what h holds under name (nil: nothing), unless
@@ -240,25 +262,13 @@ func putBack(h, before http.Header) {
 	}
 }
 
-// start claims a place in g, performs the handshake and hands the
-// connection over. The place is claimed first so that the connection counts
-// from the moment the client sees the 101, and so that a full or stopping
-// server can still answer with an HTTP status. It returns the status the
-// client received (101, or 200 for an HTTP/2 stream, when the connection
-// was handed over), and the handshake's error when it failed after the
-// decision. It returns 0 when the group's owner answered and reported a
-// refusal itself.
-func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Group, value T, before, header http.Header) (int, error) {
-	ctx, err := g.Enter(r.Context())
-	if err != nil {
-		putBack(w.Header(), before)
-		if g.Refuse != nil {
-			g.Refuse(w, r, err)
-			return 0, nil
-		}
-		refuseBusy(w, err)
-		return http.StatusServiceUnavailable, nil
-	}
+// start performs the handshake and hands the connection over to be served
+// in place, the place in its group that the decision claimed. It returns
+// the status the client received (101, or 200 for an HTTP/2 stream, when
+// the connection was handed over), and the handshake's error when it
+// failed after the decision.
+func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, place context.Context, value T, header http.Header) (int, error) {
+	g := group.From(place)
 	opts := rt.acceptOptions(w, g)
 	if len(header) > 0 {
 		// The decision's headers go to the 101 (or 200) alone, added to
@@ -276,7 +286,7 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Gro
 	}
 	u, err := handshake.Accept(w, r, &opts)
 	if err != nil {
-		group.Leave(ctx)
+		group.Leave(place)
 		rt.logger(r).LogAttrs(r.Context(), slog.LevelDebug, "handshake failed",
 			slog.String("route", rt.route), slog.Any("err", err))
 		if he, ok := errors.AsType[*handshake.Error](err); ok {
@@ -287,11 +297,11 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, g *group.Gro
 	u.Route = rt.route
 	cfg := rt.config(r)
 	if u.HTTP2 {
-		serveStream(r, func() { _ = wsconn.Serve(ctx, u, value, rt.handler, cfg) })
+		serveStream(r, func() { _ = wsconn.Serve(place, u, value, rt.handler, cfg) })
 		return http.StatusOK, nil
 	}
 	// The connection gives its place in g back when it is over.
-	_ = wsconn.Start(ctx, u, value, rt.handler, cfg)
+	_ = wsconn.Start(place, u, value, rt.handler, cfg)
 	return http.StatusSwitchingProtocols, nil
 }
 
