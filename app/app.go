@@ -69,8 +69,10 @@ type Config struct {
 	// offers extended CONNECT, which Go 1.26 does only when the process
 	// starts with GODEBUG=http2xconnect=1; Serve logs which it is. Without
 	// TLS it does nothing: browsers speak HTTP/2 over TLS only. Default
-	// false: TLS clients get HTTP/1.1, as before. docs/http2.md has the
-	// trade-offs.
+	// false: TLS clients get HTTP/1.1, as before. Either way the ALPN lists
+	// of TLSConfig, and of the configurations its GetConfigForClient
+	// returns, are made to agree ("h2" first, or no "h2").
+	// docs/http2.md has the trade-offs.
 	HTTP2 bool
 
 	// ReadHeaderTimeout bounds reading a request's headers, which stops
@@ -154,7 +156,8 @@ type UpgradeHook func(w http.ResponseWriter, r *http.Request) *http.Request
 // too, for use with a server you run yourself.
 type App struct {
 	cfg      Config
-	handler  http.Handler
+	handler  http.Handler // upgrade requests
+	plain    http.Handler // other requests: the handler New was given
 	sessions group.Group
 	log      *slog.Logger
 
@@ -178,6 +181,7 @@ func New(handler http.Handler, cfg Config) *App {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	plain := handler
 	if cfg.WebSocket != nil {
 		var opts []router.Option
 		if cfg.Observer != nil {
@@ -188,7 +192,10 @@ func New(handler http.Handler, cfg Config) *App {
 		r.Handle("/", handler)
 		handler = r
 	}
-	a := &App{cfg: cfg, handler: handler, log: cfg.Logger}
+	// Requests that are no upgrade go straight to the application's
+	// handler, not through the closure form's router, whose ServeMux would
+	// redirect unclean paths and refuse CONNECT.
+	a := &App{cfg: cfg, handler: handler, plain: plain, log: cfg.Logger}
 	a.sessions.Limit = cfg.MaxConnections
 	a.sessions.HandshakeTimeout = cfg.HandshakeTimeout
 	a.sessions.Refuse = a.refuse
@@ -225,7 +232,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(logctx.With(r.Context(), a.log))
 	}
 	if !handshake.IsUpgradeRequest(r) {
-		a.handler.ServeHTTP(w, r)
+		a.plain.ServeHTTP(w, r)
 		return
 	}
 	if max := a.cfg.MaxConnections; max > 0 && a.sessions.Len() >= max {

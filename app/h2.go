@@ -25,29 +25,45 @@ func (a *App) tlsConfigured() bool {
 }
 
 // offerHTTP2 returns the TLS configuration to listen with: with
-// Config.HTTP2, a copy whose ALPN list offers "h2" first and keeps
-// "http/1.1" for the clients that want it; without, a copy without "h2",
-// which a configuration made for another server (autocert's, say) may
-// list, so that HTTP/2 is on only when asked for.
+// Config.HTTP2, a copy whose ALPN list offers "h2" first (the server's
+// order decides) and keeps "http/1.1" for the clients that want it;
+// without, a copy without "h2", which a configuration made for another
+// server (autocert's, say) may list, so that HTTP/2 is on only when asked
+// for. The configurations GetConfigForClient returns get the same
+// treatment.
 func (a *App) offerHTTP2(c *tls.Config) *tls.Config {
-	if !a.cfg.HTTP2 {
-		if !slices.Contains(c.NextProtos, "h2") {
-			return c
-		}
-		c = c.Clone()
-		c.NextProtos = slices.DeleteFunc(slices.Clone(c.NextProtos), func(p string) bool { return p == "h2" })
-		return c
-	}
-	if slices.Contains(c.NextProtos, "h2") {
+	want := a.alpn(c.NextProtos)
+	get := c.GetConfigForClient
+	if slices.Equal(want, c.NextProtos) && get == nil {
 		return c
 	}
 	c = c.Clone()
-	protos := append([]string{"h2"}, c.NextProtos...)
-	if !slices.Contains(protos, "http/1.1") {
-		protos = append(protos, "http/1.1")
+	c.NextProtos = want
+	if get != nil {
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			cc, err := get(hello)
+			if cc == nil || err != nil || slices.Equal(a.alpn(cc.NextProtos), cc.NextProtos) {
+				return cc, err
+			}
+			cc = cc.Clone()
+			cc.NextProtos = a.alpn(cc.NextProtos)
+			return cc, nil
+		}
 	}
-	c.NextProtos = protos
 	return c
+}
+
+// alpn returns protos as Config.HTTP2 wants them: "h2" first and
+// "http/1.1" kept, or no "h2".
+func (a *App) alpn(protos []string) []string {
+	others := slices.DeleteFunc(slices.Clone(protos), func(p string) bool { return p == "h2" })
+	if !a.cfg.HTTP2 {
+		return others
+	}
+	if !slices.Contains(others, "http/1.1") {
+		others = append(others, "http/1.1")
+	}
+	return append([]string{"h2"}, others...)
 }
 
 // configureHTTP2 turns HTTP/2 on in srv when Config.HTTP2 asks for it, and

@@ -44,6 +44,9 @@ func (r *Router) upgradeEnded(req *http.Request, began time.Time, status int, er
 		return
 	}
 	_, route := r.root.ws.Handler(req)
+	if route == "" && r.root.everywhere != nil {
+		route = "/"
+	}
 	accepted := err == nil && (status == http.StatusSwitchingProtocols ||
 		handshake.IsExtendedConnect(req) && status >= 200 && status < 300)
 	o.Upgraded(req, wsconn.UpgradeResult{Route: route, Accepted: accepted, Status: status, Duration: time.Since(began), Err: err})

@@ -33,11 +33,12 @@ type Router struct {
 
 // root is what every group of one router shares.
 type root struct {
-	mux      http.ServeMux // HTTP routes, each an *httpRoute
-	inner    http.ServeMux // the same routes without their group's middleware (see wsRoute.decline)
-	ws       http.ServeMux // ws routes, path patterns without method
-	hasWS    bool
-	sessions group.Group
+	mux        http.ServeMux // HTTP routes, each an *httpRoute
+	inner      http.ServeMux // the same routes without their group's middleware (see wsRoute.decline)
+	ws         http.ServeMux // ws routes, path patterns without method
+	everywhere http.Handler  // the route Everywhere registers, outside ws: it takes any path
+	hasWS      bool
+	sessions   group.Group
 
 	mu      sync.Mutex
 	mws     []func(http.Handler) http.Handler
@@ -214,8 +215,8 @@ func (rt *root) chain() http.Handler {
 // including declined upgrades, to the HTTP routes.
 func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 	if p, _ := req.Context().Value(pendingKey{}).(*pending); p != nil {
-		if _, pattern := rt.ws.Handler(req); pattern != "" {
-			rt.ws.ServeHTTP(w, req)
+		if route := rt.wsRoute(req); route != nil {
+			route.ServeHTTP(w, req)
 			if !p.declined {
 				return
 			}
@@ -232,7 +233,7 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 		// that authentication in a group answers first and the route is
 		// not revealed to whoever it refuses.
 		if _, pattern := rt.mux.Handler(req); pattern == "" {
-			if _, pattern := rt.ws.Handler(req); pattern != "" {
+			if route := rt.wsRoute(req); route != nil {
 				if allow := rt.otherMethods(req); req.Method != http.MethodGet && len(allow) > 0 {
 					// HTTP routes serve the path with other methods: their
 					// 405, whose Allow names the ws route's GET too (RFC
@@ -244,12 +245,20 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 					http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 					return
 				}
-				rt.ws.ServeHTTP(w, req)
+				route.ServeHTTP(w, req)
 				return
 			}
 		}
 	}
 	rt.mux.ServeHTTP(w, req)
+}
+
+// wsRoute returns the ws route for req, or nil.
+func (rt *root) wsRoute(req *http.Request) http.Handler {
+	if _, pattern := rt.ws.Handler(req); pattern != "" {
+		return &rt.ws // sets the pattern's path values on req
+	}
+	return rt.everywhere
 }
 
 // otherMethods returns the methods for which an HTTP route serves req's

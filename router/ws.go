@@ -72,11 +72,15 @@ type ShouldUpgrade[T any] func(r *http.Request) (T, Decision)
 // WS is a function rather than a method because methods cannot have type
 // parameters; T is inferred from shouldUpgrade and handler.
 func WS[T any](r *Router, pattern string, shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T], opts ...Option) {
+	r.root.ws.Handle(wsPath(pattern), newWSRoute(r, wsPath(pattern), shouldUpgrade, handler, opts))
+}
+
+// newWSRoute makes a ws route for path, wrapped in r's middleware.
+func newWSRoute[T any](r *Router, path string, shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T], opts []Option) http.Handler {
 	o := r.opts
 	for _, opt := range opts {
 		opt(&o)
 	}
-	path := wsPath(pattern)
 	cfg := o.config
 	if o.observer != nil {
 		cfg.Observer = o.observer
@@ -85,7 +89,7 @@ func WS[T any](r *Router, pattern string, shouldUpgrade ShouldUpgrade[T], handle
 		root: r.root, group: r, route: path}
 	r.routed = true
 	r.root.hasWS = true
-	r.root.ws.Handle(path, chain(r.mws, route))
+	return chain(r.mws, route)
 }
 
 type wsRoute[T any] struct {
@@ -356,11 +360,15 @@ func WithHandshakeTimeout(d time.Duration) Option {
 }
 
 // Everywhere returns a registration of one shouldUpgrade and handler for
-// every upgrade request, whatever its path: the closure form for
-// applications without ws routes (see app.Config.WebSocket). Requests that
-// are declined or not upgrades go to the application's handler.
+// every upgrade request, whatever its path, even one ServeMux would not
+// take as it is ("/a//b"): the closure form for applications without ws
+// routes (see app.Config.WebSocket). Requests that are declined or not
+// upgrades go to the application's handler. Registered on a router with
+// ws routes, it takes the upgrades none of them matches.
 func Everywhere[T any](shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T], opts ...Option) func(*Router) {
-	return func(r *Router) { WS(r, "/", shouldUpgrade, handler, opts...) }
+	return func(r *Router) {
+		r.root.everywhere = newWSRoute(r, "/", shouldUpgrade, handler, opts)
+	}
 }
 
 // acceptOptions are the handshake options of the route; the 101 (or 200)
