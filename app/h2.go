@@ -66,6 +66,10 @@ func (a *App) alpn(protos []string) []string {
 	return append([]string{"h2"}, others...)
 }
 
+// h2StreamWindow is the receive window of an HTTP/2 stream, a quarter of
+// the connection's default (1 MiB).
+const h2StreamWindow = 256 << 10
+
 // configureHTTP2 turns HTTP/2 on in srv when Config.HTTP2 asks for it, and
 // says what browsers will get: WebSockets on the HTTP/2 connection, or on
 // HTTP/1.1 connections of their own.
@@ -81,6 +85,12 @@ func (a *App) configureHTTP2(srv *http.Server) {
 	p.SetHTTP1(true)
 	p.SetHTTP2(true)
 	srv.Protocols = &p
+	// net/http gives the connection's receive window back only as
+	// handlers read, and a WebSocket whose handler does not read holds
+	// what its stream received: with a stream window as large as the
+	// connection's (1 MiB each by default), one such socket would stall
+	// the uploads of every other on the connection.
+	srv.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: h2StreamWindow}
 	if extendedConnect {
 		a.log.Info("HTTP/2 on, with WebSockets over HTTP/2 (RFC 8441)")
 		return

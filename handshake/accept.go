@@ -41,7 +41,10 @@ type AcceptOptions struct {
 // answers 200 with the negotiated subprotocol and extensions, and the
 // WebSocket runs over the request's stream, which net/http ends when
 // ServeHTTP returns; the result has HTTP2 set. Serve it with wsconn.Serve,
-// before returning, in the same goroutine.
+// before returning, in the same goroutine, with
+// context.WithoutCancel(r.Context()): the request's context ends when the
+// client resets the stream, which is a failed transport, while a Serve
+// context that ends means a shutdown (1001).
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (wsconn.Upgraded, error) {
 	var o AcceptOptions
 	if opts != nil {

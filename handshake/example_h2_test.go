@@ -25,6 +25,9 @@ func ExampleAccept_http2() {
 		if err != nil {
 			return // Accept has written the HTTP error
 		}
-		_ = wsconn.Serve(r.Context(), u, struct{}{}, hello, nil)
+		// Without the request's cancellation: it ends when the client
+		// resets its stream, a failed transport rather than a shutdown
+		// (which a cancelled Serve context means, and answers with 1001).
+		_ = wsconn.Serve(context.WithoutCancel(r.Context()), u, struct{}{}, hello, nil)
 	})
 }

@@ -58,7 +58,7 @@ func checkExtendedConnect(r *http.Request) *Error {
 // §8.2.2 makes a response carrying one malformed, and net/http removes
 // only Connection. The HTTP/1.1 handshake's own headers go too.
 var connectionHeaders = []string{
-	"Upgrade", "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding",
+	"Upgrade", "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Te",
 	"Content-Length", "Sec-Websocket-Accept",
 }
 
@@ -250,14 +250,20 @@ func (s *streamConn) Read(p []byte) (int, error) {
 				}
 				return n, nil
 			}
-			if s.rerr != nil {
+			switch {
+			case s.rerr != nil && s.resetByWriteTimer():
+				// The body ended because our write timer reset the
+				// stream: the write reports that, and reads wait, as
+				// for data, until they are woken or the stream closes,
+				// rather than race it with a failure of their own.
+			case s.rerr != nil:
 				return 0, s.rerr
-			}
-			if len(p) == 0 {
+			case len(p) == 0:
 				return 0, nil
+			default:
+				s.asked = true
+				s.ask <- len(p)
 			}
-			s.asked = true
-			s.ask <- len(p)
 		}
 		var timeout <-chan time.Time
 		if !dl.IsZero() {
@@ -371,6 +377,13 @@ func (s *streamConn) writeExpired() {
 	}
 	s.expired = true
 	s.resetStream()
+}
+
+// resetByWriteTimer reports whether writeExpired reset the stream.
+func (s *streamConn) resetByWriteTimer() bool {
+	s.dlMu.Lock()
+	defer s.dlMu.Unlock()
+	return s.expired
 }
 
 // resetStream ends the stream at once with RST_STREAM; dlMu is held and
