@@ -293,30 +293,38 @@ func (c *Conn) begin(parent context.Context, cfg *Config) {
 // for the connection's tasks, and the bookkeeping. It returns what Serve
 // returns.
 func (c *Conn) end(herr error) error {
-	// From here Go and Writer refuse: the tasks running now are all the
-	// connection waits for. The open Writer is abandoned before the
-	// handler's context ends, so that no task sees the context end and
-	// can still write to it; its message lock is let go only once closing
-	// has begun, so that no waiting write slips in before the CLOSE.
-	c.mu.Lock()
-	c.st.returned = true
-	tasks := c.tasks
-	c.mu.Unlock()
-	abandoned := c.abandonWriter()
-
 	if c.stopWatch != nil && c.stopWatch() {
 		c.bg.Done() // it will not run
 	}
+	code, reason, cause, ok := c.handlerClose(herr)
 	if c.parent.Err() != nil {
 		// The handler may have returned on seeing the caller's context
 		// end (watching it directly) before the watch began closing: the
-		// close is still the 1001 that context promises. Once closing
-		// began, this changes nothing.
-		c.closeGoingAway(context.Cause(c.parent))
+		// close is still the 1001 that context promises.
+		cause = context.Cause(c.parent)
+		code, reason, ok = frames.CloseGoingAway, goingAwayReason(cause), true
 	}
-	c.handlerReturned(herr)
+	// In one step, closing begins (unless it began before) and Go and
+	// Writer refuse: the tasks running now are all the connection waits
+	// for, and whatever is refused from here carries the code. The open
+	// Writer is abandoned before the handler's context ends, so that no
+	// task sees the context end and can still write to it; its message
+	// lock is let go only after, so that no waiting write slips in before
+	// the CLOSE.
+	c.mu.Lock()
+	c.st.returned = true
+	tasks := c.tasks
+	if ok {
+		c.markClosing(SideLocal, code, reason, cause)
+	}
+	first := c.st.cause
+	c.mu.Unlock()
+	abandoned := c.abandonWriter()
+	c.stop(first)
 	if abandoned {
 		c.unlockMsg() // sends the CLOSE
+	} else {
+		c.sendPendingClose()
 	}
 	c.awaitPeerClose()
 
@@ -326,6 +334,7 @@ func (c *Conn) end(herr error) error {
 	}
 	c.timer.stop()
 	c.bg.Wait()
+	c.flushClose()
 	c.teardown()
 	c.reportClose()
 	c.cancel(ErrClosed)

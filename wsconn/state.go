@@ -105,7 +105,7 @@ const (
 // context's cause (nil: the context goes on, for out.Close).
 func (c *Conn) beginClose(by Side, code frames.CloseCode, reason string, cause error, how closeHow) bool {
 	c.mu.Lock()
-	if c.st.closing {
+	if !c.markClosing(by, code, reason, cause) {
 		// The first cause fixed the code: the handler's context ends with
 		// it too (it went on after out.Close, whose cause is the code).
 		first := c.st.cause
@@ -115,11 +115,6 @@ func (c *Conn) beginClose(by Side, code frames.CloseCode, reason string, cause e
 		}
 		return false
 	}
-	c.st.closing, c.st.by, c.st.code, c.st.reason = true, by, code, truncateReason(reason)
-	c.st.cause = cause
-	if cause == nil {
-		c.st.cause = &CloseError{Code: code, Reason: reason, byColibri: true}
-	}
 	c.mu.Unlock()
 	if cause != nil {
 		c.stop(cause)
@@ -128,6 +123,21 @@ func (c *Conn) beginClose(by Side, code frames.CloseCode, reason string, cause e
 		c.queueClose()
 	} else {
 		c.sendPendingClose()
+	}
+	return true
+}
+
+// markClosing records that closing begins with code, reason and cause
+// (nil: a cause made of the code, for out.Close) unless it began
+// already, and reports whether it did; c.mu is held.
+func (c *Conn) markClosing(by Side, code frames.CloseCode, reason string, cause error) bool {
+	if c.st.closing {
+		return false
+	}
+	c.st.closing, c.st.by, c.st.code, c.st.reason = true, by, code, truncateReason(reason)
+	c.st.cause = cause
+	if cause == nil {
+		c.st.cause = &CloseError{Code: code, Reason: reason, byColibri: true}
 	}
 	return true
 }
@@ -211,11 +221,15 @@ func (c *Conn) peerClosing(code frames.CloseCode, reason string) {
 // closeGoingAway begins a graceful close with 1001: the server is shutting
 // down (ErrShutdown) or the context Serve was given ended (its cause).
 func (c *Conn) closeGoingAway(cause error) {
-	reason := "going away"
+	c.beginClose(SideLocal, frames.CloseGoingAway, goingAwayReason(cause), cause, afterMessage)
+}
+
+// goingAwayReason is the reason of a 1001 whose cause is cause.
+func goingAwayReason(cause error) string {
 	if errors.Is(cause, ErrShutdown) {
-		reason = "server shutting down"
+		return "server shutting down"
 	}
-	c.beginClose(SideLocal, frames.CloseGoingAway, reason, cause, afterMessage)
+	return "going away"
 }
 
 // taskFailed begins closing because a task returned err or panicked.
@@ -232,11 +246,11 @@ func (c *Conn) taskFailed(err error) {
 	c.beginClose(SideLocal, code, reason, err, afterMessage)
 }
 
-// handlerReturned begins closing, unless it began already, with the code
-// that follows from what the handler returned.
-func (c *Conn) handlerReturned(herr error) {
-	var code frames.CloseCode
-	var reason string
+// handlerClose returns how the handler's return closes the connection:
+// the code and reason that follow from what it returned (a failure is
+// logged), and the cause, or ok false when closing began already with the
+// cause herr passes on.
+func (c *Conn) handlerClose(herr error) (code frames.CloseCode, reason string, cause error, ok bool) {
 	switch cause := context.Cause(c.ctx); {
 	case applicationClose(herr):
 		// Its code decides, whatever it wraps.
@@ -246,12 +260,11 @@ func (c *Conn) handlerReturned(herr error) {
 	case cause != nil && errors.Is(herr, cause):
 		// The handler passes on why its context ended (a failed task, a
 		// protocol violation): closing began with it, and it was logged.
-		return
+		return 0, "", nil, false
 	default:
 		code, reason = c.codeFor(herr, "handler")
 	}
-	cause := &CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true}
-	c.beginClose(SideLocal, code, reason, cause, afterMessage)
+	return code, reason, &CloseError{Code: code, Reason: reason, Err: ErrClosed, byColibri: true}, true
 }
 
 // codeFor returns the close code and reason for an error a task or the
@@ -328,6 +341,34 @@ func (c *Conn) readToClose() error {
 			return err
 		}
 	}
+}
+
+// flushClose makes sure our CLOSE is on the wire before the transport
+// closes: it may still wait for a message being written by a goroutine
+// outside the handler and its tasks (one holding the Outbound, as a topics
+// member does), and after the peer's CLOSE nothing else waits for it. The
+// wait for the message is bounded by CloseTimeout, the frame under way by
+// WriteTimeout.
+func (c *Conn) flushClose() {
+	c.mu.Lock()
+	pending, queued := c.st.closing && !c.st.noFrame, c.st.queued
+	c.mu.Unlock()
+	if !pending {
+		return
+	}
+	if !queued {
+		t := time.NewTimer(c.set.closeTimeout)
+		defer t.Stop()
+		select {
+		case c.msgLock <- struct{}{}:
+			c.unlockMsg() // queues the CLOSE
+		case <-t.C:
+			return
+		}
+	}
+	c.sockMu.Lock()
+	c.flushControl()
+	c.unlockSock()
 }
 
 // teardown closes the transport. After a clean handshake the server closes
