@@ -493,16 +493,15 @@ func TestLifecycleReaderKeptIntoTheNextBody(t *testing.T) {
 func TestLifecycleHandlerReturnsWhileATaskWriteTimesOut(t *testing.T) {
 	const writeTimeout = 300 * time.Millisecond
 	werr := make(chan error, 1)
+	underWay := make(chan struct{})
 	url, _ := testServer(t, &wsconn.Config{WriteTimeout: writeTimeout, PingInterval: -1, CloseTimeout: 5 * time.Second}, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
-		writing := make(chan struct{})
 		_ = s.Go(func(ctx context.Context) error {
-			close(writing)
 			err := out.WriteBinary(context.Background(), make([]byte, 32<<20))
 			werr <- err
 			return err
 		})
-		<-writing
-		time.Sleep(50 * time.Millisecond) // the write is under way and stuck
+		<-underWay // the peer has seen the message begin: the write holds the writer
+		time.Sleep(20 * time.Millisecond)
 		return nil
 	})
 	base := goleak.IgnoreCurrent()
@@ -510,6 +509,11 @@ func TestLifecycleHandlerReturnsWhileATaskWriteTimesOut(t *testing.T) {
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		_ = tc.SetReadBuffer(4 << 10)
 	}
+	var head [2]byte
+	if _, err := io.ReadFull(c.br, head[:]); err != nil {
+		t.Fatal(err)
+	}
+	close(underWay)
 	start := time.Now()
 	err := waitFor(t, werr, "the stuck write")
 	if d := time.Since(start); d > 3*writeTimeout {
