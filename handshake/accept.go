@@ -64,16 +64,17 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (wsconn
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
-	if IsExtendedConnect(r) {
-		return acceptStream(w, r, &o, proto)
-	}
 	var exts []wsconn.Extension
 	if o.Compression.Enabled {
+		// Without compression the offer is not read, over either protocol.
 		var e *Error
 		if exts, e = negotiateExtensions(r, o.Compression); e != nil {
 			e.Write(w)
 			return wsconn.Upgraded{}, e
 		}
+	}
+	if IsExtendedConnect(r) {
+		return acceptStream(w, r, &o, proto, exts)
 	}
 	return hijackAndSwitch(w, r, &o, proto, exts)
 }
@@ -120,8 +121,9 @@ func hijackAndSwitch(w http.ResponseWriter, r *http.Request, o *AcceptOptions, p
 	nc, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		e := refuse(http.StatusInternalServerError, "this connection cannot be upgraded")
+		e.cause = err
 		e.Write(w)
-		return wsconn.Upgraded{}, fmt.Errorf("handshake: upgrade: %w", err)
+		return wsconn.Upgraded{}, e
 	}
 	// The response is built in the free space of the writer net/http
 	// made for the hijacker, which is not used otherwise.

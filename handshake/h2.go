@@ -62,17 +62,10 @@ var connectionHeaders = []string{
 	"Content-Length", "Sec-Websocket-Accept",
 }
 
-// acceptStream completes an extended CONNECT that passed the checks in
-// Accept: it negotiates extensions the way the HTTP/1.1 handshake does,
-// answers 200 with the negotiated headers, flushes, and returns the stream
-// as the connection's transport.
-func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, proto string) (wsconn.Upgraded, error) {
-	exts, e := negotiateExtensions(r, o.Compression)
-	if e != nil {
-		e.Write(w)
-		return wsconn.Upgraded{}, e
-	}
-
+// acceptStream completes an extended CONNECT that passed the checks and the
+// negotiation in Accept: it answers 200 with the negotiated headers,
+// flushes, and returns the stream as the connection's transport.
+func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, proto string, exts []wsconn.Extension) (wsconn.Upgraded, error) {
 	h := w.Header()
 	for k, v := range o.Header {
 		if !handshakeField(k) {

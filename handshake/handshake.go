@@ -18,7 +18,13 @@ type Error struct {
 	// Header holds response headers that go with the status, such as
 	// Sec-WebSocket-Version with 426.
 	Header http.Header
+
+	cause error // what made the refusal necessary, when not the request
 }
+
+// Unwrap returns what made the refusal necessary when it was not the
+// request (a ResponseWriter that cannot be hijacked, say), or nil.
+func (e *Error) Unwrap() error { return e.cause }
 
 // Error returns the status and the message.
 func (e *Error) Error() string {

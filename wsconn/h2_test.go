@@ -363,7 +363,8 @@ func TestHTTP2Compression(t *testing.T) {
 }
 
 func TestHTTP2HandshakeRefusals(t *testing.T) {
-	base, client, _, _ := h2Server(t, wsconn.Config{}, &handshake.AcceptOptions{OriginPatterns: []string{"*.example.com"}}, echo)
+	base, client, _, _ := h2Server(t, wsconn.Config{}, &handshake.AcceptOptions{OriginPatterns: []string{"*.example.com"},
+		Compression: wsconn.Compression{Enabled: true}}, echo)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, tc := range []struct {

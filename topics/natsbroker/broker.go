@@ -109,7 +109,9 @@ const (
 // documented defaults.
 type Options struct {
 	// Prefix is the first token(s) of every subject, so that several
-	// applications can share one NATS account. Default DefaultPrefix
+	// applications can share one NATS account. No application's prefix
+	// may begin with another's followed by a dot ("app" and "app.chat"):
+	// the first would receive the second's topics. Default DefaultPrefix
 	// ("colibri.topics").
 	Prefix string
 
@@ -266,6 +268,9 @@ type link struct {
 	mu     sync.Mutex
 	subs   map[string][]*nats.Subscription
 	closed bool
+	// retired is what NATS had dropped on subscriptions since ended, so
+	// that their drops still count (checkDropped).
+	retired int
 
 	pubMu sync.Mutex // seq and the order of publishes on the wire go together
 	seq   uint64
@@ -324,6 +329,9 @@ func (l *link) Unsubscribe(filter string) error {
 	l.b.linkMu.Unlock()
 	var first error
 	for _, s := range subs {
+		if n, err := s.Dropped(); err == nil {
+			l.retired += n
+		}
 		if err := s.Unsubscribe(); err != nil && first == nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			first = fmt.Errorf("natsbroker: unsubscribe %q: %w", s.Subject, err)
 		}
@@ -605,7 +613,7 @@ func (l *link) reportMissing() {
 // checkDropped reports messages NATS dropped because ch was full.
 func (l *link) checkDropped() {
 	l.mu.Lock()
-	total := 0
+	total := l.retired
 	for _, subs := range l.subs {
 		for _, s := range subs {
 			if n, err := s.Dropped(); err == nil {

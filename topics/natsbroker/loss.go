@@ -35,11 +35,17 @@ type Losses struct {
 	// resubscribed) or dropped because a hub fell behind (Behind). A gap
 	// is seen when the publisher's next message to the same topic
 	// arrives; the hub then reports the missing messages as DropLost for
-	// each member that message reaches.
+	// each member that message reaches. Each hub on the Broker finds its
+	// own gaps: with several hubs on one Broker, a message all of them
+	// missed counts once per hub.
 	Missing int64
 	// Behind counts messages NATS dropped here because a hub fell
 	// Options.Pending messages behind. They are part of Missing once the
-	// gap is seen; NATS reports them about once a second.
+	// gap is seen; NATS reports them about once a second, and those of a
+	// subscription that ends count too. NATS drops copies: a node whose
+	// filters overlap ("a/#" and "a/+") receives a copy of a message for
+	// each filter it matches (the hub delivers it once), and Behind
+	// counts each copy dropped, so it can exceed the messages missing.
 	Behind int64
 }
 
