@@ -187,7 +187,8 @@ func newRequest(rawURL string, o *Options) (req *http.Request, target string, se
 	_, _ = rand.Read(key)
 	h := make(http.Header, len(o.Header)+6)
 	for k, v := range o.Header {
-		h[http.CanonicalHeaderKey(k)] = append([]string(nil), v...)
+		ck := http.CanonicalHeaderKey(k) // "x-trace" and "X-Trace" add up
+		h[ck] = append(h[ck], v...)
 	}
 	host := u.Host
 	if v := h.Get("Host"); v != "" {
@@ -307,7 +308,10 @@ func (d *dialer) handshake(ctx context.Context, conn net.Conn, proxyURL *url.URL
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	// The raw connection, which conn wraps once the tunnel and TLS are
+	// up: a deadline on it ends their reads and writes too.
+	raw := conn
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
 	if proxyURL != nil {

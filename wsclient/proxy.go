@@ -63,3 +63,13 @@ type prefixConn struct {
 }
 
 func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite shuts the sending side, as a TCP connection's does, so that
+// the closing handshake can wait for the server to close first (RFC 6455
+// §7.1.1) through a tunnel as without one.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}

@@ -19,8 +19,16 @@ type rooms struct {
 	nc  *nats.Conn
 }
 
+// maxLine is the longest chat message a member may send. Its JSON line can
+// be six times longer ("<" becomes "\u003c"), so a member's queue holds
+// 8 MiB: with the hub's default (1 MiB) a long line would never be queued.
+const (
+	maxLine    = 1 << 20
+	queueBytes = 8 << 20
+)
+
 func newRooms(natsURL string, logger *slog.Logger, onDrop func(topics.Drop)) (*rooms, error) {
-	opts := &topics.Options{Logger: logger, OnDrop: onDrop}
+	opts := &topics.Options{Logger: logger, OnDrop: onDrop, Limits: topics.Limits{MaxBytes: queueBytes}}
 	rm := &rooms{}
 	if natsURL != "" {
 		nc, err := natsbroker.Connect(natsURL)
@@ -66,7 +74,7 @@ func (s *server) chat(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbo
 		// The connection's context may be over; the announcement is not.
 		_ = s.rooms.hub.Publish(context.WithoutCancel(ctx), topic, encode(chatLine{System: me.Name + " left"}))
 	}()
-	for msg := range in.Messages(1 << 20) {
+	for msg := range in.Messages(maxLine) {
 		line := chatLine{From: me.Name, Text: msg.Text()}
 		if err := m.Publish(ctx, topic, encode(line)); err != nil {
 			return err
