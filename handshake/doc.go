@@ -19,8 +19,10 @@
 // instead (IsExtendedConnect). Accept answers it with 200 and wraps the
 // request's stream in a net.Conn; nothing is hijacked, and the stream ends
 // when the HTTP handler returns, so the connection must be served with
-// wsconn.Serve in that handler's goroutine. The HTTP2 field of its
-// wsconn.Upgraded is set.
+// wsconn.Serve in that handler's goroutine, with
+// context.WithoutCancel(r.Context()) (the request's context ends when the
+// client resets the stream, a failed transport, not a shutdown). The HTTP2
+// field of its wsconn.Upgraded is set.
 //
 // # Checks
 //

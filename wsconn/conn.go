@@ -78,8 +78,8 @@ type Upgraded struct {
 
 // Conn is one WebSocket connection. Its methods are safe for concurrent
 // use. A Conn lives from the hand-off of an upgraded transport until the
-// handler and every task of its group have returned and the transport is
-// closed.
+// handler, every task of its group and every function given to AfterFunc
+// have returned and the transport is closed.
 //
 // Inside, each lock guards one thing: mu the connection's state (see
 // state), readMu the reading side (whoever holds it reads the socket),
@@ -191,8 +191,9 @@ func newConn(u Upgraded, cfg *Config, deflate *deflateParams) *Conn {
 }
 
 // Serve runs handler on an upgraded connection and blocks until the
-// connection is over: the handler and every task of its group returned, the
-// closing handshake is done and the transport is closed. ctx carries values
+// connection is over: the handler, every task of its group and every
+// function given to AfterFunc returned, the closing handshake is done and
+// the transport is closed. ctx carries values
 // to the handler's context; when it is cancelled the connection closes with
 // 1001 Going Away.
 //
@@ -408,7 +409,7 @@ func (c *Conn) Context() context.Context { return c.ctx }
 // connection, so clean-up it does (leaving a room, reporting what was not
 // delivered) is done before Serve returns and before a graceful shutdown
 // that waits for the connection does. If the context has ended already, f
-// runs at once, before AfterFunc returns. Calling stop keeps f from
+// runs at once in the calling goroutine, before AfterFunc returns. Calling stop keeps f from
 // running, and reports whether it did, as context.AfterFunc's stop does.
 func (c *Conn) AfterFunc(f func()) (stop func() bool) {
 	// Checked under mu: the context is cancelled before mu is next taken,

@@ -66,6 +66,7 @@
 //
 // A connection can also run over an HTTP/2 stream (an extended CONNECT,
 // RFC 8441). The stream ends when the HTTP handler that accepted it
-// returns, so it is served with Serve in that handler's goroutine.
+// returns, so it is served with Serve in that handler's goroutine (with
+// context.WithoutCancel of the request's context: see handshake.Accept).
 // Conn.HTTP2 tells the two kinds apart; nothing else differs.
 package wsconn

@@ -69,11 +69,12 @@ func (in *Inbound) setErr(err error) {
 
 // Frames yields data frames as they arrive: text, binary and continuation
 // frames, each with its FIN bit. Fragment sequencing and UTF-8 in text are
-// checked across frames. A frame larger than Config.MaxFrameSize (or, when
-// that is 0, Config.MaxMessageSize) closes the connection with 1009, and so
-// does a compressed message whose inflated size exceeds
-// Config.MaxMessageSize, or whose compressed size exceeds twice that plus
-// 1 KiB (docs/compression.md says why).
+// checked across frames. A frame larger than Config.MaxFrameSize, when
+// set, closes the connection with 1009; without it, so does an
+// uncompressed frame larger than Config.MaxMessageSize, and a compressed
+// message whose inflated size exceeds Config.MaxMessageSize or whose
+// compressed bytes exceed twice that plus 1 KiB (docs/compression.md says
+// why).
 func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 	return func(yield func(frames.Frame) bool) {
 		c := in.c

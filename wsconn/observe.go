@@ -23,7 +23,8 @@ import (
 // Without an Observer a connection pays one nil check per event.
 type Observer interface {
 	// Upgraded reports how an upgrade request ended. The router (and the
-	// app, for the requests it refuses before routing) calls it once for
+	// app, for the requests it refuses itself: before routing, or when the
+	// connection claims its place with its decision) calls it once for
 	// every request that asks for a WebSocket upgrade, on the request's
 	// goroutine, after the 101 response or the refusal was written and,
 	// for an accepted connection, after it was handed over. r is the
@@ -79,7 +80,7 @@ type ConnObserver interface {
 type UpgradeResult struct {
 	// Route is the pattern of the ws route the request matched, as
 	// ServeMux has it (without a method: "/ws/chat/{room}"), or "" when
-	// it matched none or was refused before routing.
+	// it matched none or was refused by the app.
 	Route string
 
 	// Accepted says the client got its WebSocket: the status is 101
@@ -98,7 +99,7 @@ type UpgradeResult struct {
 
 	// Duration runs from the router receiving the request to the 101
 	// response or the refusal: the middleware, the decision and the
-	// handshake. It is zero for a request the app refused before routing.
+	// handshake. It is zero for a request the app refused.
 	Duration time.Duration
 
 	// Err is why the handshake failed after the route decided to upgrade

@@ -92,8 +92,8 @@ func (c *Client) timeout() time.Duration {
 // WaitServerReading blocks until the server has read everything the
 // client sent and is waiting for more: a goroutine is blocked reading the
 // server's end of the connection. Call it before Clock.Advance in
-// keep-alive tests. wsconn runs its pong timeout only while it is waiting
-// for the peer, since bytes that nobody reads prove nothing, and goroutines
+// keep-alive and idle-timeout tests. wsconn runs its pong and idle
+// timeouts only while it is waiting for the peer, since bytes that nobody reads prove nothing, and goroutines
 // may not have got there yet when a fake clock jumps; after
 // WaitServerReading they have. Right after Dial it also means the server's
 // connection is running, its keep-alive timer armed.

@@ -55,7 +55,7 @@
 //	c.ExpectClose(frames.CloseGoingAway, "ping timeout")
 //
 // Client.WaitServerReading makes such tests deterministic: wsconn runs its
-// pong timeout only while it waits for the peer, and after a jump of the
+// pong and idle timeouts only while it waits for the peer, and after a jump of the
 // clock the server's goroutines may not be waiting yet.
 //
 // # Handlers

@@ -1,6 +1,7 @@
 package wstest
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/colibri-ws/colibri/handshake"
@@ -43,6 +44,8 @@ func Handler[T any](value T, handler wsconn.Handler[T], opts *HandlerOptions) ht
 		if err != nil {
 			return
 		}
-		_ = wsconn.Serve(r.Context(), u, value, handler, o.Config)
+		// Without the request's cancellation, as handshake.Accept says:
+		// over HTTP/2 it ends when the client resets its stream.
+		_ = wsconn.Serve(context.WithoutCancel(r.Context()), u, value, handler, o.Config)
 	})
 }

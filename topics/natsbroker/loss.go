@@ -50,7 +50,7 @@ type Losses struct {
 }
 
 // Total returns the messages lost in all: NotSent, Discarded and Missing
-// (which holds Behind).
+// (whose gaps include what Behind's drops cost).
 func (l Losses) Total() int64 { return l.NotSent + l.Discarded + l.Missing }
 
 // The state a receiving link keeps to find gaps, and how long it keeps it.
