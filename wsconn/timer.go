@@ -140,41 +140,14 @@ func (t *connTimer) pong(c *Conn, p []byte) {
 	}
 }
 
-// tick looks at the connection and acts; what it does to the connection
-// it does after letting t.mu go, since those paths take the socket lock,
-// which pingLeft takes before t.mu.
-func (t *connTimer) tick(c *Conn) {
-	t.mu.Lock()
-	if t.stopped {
-		t.mu.Unlock()
-		return
-	}
-	c.bg.Add(1)
-	defer c.bg.Done()
+// keepAlive decides what keep-alive and the idle timeout ask for at a
+// tick: when the next tick is due, a failure, or a PING; t.mu is held.
+func (t *connTimer) keepAlive(c *Conn, now time.Duration, wall time.Time) (next time.Duration, fail *CloseError, ping bool) {
 	set := c.set
-	wall := set.clock.Now()
-	now := wall.Sub(c.start)
-	t.due = 0
-	t.watching.Store(false)
-	// A flag says a frame came since the last tick, not when: the PING is
-	// timed from the last tick (it may go out up to a tick early), the
-	// idle timeout from this one (it may strike up to a tick late, never
-	// early).
-	if c.heard.Swap(false) {
-		t.lastHeard = t.lastTick
-		t.pingOut = false // any frame shows the peer is alive
-	}
-	if c.heardData.Swap(false) {
-		t.lastData = now
-	}
-	t.lastTick = now
-
-	var fail *CloseError
-	var ping bool
 	// Ticks come at least every quarter of the intervals they keep, so
 	// that lastHeard and lastData are at most that much later than the
 	// frames they stand for.
-	next := time.Duration(1<<63 - 1)
+	next = time.Duration(1<<63 - 1)
 	if set.pingInterval >= 0 {
 		next = set.pingInterval / 4
 	}
@@ -214,6 +187,47 @@ func (t *connTimer) tick(c *Conn) {
 		default:
 			next = min(next, recheck)
 		}
+	}
+	return next, fail, ping
+}
+
+// tick looks at the connection and acts; what it does to the connection
+// it does after letting t.mu go, since those paths take the socket lock,
+// which pingLeft takes before t.mu.
+func (t *connTimer) tick(c *Conn) {
+	t.mu.Lock()
+	if t.stopped {
+		t.mu.Unlock()
+		return
+	}
+	c.bg.Add(1)
+	defer c.bg.Done()
+	set := c.set
+	wall := set.clock.Now()
+	now := wall.Sub(c.start)
+	t.due = 0
+	t.watching.Store(false)
+	// A flag says a frame came since the last tick, not when: the PING is
+	// timed from the last tick (it may go out up to a tick early), the
+	// idle timeout from this one (it may strike up to a tick late, never
+	// early).
+	if c.heard.Swap(false) {
+		t.lastHeard = t.lastTick
+		t.pingOut = false // any frame shows the peer is alive
+	}
+	if c.heardData.Swap(false) {
+		t.lastData = now
+	}
+	t.lastTick = now
+
+	var fail *CloseError
+	var ping bool
+	next := time.Duration(1<<63 - 1)
+	// Once closing has begun, keep-alive and the idle timeout are over:
+	// CloseTimeout bounds what is left, and a PING could only go out
+	// ahead of the CLOSE. Ticks then serve the background reader alone.
+	if !c.closingStarted() {
+		next, fail, ping = t.keepAlive(c, now, wall)
 	}
 
 	startBg := t.startBg
