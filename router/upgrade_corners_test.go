@@ -577,3 +577,35 @@ func TestUpgradeCornerBearerRefusesBothProtocols(t *testing.T) {
 		}
 	}
 }
+
+// Middleware that runs the rest of the chain twice for one request makes
+// the route decide twice: the connection holds one place among the open
+// ones all the same, and gives it back when it ends.
+func TestUpgradeCornerRouteRunTwiceHoldsOnePlace(t *testing.T) {
+	r := router.New(router.WithConfig(quiet))
+	r.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			next.ServeHTTP(w, req)
+			next.ServeHTTP(w, req)
+		})
+	})
+	router.WS(r, "/ws", nil, echo[struct{}])
+	base := serve(t, r)
+	c, _, err := gorilla.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Connections(); n != 1 {
+		t.Errorf("Connections() = %d with one socket open, want 1", n)
+	}
+	_ = c.WriteMessage(gorilla.CloseMessage, gorilla.FormatCloseMessage(gorilla.CloseNormalClosure, ""))
+	_, _, _ = c.ReadMessage()
+	c.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for r.Connections() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Connections() = %d after the socket closed, want 0", r.Connections())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

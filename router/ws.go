@@ -193,6 +193,10 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuseBusy(w, err)
 		return
 	}
+	if p.place != nil {
+		// Middleware ran the route twice for one request: one place.
+		group.Leave(p.place)
+	}
 	p.place = place
 	// What the decision adds belongs to the 101 alone: start adds it to
 	// the handshake's headers, never to a response the request may still
