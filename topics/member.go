@@ -296,13 +296,14 @@ func (m *Member) offerLocked(pub *Publication, p Policy, drops *[]Drop) offerRes
 	if !m.fits(size) {
 		switch p.mode {
 		case modeDropOldest, modeKeepLatest:
-			for !m.fits(size) && m.q.n > 0 {
-				m.evict(drops, p)
-			}
-			if !m.fits(size) {
-				// Only the message being written is left, and it takes the room.
+			if len(m.inflight)+1 > m.maxMsgs || m.inflightBytes()+size > m.maxBytes {
+				// The messages being written leave no room even with the
+				// queue emptied: refuse rather than evict for nothing.
 				m.record(drops, pub.Topic, size, DropRefused, p)
 				return offerDropped
+			}
+			for !m.fits(size) && m.q.n > 0 {
+				m.evict(drops, p)
 			}
 		case modeDropNewest:
 			m.record(drops, pub.Topic, size, DropRefused, p)
