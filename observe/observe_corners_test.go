@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gobwas/ws"
 	gorilla "github.com/gorilla/websocket"
@@ -295,7 +296,13 @@ func TestObserveCornerUpgradeSpanClientAddress(t *testing.T) {
 	readClose(t, c)
 	port := int64(c.LocalAddr().(*net.TCPAddr).Port)
 	shutdown(t, r)
+	// The span ends when the upgrade's ServeHTTP returns, which the
+	// connection's end does not wait for.
 	up := h.spansNamed("GET /ws/echo")
+	for deadline := time.Now().Add(2 * time.Second); len(up) == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		up = h.spansNamed("GET /ws/echo")
+	}
 	if len(up) != 1 {
 		t.Fatalf("%d upgrade spans, want 1", len(up))
 	}
