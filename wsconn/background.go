@@ -1,6 +1,11 @@
 package wsconn
 
-import "github.com/colibri-ws/colibri/frames"
+import (
+	"errors"
+
+	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/internal/bufpool"
+)
 
 // The background reader reads the socket while nobody else does: while no
 // loop ranges over the Inbound, and while a loop body has been busy for a
@@ -71,6 +76,9 @@ func (c *Conn) readAhead() {
 			c.heardFrame(h)
 		}
 		if h.Op.IsControl() {
+			if h.Op == frames.OpClose && off > c.remaining && c.judgeKept(off) {
+				return // a violation before the CLOSE decides the code
+			}
 			if c.controlAt(int(off), len(hb), h) != nil {
 				return
 			}
@@ -93,3 +101,74 @@ func (c *Conn) readAhead() {
 
 // maxControlFrame is the largest control frame on the wire.
 const maxControlFrame = frames.MaxHeaderSize + frames.MaxControlPayload
+
+// judgeKept checks the data frames kept in the read buffer before the
+// peer's CLOSE, up to end, as the loop would when it reached them: their
+// place in the sequence of messages, the message limit and UTF-8, with a
+// copy of the loop's assembler. A violation among them comes before the
+// CLOSE and decides the code (RFC 6455 §7.1.7): judgeKept fails the
+// connection with it and reports true. What it cannot judge here it leaves
+// to the loop, never refusing what the loop would accept: a frame under
+// way, and the text of a compressed message or of one begun before.
+// The caller holds readMu.
+func (c *Conn) judgeKept(end int64) bool {
+	if c.remaining != 0 {
+		return false
+	}
+	a := c.asm // a copy: the loop's own state is not touched
+	limit := a.Limit
+	lenient := a.Active() // begun before: it may be compressed
+	var scratch *[]byte
+	defer func() {
+		if scratch != nil {
+			bufpool.Put(scratch)
+		}
+	}()
+	for off := 0; int64(off) < end; {
+		hb, err := c.rd.peekHeaderAt(off)
+		if err != nil {
+			return false
+		}
+		h, err := frames.ParseHeader(hb)
+		if err != nil || h.Length > end {
+			return false
+		}
+		if h.Op != frames.OpContinuation {
+			lenient = h.Rsv&frames.Rsv1 != 0
+		}
+		a.Limit, a.SkipUTF8 = limit, c.asm.SkipUTF8 || lenient
+		if lenient {
+			a.Limit = compressedLimit(limit)
+		}
+		if err := a.Begin(h.Op, h.Fin, h.Length); err != nil {
+			return c.judged(err)
+		}
+		p, err := c.rd.peekAt(off+len(hb), int(h.Length))
+		if err != nil {
+			return false
+		}
+		scratch = bufpool.Grow(scratch, len(p))
+		q := append((*scratch)[:0], p...)
+		if h.Masked {
+			frames.Mask(q, h.Mask, 0)
+		}
+		if err := a.Chunk(q); err != nil {
+			return c.judged(err)
+		}
+		if _, _, err := a.End(); err != nil {
+			return c.judged(err)
+		}
+		off += len(hb) + int(h.Length)
+	}
+	return false
+}
+
+// judged fails the connection for err when it is a violation, and
+// reports whether it was; any other error means judgeKept could not tell.
+func (c *Conn) judged(err error) bool {
+	if _, ok := errors.AsType[*frames.Violation](err); !ok {
+		return false
+	}
+	_ = c.violation(err)
+	return true
+}

@@ -751,7 +751,6 @@ func TestRandomStreamsOracleUTF8(t *testing.T) {
 // takes the CLOSE first, and the violation found afterwards is dropped:
 // it echoes the peer's 1000 and the handler sees a clean close.
 func TestRandomStreamsBusyBodyViolationBeforeClose(t *testing.T) {
-	t.Skip("BUG: a violation kept by the background reader before the peer's CLOSE is swallowed; the peer's code is echoed instead of 1002/1007/1009")
 	errc := make(chan error, 1)
 	busy := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
 		for m := range in.Messages(0) {
@@ -796,5 +795,40 @@ func TestRandomStreamsBusyBodyViolationBeforeClose(t *testing.T) {
 				t.Errorf("in.Err() = %v, want close code %d", err, tc.code)
 			}
 		})
+	}
+}
+
+// The other side of TestRandomStreamsBusyBodyViolationBeforeClose: valid
+// data kept ahead of the peer's CLOSE while the body is busy (a text
+// message whose code point is split across fragments, an empty final
+// fragment, a binary message) is judged valid, every message reaches the
+// loop, and the peer's own code is echoed.
+func TestRandomStreamsBusyBodyValidDataBeforeClose(t *testing.T) {
+	got := make(chan []string, 1)
+	busy := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
+		var texts []string
+		for m := range in.Messages(0) {
+			texts = append(texts, string(m.Payload))
+			time.Sleep(150 * time.Millisecond) // long enough for the background reader
+		}
+		got <- texts
+		return in.Err()
+	}
+	url, _ := testServer(t, rsConfig(), busy)
+	c := dialRaw(t, url)
+	c.frame(frames.OpText, true, []byte("a"))
+	time.Sleep(50 * time.Millisecond) // the body is busy with "a"
+	euro := []byte("€")
+	c.frame(frames.OpText, false, euro[:1])
+	c.frame(frames.OpContinuation, false, euro[1:])
+	c.frame(frames.OpContinuation, true, nil)
+	c.frame(frames.OpBinary, true, []byte{0xFF, 0xFE})
+	c.frame(frames.OpClose, true, closePayload(4001, "bye"))
+	if code := c.expectClose(4001); code != "bye" {
+		t.Errorf("server CLOSE reason %q, want the peer's", code)
+	}
+	texts := waitFor(t, got, "the loop")
+	if want := []string{"a", "€", "\xff\xfe"}; !slices.Equal(texts, want) {
+		t.Errorf("the loop got %q, want %q", texts, want)
 	}
 }
