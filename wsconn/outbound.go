@@ -87,8 +87,9 @@ func (o *Outbound) Writer(ctx context.Context, kind messages.Kind, opts ...Write
 	c.sockMu.Lock()
 	// Looked at again under the socket lock, which abandonWriter takes
 	// too: a handler that returned since lockMsg has abandoned the open
-	// Writer already, and would not see this one.
-	if c.closingStarted() || c.handlerDone() {
+	// Writer already, and would not see this one (closing begins in the
+	// same step as its return).
+	if c.closingStarted() {
 		c.unlockSock()
 		w.free()
 		c.unlockMsg()

@@ -61,13 +61,6 @@ func (c *Conn) unlockMsg() {
 	c.sendPendingClose()
 }
 
-// handlerDone reports whether the handler has returned.
-func (c *Conn) handlerDone() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.st.returned
-}
-
 // closingStarted reports whether closing has begun.
 func (c *Conn) closingStarted() bool {
 	c.mu.Lock()
