@@ -23,9 +23,14 @@ import (
 // already started the response, the status cannot be changed any more:
 // Recover logs, then aborts the response the same way, so that the client
 // sees it cut off (the connection closed, or the HTTP/2 stream reset)
-// rather than a shorter body that looks complete. A 500 never
-// carries the Upgrade and Connection fields a ws route may have set before
-// the panic, so the router cannot mistake it for an accepted upgrade.
+// rather than a shorter body that looks complete.
+//
+// A 500 carries the header fields the response had when Recover was
+// entered (those set by the middleware in front of it, such as
+// [RequestID]'s), not those the panicking handler set for a response it
+// never finished (a Content-Encoding, a Set-Cookie, the Upgrade and
+// Connection fields of a ws route's accepted upgrade, which the router
+// must not mistake the 500 for).
 //
 // Recover sees panics of the request goroutine only: a WebSocket session
 // runs after the middleware chain has returned, and colibri recovers panics
@@ -34,6 +39,10 @@ func Recover(logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			rec := NewRecorder(w)
+			var before http.Header // nil while the header is empty, the usual case
+			if h := w.Header(); len(h) > 0 {
+				before = h.Clone()
+			}
 			defer func() {
 				v := recover()
 				if v == nil {
@@ -63,6 +72,10 @@ func Recover(logger *slog.Logger) func(http.Handler) http.Handler {
 					panic(http.ErrAbortHandler)
 				}
 				h := w.Header()
+				clear(h)
+				for k, v := range before {
+					h[k] = v
+				}
 				h.Del("Upgrade")
 				h.Del("Connection")
 				http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
