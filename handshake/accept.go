@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/token"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -208,7 +209,7 @@ func validFieldName(k string) bool {
 	if k == "" {
 		return false
 	}
-	return isToken(k)
+	return token.Valid(k)
 }
 
 // headerHasToken reports whether any of the comma-separated values of

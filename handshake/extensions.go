@@ -67,19 +67,6 @@ func appendExtensions(b []byte, exts []wsconn.Extension) []byte {
 	return b
 }
 
-// isToken reports whether s is a non-empty token (RFC 9110 §5.6.2).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !httphead.OctetTypes[s[i]].IsToken() {
-			return false
-		}
-	}
-	return true
-}
-
 const (
 	deflateName   = "permessage-deflate"
 	maxWindowBits = 15 // the largest window, 32 KiB

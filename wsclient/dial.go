@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/token"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -465,7 +466,7 @@ func checkResponse(req *http.Request, resp *http.Response, o *Options) (proto, r
 	if reason := needToken(h, "Upgrade", "websocket", isProtocol); reason != "" {
 		return "", reason
 	}
-	if reason := needToken(h, "Connection", "Upgrade", isToken); reason != "" {
+	if reason := needToken(h, "Connection", "Upgrade", token.Valid); reason != "" {
 		return "", reason
 	}
 	want := acceptFor(req.Header.Get("Sec-WebSocket-Key"))
@@ -473,7 +474,7 @@ func checkResponse(req *http.Request, resp *http.Response, o *Options) (proto, r
 		return "", fmt.Sprintf("Sec-WebSocket-Accept is %q, want %q", strings.Join(got, ", "), want)
 	}
 
-	protos, ok := tokenList(h, "Sec-WebSocket-Protocol", isToken)
+	protos, ok := tokenList(h, "Sec-WebSocket-Protocol", token.Valid)
 	switch {
 	case !ok:
 		return "", fmt.Sprintf("malformed Sec-WebSocket-Protocol header %q", headerValue(h, "Sec-WebSocket-Protocol"))
@@ -527,7 +528,7 @@ func tokenList(h http.Header, name string, valid func(string) bool) (list []stri
 // token, optionally followed by "/" and a version token (RFC 9110 §7.8).
 func isProtocol(s string) bool {
 	name, version, found := strings.Cut(s, "/")
-	return isToken(name) && (!found || isToken(version))
+	return token.Valid(name) && (!found || token.Valid(version))
 }
 
 // headerValue returns the values of header name joined as one list, for

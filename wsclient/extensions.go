@@ -7,9 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gobwas/httphead"
-
 	"github.com/colibri-ws/colibri/handshake"
+	"github.com/colibri-ws/colibri/internal/token"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -49,11 +48,11 @@ func deflateOffer(c wsconn.Compression) wsconn.Extension {
 func formatOffers(exts []wsconn.Extension) (string, error) {
 	var b strings.Builder
 	for i, e := range exts {
-		if !isToken(e.Name) {
+		if !token.Valid(e.Name) {
 			return "", fmt.Errorf("wsclient: extension name %q is not a token", e.Name)
 		}
 		for _, p := range e.Params {
-			if !isToken(p.Name) {
+			if !token.Valid(p.Name) {
 				return "", fmt.Errorf("wsclient: extension %s: parameter name %q is not a token", e.Name, p.Name)
 			}
 		}
@@ -63,19 +62,6 @@ func formatOffers(exts []wsconn.Extension) (string, error) {
 		b.WriteString(e.String())
 	}
 	return b.String(), nil
-}
-
-// isToken reports whether s is a non-empty token (RFC 9110 §5.6.2).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !httphead.OctetTypes[s[i]].IsToken() {
-			return false
-		}
-	}
-	return true
 }
 
 // checkExtensions validates the server's Sec-WebSocket-Extensions against

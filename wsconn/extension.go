@@ -1,6 +1,6 @@
 package wsconn
 
-import "github.com/gobwas/httphead"
+import "github.com/colibri-ws/colibri/internal/token"
 
 // Extension is a WebSocket extension with its parameters, as one element
 // of a Sec-WebSocket-Extensions header carries it (RFC 6455 §9.1): an
@@ -49,7 +49,7 @@ func (e Extension) appendTo(b []byte) []byte {
 			continue
 		}
 		b = append(b, '=')
-		if isToken(p.Value) {
+		if token.Valid(p.Value) {
 			b = append(b, p.Value...)
 			continue
 		}
@@ -63,17 +63,4 @@ func (e Extension) appendTo(b []byte) []byte {
 		b = append(b, '"')
 	}
 	return b
-}
-
-// isToken reports whether s is a non-empty token (RFC 9110 §5.6.2).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !httphead.OctetTypes[s[i]].IsToken() {
-			return false
-		}
-	}
-	return true
 }
