@@ -1,14 +1,17 @@
 package router
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/internal/logctx"
@@ -292,6 +295,14 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, place contex
 		}
 		opts.Header = h
 	}
+	var watch *hijackWatch
+	if r.ProtoMajor == 1 {
+		watch = &hijackWatch{ResponseWriter: w, place: place}
+		w = watch
+		// After Start (or Leave), so that a forced shutdown always finds
+		// one of the two members to close.
+		defer watch.release()
+	}
 	u, err := handshake.Accept(w, r, &opts)
 	if err != nil {
 		group.Leave(place)
@@ -311,6 +322,42 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, place contex
 	// The connection gives its place in g back when it is over.
 	_ = wsconn.Start(place, u, value, rt.handler, cfg)
 	return http.StatusSwitchingProtocols, nil
+}
+
+// hijackWatch lets a forced shutdown reach a handshake that is still
+// writing its 101 (to a client that does not read, a large response can
+// wait on the socket for the whole handshake timeout): once Accept has
+// hijacked the connection, the connection is a member of the place's
+// group that CloseNow closes, until it has joined as a WebSocket.
+type hijackWatch struct {
+	http.ResponseWriter
+	place  context.Context
+	member *hijacked
+}
+
+// hijacked is a hijacked connection as its group sees it before the
+// WebSocket joins: there is nothing to close gracefully yet (the
+// WebSocket, once served, is told to shut down when it joins).
+type hijacked struct{ nc net.Conn }
+
+func (h *hijacked) Shutdown(frames.CloseCode) {}
+func (h *hijacked) CloseNow()                 { _ = h.nc.Close() }
+
+func (w *hijackWatch) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.member = &hijacked{nc}
+		group.Join(w.place, w.member)
+	}
+	return nc, rw, err
+}
+
+func (w *hijackWatch) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *hijackWatch) release() {
+	if w.member != nil {
+		group.Quit(w.place, w.member)
+	}
 }
 
 // Option configures ws routes: passed to New it sets the defaults of all
