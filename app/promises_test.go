@@ -362,18 +362,8 @@ func TestPromiseCapRefusalOfConcurrentUpgradesCarriesRetryAfter(t *testing.T) {
 func TestPromiseShuttingDownAppRefusesUpgrades(t *testing.T) {
 	a := app.New(newRouter(), app.Config{Logger: quiet})
 	ln := watch(t)
-	srv := &http.Server{Handler: a}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln)
-	}()
-	defer func() {
-		_ = srv.Close()
-		<-served
-		http.DefaultClient.CloseIdleConnections()
-	}()
-	base := "http://" + ln.Addr().String()
+	base, stop := serveHTTP(a, ln)
+	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := a.Shutdown(ctx); err != nil {

@@ -40,18 +40,8 @@ func TestUpgradeCornerShutdownDuringDecision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: a}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln)
-	}()
-	defer func() {
-		_ = srv.Close()
-		<-served
-		http.DefaultClient.CloseIdleConnections()
-	}()
-	base := "http://" + ln.Addr().String()
+	base, stop := serveHTTP(a, ln)
+	defer stop()
 
 	c, _, err := gorilla.DefaultDialer.Dial(ws(base, "/echo"), nil)
 	if err != nil {

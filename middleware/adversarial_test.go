@@ -4,10 +4,9 @@ package middleware_test
 // auth header edge cases, middleware that wraps the ResponseWriter
 // without Unwrap, a panic after the upgrade decision with no Recover,
 // upgrade requests spelled oddly at the rate limiter, and log injection.
-// They reuse the helpers of promises_test.go.
+// They reuse the helpers of promises_test.go and helpers_external_test.go.
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/middleware"
@@ -196,18 +194,11 @@ func TestAdvPanicAfterDecisionWithoutRecover(t *testing.T) {
 		return who(ctx, in, out, s)
 	})
 	r.HandleFunc("GET /ok", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
-	srv := &http.Server{Handler: r, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), guard)
-		defer cancel()
-		_, _ = r.Shutdown(ctx)
-		_ = srv.Shutdown(ctx)
-	})
+	serveOn(t, r, ln)
 	c, resp, err := dial(t, "ws://"+ln.Addr().String()+"/ws", nil)
 	if err == nil {
 		c.Close()
@@ -225,17 +216,8 @@ func TestAdvPanicAfterDecisionWithoutRecover(t *testing.T) {
 // the status line and headers of the answer.
 func rawRequest(t *testing.T, addr, req string) (status string, header http.Header) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, guard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(guard))
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
+	resp, _, err := rawExchange(t, addr, req)
+	if resp == nil {
 		t.Fatal(err)
 	}
 	return resp.Status, resp.Header

@@ -3,10 +3,9 @@ package middleware_test
 // Corner tests of the stock middleware over real loopback sockets: raw
 // HTTP/1.1 bytes, net/http's client, gorilla/websocket, coder/websocket and
 // the x/net/http2 client for RFC 8441. They reuse the helpers of
-// promises_test.go and adversarial_test.go.
+// promises_test.go, adversarial_test.go and helpers_external_test.go.
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -27,31 +26,6 @@ import (
 	"github.com/colibri-ws/colibri/middleware"
 	"github.com/colibri-ws/colibri/router"
 )
-
-// rawExchange sends req on a fresh connection and returns the response,
-// its body read in full (or up to the error that ended it).
-func rawExchange(t *testing.T, addr, req string) (*http.Response, string, error) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, guard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(guard))
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return nil, "", err
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, string(b), err
-}
-
-const upgradeHeaders = "Connection: Upgrade\r\nUpgrade: websocket\r\n" +
-	"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 
 // log.go: "status: the status the client receives". A ws route in a group
 // with Log declines (DontUpgrade) and no HTTP route serves the path: the
@@ -393,19 +367,11 @@ func TestMiddlewareCornerUpgradeRateLimitPerAddressFamily(t *testing.T) {
 	r.Use(middleware.UpgradeRateLimit(0.001, 1))
 	router.WS(r, "/ws", counting(&decisions), who, router.WithAnyOrigin())
 	r.HandleFunc("GET /plain", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "plain") })
-	srv := &http.Server{Handler: r, ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)}
 	ln4, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln4)
-	go srv.Serve(ln6)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), guard)
-		defer cancel()
-		_, _ = r.Shutdown(ctx)
-		_ = srv.Shutdown(ctx)
-	})
+	serveOn(t, r, ln4, ln6)
 	up := func(addr string, extra string) (int, string) {
 		t.Helper()
 		resp, _, err := rawExchange(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\n"+upgradeHeaders+extra+"\r\n")

@@ -80,7 +80,7 @@ func TestAdvH2LogMarksAcceptedStreamUpgrade(t *testing.T) {
 	}
 	c.Close()
 
-	s := advH2Dial(t, h)
+	s, _ := h2pDial(t, h, "/ws")
 	defer s.CloseNow()
 	h2pEcho(t, s, "logged")
 	// Log writes its line when the chain returns, before the 200 goes out.
@@ -121,22 +121,12 @@ func TestAdvH2ConnectWithoutProtocolIsNoSocket(t *testing.T) {
 	if n := r.Connections(); n != 0 {
 		t.Fatalf("Connections() = %d after a plain CONNECT", n)
 	}
-	s := advH2Dial(t, h)
+	s, _ := h2pDial(t, h, "/ws")
 	defer s.CloseNow()
 	h2pEcho(t, s, "after the plain CONNECT")
 	if d := h.client.Dials(); d != 1 {
 		t.Fatalf("client dialed %d connections, want 1", d)
 	}
-}
-
-// advH2Dial opens a WebSocket over HTTP/2 to h's /ws.
-func advH2Dial(t *testing.T, h *h2pServer) *h2test.Socket {
-	t.Helper()
-	s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // advH2Shut is what a router's Shutdown returned.
@@ -331,7 +321,7 @@ func TestAdvH2ShutdownDeliversAcceptedMessagesBefore1001(t *testing.T) {
 		return nil
 	})
 	h := h2pServe(t, r, nil)
-	s := advH2Dial(t, h)
+	s, _ := h2pDial(t, h, "/ws")
 	defer s.CloseNow()
 	<-ready
 	shutc := advH2Shutdown(r, 10*time.Second)

@@ -63,15 +63,9 @@ func TestH2CornerUnreadStreamDoesNotStallOtherStreams(t *testing.T) {
 		srv.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: 256 << 10}
 	})
 
-	sink, _, err := h.client.Dial(context.Background(), h.base+"/sink", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sink, _ := h2pDial(t, h, "/sink")
 	defer sink.CloseNow()
-	other, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	other, _ := h2pDial(t, h, "/ws")
 	defer other.CloseNow()
 	h2pEcho(t, other, "before")
 
@@ -654,10 +648,7 @@ func TestH2CornerLargeMessagesInterleaveWhileOthersMisbehave(t *testing.T) {
 	router.WS(r, "/ws", nil, echo[struct{}])
 	h := h2pServe(t, r, nil)
 	dial := func() *h2test.Socket {
-		s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, _ := h2pDial(t, h, "/ws")
 		t.Cleanup(s.CloseNow)
 		return s
 	}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -28,20 +26,7 @@ import (
 // and returns its https base URL and a client trusting its certificate.
 func serveTLS(t *testing.T, r *router.Router) (string, *h2test.Client, *tls.Config) {
 	t.Helper()
-	cert, pool := h2test.Certificate(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetHTTP2(true)
-	srv := &http.Server{
-		Handler:   r,
-		Protocols: &protos,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		ErrorLog:  slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
-	}
+	srv, ln, pool := tlsServer(t, r)
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
 	client := h2test.NewClient(pool)
@@ -142,24 +127,8 @@ func openRoom(t *testing.T, c *h2test.Client, base, name string) *h2test.Socket 
 	if got := s.Response.Header.Get("Sec-WebSocket-Protocol"); got != "chat.v1" {
 		t.Fatalf("subprotocol %q, want chat.v1", got)
 	}
-	readText(t, s, name+" http2=true sub=chat.v1 user=ada")
+	h2pText(t, s, name+" http2=true sub=chat.v1 user=ada")
 	return s
-}
-
-func readText(t *testing.T, s *h2test.Socket, want string) {
-	t.Helper()
-	op, p, err := s.ReadMessage()
-	if err != nil || op != ws.OpText || string(p) != want {
-		t.Fatalf("got %v %q %v, want text %q", op, p, err, want)
-	}
-}
-
-func echoes(t *testing.T, s *h2test.Socket, text string) {
-	t.Helper()
-	if err := s.WriteText(text); err != nil {
-		t.Fatal(err)
-	}
-	readText(t, s, text)
 }
 
 func get(t *testing.T, c *h2test.Client, url string) string {
@@ -191,7 +160,7 @@ func TestHTTP2SocketsShareOneConnection(t *testing.T) {
 	}
 	c := openRoom(t, client, base, "c")
 	for _, s := range []*h2test.Socket{a, b, c, a} {
-		echoes(t, s, "ping "+strings.Repeat("🐦", 3))
+		h2pEcho(t, s, "ping "+strings.Repeat("🐦", 3))
 	}
 	if n := r.Connections(); n != 3 {
 		t.Fatalf("router counts %d connections, want 3", n)
@@ -209,19 +178,19 @@ func TestHTTP2SocketsShareOneConnection(t *testing.T) {
 	if err := a.AwaitEnd(); err != nil {
 		t.Fatalf("a's stream ended with %v", err)
 	}
-	echoes(t, b, "b still here")
-	echoes(t, c, "c still here")
+	h2pEcho(t, b, "b still here")
+	h2pEcho(t, c, "c still here")
 
 	// The client closes b; the server echoes its code.
 	if ce, err := b.Close(ws.StatusNormalClosure, "leaving"); err != nil || ce.Code != ws.StatusNormalClosure {
 		t.Fatalf("b close: %v %v", ce, err)
 	}
-	echoes(t, c, "c after b")
+	h2pEcho(t, c, "c after b")
 	if got := get(t, client, base+"/hello"); got != "hello over HTTP/2.0" {
 		t.Fatalf("GET after closes: %q", got)
 	}
 	d := openRoom(t, client, base, "d")
-	echoes(t, d, "a new stream on the same connection")
+	h2pEcho(t, d, "a new stream on the same connection")
 
 	if n := client.Dials(); n != 1 {
 		t.Fatalf("client dialed %d TLS connections, want 1", n)
@@ -309,7 +278,7 @@ func TestHTTP1BesideHTTP2(t *testing.T) {
 		t.Fatalf("HTTP/1.1 greeting %q %v", p, err)
 	}
 	s := openRoom(t, client, base, "h2")
-	echoes(t, s, "both at once")
+	h2pEcho(t, s, "both at once")
 	if err := c.WriteMessage(gorilla.TextMessage, []byte("h1 echo")); err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +326,7 @@ func TestHTTP2HandshakeReportedWhileServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.CloseNow()
-	echoes(t, s, "open")
+	h2pEcho(t, s, "open")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ups, h2 := obs.seen()
@@ -375,5 +344,5 @@ func TestHTTP2HandshakeReportedWhileServing(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	echoes(t, s, "still open after the report")
+	h2pEcho(t, s, "still open after the report")
 }

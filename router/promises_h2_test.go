@@ -13,8 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -51,20 +49,7 @@ type h2pServer struct {
 // server down at the same time, as docs/http2.md asks.
 func h2pServe(t *testing.T, r *router.Router, tune func(*http.Server)) *h2pServer {
 	t.Helper()
-	cert, pool := h2test.Certificate(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetHTTP2(true)
-	srv := &http.Server{
-		Handler:   r,
-		Protocols: &protos,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		ErrorLog:  slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
-	}
+	srv, ln, pool := tlsServer(t, r)
 	if tune != nil {
 		tune(srv)
 	}
@@ -129,23 +114,6 @@ func h2pReadClose(t *testing.T, s *h2test.Socket) (ws.StatusCode, string) {
 	}
 }
 
-// h2pText expects the next message on s to be the text want.
-func h2pText(t *testing.T, s *h2test.Socket, want string) {
-	t.Helper()
-	op, p, err := s.ReadMessage()
-	if err != nil || op != ws.OpText || string(p) != want {
-		t.Fatalf("got %v %q %v, want text %q", op, p, err, want)
-	}
-}
-
-func h2pEcho(t *testing.T, s *h2test.Socket, text string) {
-	t.Helper()
-	if err := s.WriteText(text); err != nil {
-		t.Fatal(err)
-	}
-	h2pText(t, s, text)
-}
-
 // http2.md "What Go 1.26 has" (how the request looks) and "How colibri
 // serves a stream": the CONNECT reaches middleware and decision as
 // documented, the query included; the handler's Request() is the CONNECT
@@ -186,10 +154,7 @@ func TestPromiseH2RequestAndResponseShape(t *testing.T) {
 			return in.Err()
 		})
 	h := h2pServe(t, r, nil)
-	s, resp, err := h.client.Dial(context.Background(), h.base+"/ws/who?username=ada&x=1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, resp := h2pDial(t, h, "/ws/who?username=ada&x=1")
 	defer s.CloseNow()
 	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
 		t.Errorf("answered %d over %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
@@ -262,10 +227,7 @@ func TestPromiseH2BadConnectsRefused(t *testing.T) {
 		t.Fatalf("the handler ran %d times for refused CONNECTs", n)
 	}
 	// The connection carries a good socket afterwards.
-	s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := h2pDial(t, h, "/ws")
 	defer s.CloseNow()
 	h2pEcho(t, s, "after the refusals")
 	if d := h.client.Dials(); d != 1 {
@@ -362,10 +324,7 @@ func TestPromiseH2ViolationEndsTheStream(t *testing.T) {
 	r := router.New(router.WithConfig(quiet))
 	router.WS(r, "/ws", nil, echo[struct{}])
 	h := h2pServe(t, r, nil)
-	s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := h2pDial(t, h, "/ws")
 	defer s.CloseNow()
 	// An unmasked client frame violates RFC 6455 §5.1. The server may end
 	// the stream before the whole frame is written, so the write's error
@@ -386,10 +345,7 @@ func TestPromiseH2ViolationEndsTheStream(t *testing.T) {
 		t.Fatal("the stream lingers after the 1002 without the peer's CLOSE")
 	}
 	// The connection is untouched.
-	s2, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2, _ := h2pDial(t, h, "/ws")
 	defer s2.CloseNow()
 	h2pEcho(t, s2, "still here")
 }
@@ -424,10 +380,7 @@ func TestPromiseH2DeclineIs403InClosureForm(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != http.StatusOK || body(t, resp) != "the page" {
 		t.Fatalf("declined HTTP/1.1 upgrade: %v, want the page", err)
 	}
-	s, _, err := h.client.Dial(context.Background(), h.base+"/other", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := h2pDial(t, h, "/other")
 	defer s.CloseNow()
 	h2pEcho(t, s, "closure form over HTTP/2")
 	if n := ran.Load(); n != 1 {
@@ -443,10 +396,7 @@ func TestPromiseH2ServerShutdownWaitsForSockets(t *testing.T) {
 	r := router.New(router.WithConfig(quiet))
 	router.WS(r, "/ws", nil, echo[struct{}])
 	h := h2pServe(t, r, nil)
-	s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := h2pDial(t, h, "/ws")
 	defer s.CloseNow()
 	h2pEcho(t, s, "open")
 	if n := r.Connections(); n != 1 {
@@ -455,7 +405,7 @@ func TestPromiseH2ServerShutdownWaitsForSockets(t *testing.T) {
 
 	// The server alone cannot finish: the stream stays open.
 	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	err = h.srv.Shutdown(short)
+	err := h.srv.Shutdown(short)
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("server Shutdown with a WebSocket stream open: %v, want it to wait (DeadlineExceeded)", err)
@@ -492,10 +442,7 @@ func TestPromiseH2ShutdownAlongside(t *testing.T) {
 	h := h2pServe(t, r, nil)
 	var socks []*h2test.Socket
 	for range 2 {
-		s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, _ := h2pDial(t, h, "/ws")
 		defer s.CloseNow()
 		h2pEcho(t, s, "open")
 		socks = append(socks, s)
@@ -528,10 +475,7 @@ func TestPromiseH2ServerTimeoutsSpareSockets(t *testing.T) {
 	r := router.New(router.WithConfig(quiet))
 	router.WS(r, "/ws", nil, echo[struct{}])
 	h := h2pServe(t, r, func(s *http.Server) { s.ReadTimeout, s.WriteTimeout = timeout, timeout })
-	s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := h2pDial(t, h, "/ws")
 	defer s.CloseNow()
 	h2pEcho(t, s, "before the timeouts")
 	// Not synchronisation: the point is to let both timeouts pass.

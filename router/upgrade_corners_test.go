@@ -139,10 +139,7 @@ func TestUpgradeCornerEarlyHintsDoNotCancelTheUpgrade(t *testing.T) {
 		r.Use(earlyHints)
 		router.WS(r, "/ws", nil, echo[struct{}])
 		h := h2pServe(t, r, nil)
-		s, _, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s, _ := h2pDial(t, h, "/ws")
 		defer s.CloseNow()
 		if err := s.WriteText("anyone there?"); err != nil {
 			t.Fatalf("write on the socket the 200 opened: %v", err)
@@ -329,10 +326,7 @@ func TestUpgradeCornerDecisionCannotOverrideHandshakeHeadersInAnySpelling(t *tes
 	}, echo[struct{}])
 	h := h2pServe(t, r, nil)
 
-	s, resp, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, resp := h2pDial(t, h, "/ws")
 	defer s.CloseNow()
 	if resp.Header.Get("X-Fine") != "yes" {
 		t.Errorf("HTTP/2: the decision's own header is missing: %v", resp.Header)
@@ -466,10 +460,7 @@ func TestUpgradeCornerWrapperWithoutUnwrapStillUpgrades(t *testing.T) {
 	}, echo[struct{}])
 	h := h2pServe(t, r, nil)
 
-	s, resp, err := h.client.Dial(context.Background(), h.base+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, resp := h2pDial(t, h, "/ws")
 	defer s.CloseNow()
 	if resp.Header.Get("X-Wrapped") != "yes" || resp.Header.Get("X-Room") != "lobby" {
 		t.Errorf("HTTP/2 200: %v", resp.Header)
