@@ -24,18 +24,6 @@ import (
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
-// advSizes answers every message with "<kind> <size>", uncompressed.
-func advSizes(limit int64) wsconn.Handler[struct{}] {
-	return func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
-		for m := range in.Messages(limit) {
-			if err := out.WriteText(ctx, fmt.Sprintf("%v %d", m.Kind, len(m.Payload)), wsconn.Uncompressed); err != nil {
-				return err
-			}
-		}
-		return in.Err()
-	}
-}
-
 // TestAdvDeflateIncompressibleMessageWithinLimit: config.go says
 // MaxMessageSize "is the largest message payload, in bytes, that
 // Inbound.Messages assembles", and inbound.go that a message "larger than
@@ -47,7 +35,7 @@ func advSizes(limit int64) wsconn.Handler[struct{}] {
 func TestAdvDeflateIncompressibleMessageWithinLimit(t *testing.T) {
 	const limit = 4096
 	url := cmpServe(t,
-		cmpRoute{path: "/messages", cfg: cmpOn(wsconn.Compression{}), h: advSizes(limit)},
+		cmpRoute{path: "/messages", cfg: cmpOn(wsconn.Compression{}), h: sizesUnder(limit)},
 		cmpRoute{path: "/frames", cfg: wsconn.Config{MaxMessageSize: limit, Compression: wsconn.Compression{Enabled: true}},
 			h: func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
 				for f := range in.Frames() {
@@ -96,7 +84,7 @@ func TestAdvDeflateIncompressibleMessageWithinLimit(t *testing.T) {
 // valid DEFLATE and closes with 1007. The connection stays healthy after
 // the valid ones.
 func TestAdvDeflateEmptyAndDegenerateMessages(t *testing.T) {
-	url := cmpServe(t, cmpRoute{path: "/", cfg: cmpOn(wsconn.Compression{}), h: advSizes(0)})
+	url := cmpServe(t, cmpRoute{path: "/", cfg: cmpOn(wsconn.Compression{}), h: sizesUnder(0)})
 	text := []byte(strings.Repeat("degenerate but valid; ", 30))
 	withTail := func(p []byte) []byte {
 		var b bytes.Buffer
@@ -173,7 +161,7 @@ func TestAdvDeflateNewMessageInsideCompressedOne(t *testing.T) {
 		return in.Err()
 	}
 	url := cmpServe(t,
-		cmpRoute{path: "/messages", cfg: cmpOn(wsconn.Compression{}), h: advSizes(0)},
+		cmpRoute{path: "/messages", cfg: cmpOn(wsconn.Compression{}), h: sizesUnder(0)},
 		cmpRoute{path: "/frames", cfg: cmpOn(wsconn.Compression{}), h: frameLoop})
 	z := cmpCompress([]byte(strings.Repeat("open message ", 50)))
 	tests := []struct {
@@ -214,7 +202,7 @@ func TestAdvDeflateBombBoundedInEveryLoop(t *testing.T) {
 	const limit = 1 << 20
 	url := cmpServe(t,
 		cmpRoute{path: "/frames", cfg: wsconn.Config{MaxMessageSize: limit, CloseTimeout: 500 * time.Millisecond, Compression: wsconn.Compression{Enabled: true}}, h: frameLoop},
-		cmpRoute{path: "/takeover", cfg: wsconn.Config{MaxMessageSize: limit, CloseTimeout: 500 * time.Millisecond, Compression: wsconn.Compression{Enabled: true, ContextTakeover: true}}, h: advSizes(0)})
+		cmpRoute{path: "/takeover", cfg: wsconn.Config{MaxMessageSize: limit, CloseTimeout: 500 * time.Millisecond, Compression: wsconn.Compression{Enabled: true, ContextTakeover: true}}, h: sizesUnder(0)})
 	var b bytes.Buffer
 	fw, _ := flate.NewWriter(&b, flate.BestCompression)
 	zero := make([]byte, 1<<20)
@@ -246,12 +234,8 @@ func TestAdvDeflateBombBoundedInEveryLoop(t *testing.T) {
 				op, rsv := frames.OpBinary, frames.Rsv1
 				for z := bomb; ; {
 					n := min(len(z), 8<<10)
-					h := frames.Header{Op: op, Fin: n == len(z), Rsv: rsv, Masked: true, Length: int64(n)}
-					var hb [frames.MaxHeaderSize]byte
-					k := frames.PutHeader(hb[:], h)
-					p := append(hb[:k:k], z[:n]...)
-					frames.Mask(p[k:], h.Mask, 0)
-					if _, err := c.nc.Write(p); err != nil || n == len(z) {
+					h := frames.Header{Op: op, Fin: n == len(z), Rsv: rsv}
+					if _, err := c.nc.Write(maskedFrame(h, z[:n])); err != nil || n == len(z) {
 						return
 					}
 					z, op, rsv = z[n:], frames.OpContinuation, 0
@@ -299,26 +283,7 @@ func TestAdvDeflateWriterHonoursWindowBits(t *testing.T) {
 		for _, bits := range []int{8, 9, 12} {
 			t.Run(fmt.Sprint(path, " ", bits), func(t *testing.T) {
 				c := cmpDial(t, url+path, fmt.Sprintf("permessage-deflate; server_max_window_bits=%d", bits))
-				var hist []byte
-				maxDist := 0
-				for i, m := range msgs {
-					h, p := c.readMessage()
-					if h.Rsv != frames.Rsv1 {
-						t.Fatalf("message %d not compressed", i)
-					}
-					if path == "/reset" {
-						hist = nil
-					}
-					out, d, err := cmpInflateDist(append(p, cmpTail...), hist)
-					if err != nil {
-						t.Fatalf("message %d: %v", i, err)
-					}
-					if !bytes.Equal(out[len(hist):], m) {
-						t.Fatalf("message %d inflates to %d bytes, want %d", i, len(out)-len(hist), len(m))
-					}
-					hist = out
-					maxDist = max(maxDist, d)
-				}
+				maxDist := cmpReadWindowed(t, c, msgs, path == "/takeover")
 				if maxDist > 1<<bits {
 					t.Errorf("a back reference %d bytes back with a %d-byte window", maxDist, 1<<bits)
 				}
@@ -350,13 +315,7 @@ func TestAdvDeflateEmptyStreamedMessage(t *testing.T) {
 					}
 					return cmpDrain(in)
 				}})
-			d := gorilla.Dialer{EnableCompression: true, HandshakeTimeout: 5 * time.Second}
-			c, _, err := d.Dial(url+"/", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			c := dialGorillaDeflate(t, url+"/")
 			for i, want := range []string{"", "", strings.Repeat("after the empty ones ", 30)} {
 				typ, r, err := c.NextReader()
 				if err != nil || typ != gorilla.TextMessage {
@@ -380,7 +339,7 @@ func TestAdvDeflateEmptyStreamedMessage(t *testing.T) {
 // ContextTakeover on exchange 200 similar messages in both directions;
 // every one arrives intact (the windows stay in step).
 func TestAdvDeflateContextTakeoverAcrossManyMessages(t *testing.T) {
-	url := cmpServe(t, cmpRoute{path: "/", cfg: cmpOn(wsconn.Compression{ContextTakeover: true, Threshold: 1}), h: cmpEcho})
+	url := cmpServe(t, cmpRoute{path: "/", cfg: cmpOn(wsconn.Compression{ContextTakeover: true, Threshold: 1}), h: echo})
 	c := cmpDial(t, url+"/", "permessage-deflate")
 	d := newCmpDeflater()
 	var hist []byte

@@ -31,12 +31,7 @@ var peerAdvHugeHeader = []byte{0x82, 0xFF, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0
 // peerAdvMasked encodes one masked frame, for tests that send several frames
 // in one write.
 func peerAdvMasked(op frames.Opcode, fin bool, payload []byte) []byte {
-	h := frames.Header{Op: op, Fin: fin, Masked: true, Mask: [4]byte{9, 8, 7, 6}, Length: int64(len(payload))}
-	var hb [frames.MaxHeaderSize]byte
-	n := frames.PutHeader(hb[:], h)
-	p := append([]byte(nil), payload...)
-	frames.Mask(p, h.Mask, 0)
-	return append(hb[:n:n], p...)
+	return maskedFrame(frames.Header{Op: op, Fin: fin, Mask: [4]byte{9, 8, 7, 6}}, payload)
 }
 
 // peerAdvCollect is a handler that waits for start (unless nil), then ranges
@@ -462,23 +457,8 @@ func TestPeerAdvChattyPeerCutAfterCloseTimeout(t *testing.T) {
 	c.expectClose(1000)
 	start := time.Now()
 	stop := make(chan struct{})
-	chatted := make(chan struct{})
-	go func() {
-		defer close(chatted)
-		batch := append(peerAdvMasked(frames.OpPing, true, []byte("still here")), peerAdvMasked(frames.OpBinary, true, []byte("data"))...)
-		tick := time.NewTicker(5 * time.Millisecond) // pacing, not synchronisation
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if _, err := c.nc.Write(batch); err != nil {
-					return
-				}
-			}
-		}
-	}()
+	batch := append(peerAdvMasked(frames.OpPing, true, []byte("still here")), peerAdvMasked(frames.OpBinary, true, []byte("data"))...)
+	chatted := c.writeEvery(5*time.Millisecond, batch, stop) // pacing, not synchronisation
 	_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	rest, err := io.ReadAll(c.br)
 	close(stop)
@@ -707,8 +687,7 @@ func TestPeerAdvFramesInTheHandshakePacket(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	b := []byte("GET / HTTP/1.1\r\nHost: " + host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	b := []byte(upgradeRequest(host, "", "dGhlIHNhbXBsZSBub25jZQ==", nil))
 	const n = 40
 	for i := range n {
 		b = append(b, peerAdvMasked(frames.OpText, true, []byte(strings.Repeat(string(rune('a'+i%26)), i+1)))...)

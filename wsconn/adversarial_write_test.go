@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -65,25 +64,10 @@ type wadvWire struct {
 	body      []byte
 }
 
+// frame reads the server's next frame, waiting at most 10 s.
 func (w *wadvWire) frame() (frames.Header, []byte, error) {
 	_ = w.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	hb, err := w.br.Peek(2)
-	if err != nil {
-		return frames.Header{}, nil, err
-	}
-	hb = make([]byte, frames.HeaderSize(hb[0], hb[1]))
-	if _, err := io.ReadFull(w.br, hb); err != nil {
-		return frames.Header{}, nil, err
-	}
-	h, err := frames.ParseHeader(hb)
-	if err != nil {
-		return h, nil, err
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(w.br, p); err != nil {
-		return h, nil, err
-	}
-	return h, p, nil
+	return readFrame(w.br)
 }
 
 // next returns the next message or control frame; it fails the test on
@@ -165,14 +149,10 @@ func (w *wadvWire) next() wadvEvent {
 
 // send sends a masked frame from the peer.
 func (w *wadvWire) send(op frames.Opcode, payload []byte) {
-	h := frames.Header{Op: op, Fin: true, Masked: true, Length: int64(len(payload))}
+	h := frames.Header{Op: op, Fin: true}
 	_, _ = rand.Read(h.Mask[:])
-	var hb [frames.MaxHeaderSize]byte
-	n := frames.PutHeader(hb[:], h)
-	p := append([]byte(nil), payload...)
-	frames.Mask(p, h.Mask, 0)
 	_ = w.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := w.nc.Write(append(hb[:n:n], p...)); err != nil {
+	if _, err := w.nc.Write(maskedFrame(h, payload)); err != nil {
 		w.t.Errorf("peer write: %v", err)
 	}
 }
@@ -182,35 +162,15 @@ func (w *wadvWire) send(op frames.Opcode, payload []byte) {
 // holds the server's writes back soon.
 func wadvDial(t *testing.T, url, ext string, small bool) (*wadvWire, *http.Response) {
 	t.Helper()
-	host := strings.TrimPrefix(url, "ws://")
-	d := net.Dialer{}
+	d := &net.Dialer{}
 	if small {
-		d.Control = func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-			})
-			return errors.Join(err, serr)
-		}
+		d = smallBufferDialer()
 	}
-	nc, err := d.Dial("tcp", host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	extLine := ""
+	var extra http.Header
 	if ext != "" {
-		extLine = "Sec-WebSocket-Extensions: " + ext + "\r\n"
+		extra = http.Header{"Sec-WebSocket-Extensions": {ext}}
 	}
-	fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n%s\r\n", host, base64.StdEncoding.EncodeToString(key[:]), extLine)
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, resp := handshakeRawWith(t, d, url, extra)
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("handshake: status %d", resp.StatusCode)
 	}
@@ -218,7 +178,7 @@ func wadvDial(t *testing.T, url, ext string, small bool) (*wadvWire, *http.Respo
 	if (ext != "") != on {
 		t.Fatalf("offered %q, answer %q", ext, resp.Header.Get("Sec-WebSocket-Extensions"))
 	}
-	return &wadvWire{t: t, br: br, nc: nc, deflate: on,
+	return &wadvWire{t: t, br: c.br, nc: c.nc, deflate: on,
 		takeover: on && !strings.Contains(resp.Header.Get("Sec-WebSocket-Extensions"), "server_no_context_takeover")}, resp
 }
 

@@ -66,10 +66,7 @@ func benchEcho(b *testing.B, size int, h handlerFunc) {
 	c := dialRaw(b, url)
 	payload := make([]byte, size)
 	mask := [4]byte{1, 2, 3, 4}
-	var hb [frames.MaxHeaderSize]byte
-	n := frames.PutHeader(hb[:], frames.Header{Op: frames.OpBinary, Fin: true, Masked: true, Mask: mask, Length: int64(size)})
-	wire := append(hb[:n:n], payload...)
-	frames.Mask(wire[n:], mask, 0)
+	wire := maskedFrame(frames.Header{Op: frames.OpBinary, Fin: true, Mask: mask}, payload)
 	reply := make([]byte, size)
 	br := bufio.NewReaderSize(c.br, 64<<10)
 	var rh [frames.MaxHeaderSize]byte
@@ -122,15 +119,12 @@ func BenchmarkEchoCompressed(b *testing.B) {
 			fw.Flush()
 			body := z.Bytes()[:z.Len()-4]
 			mask := [4]byte{9, 8, 7, 6}
-			var hb [frames.MaxHeaderSize]byte
-			n := frames.PutHeader(hb[:], frames.Header{Op: frames.OpText, Fin: true, Rsv: frames.Rsv1, Masked: true, Mask: mask, Length: int64(len(body))})
-			wire := append(hb[:n:n], body...)
-			frames.Mask(wire[n:], mask, 0)
+			wire := maskedFrame(frames.Header{Op: frames.OpText, Fin: true, Rsv: frames.Rsv1, Mask: mask}, body)
 			if tc.comp.ContextTakeover {
 				// A client that keeps its window cannot resend the same
 				// compressed bytes; it sends plain text, and the server
 				// compresses its replies with its kept window.
-				wire = rawTextFrame(sample, mask)
+				wire = maskedFrame(frames.Header{Op: frames.OpText, Fin: true, Mask: mask}, sample)
 			}
 			br := bufio.NewReaderSize(c.br, 64<<10)
 			var rh [frames.MaxHeaderSize]byte
@@ -158,14 +152,6 @@ func BenchmarkEchoCompressed(b *testing.B) {
 			b.ReportMetric(float64(len(sample))/float64(len(reply)), "ratio")
 		})
 	}
-}
-
-func rawTextFrame(p []byte, mask [4]byte) []byte {
-	var hb [frames.MaxHeaderSize]byte
-	n := frames.PutHeader(hb[:], frames.Header{Op: frames.OpText, Fin: true, Masked: true, Mask: mask, Length: int64(len(p))})
-	wire := append(hb[:n:n], p...)
-	frames.Mask(wire[n:], mask, 0)
-	return wire
 }
 
 // BenchmarkCompressionRatio reports how much the JSON chat sample in
@@ -210,7 +196,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 			if tc.ext != "" {
 				h = http.Header{"Sec-WebSocket-Extensions": {tc.ext}}
 			}
-			payload := rawTextFrame(jsonSample(b), [4]byte{1, 2, 3, 4})
+			payload := maskedFrame(frames.Header{Op: frames.OpText, Fin: true, Mask: [4]byte{1, 2, 3, 4}}, jsonSample(b))
 			clients := make([]*rawClient, conns)
 			var before, after runtime.MemStats
 			runtime.GC()

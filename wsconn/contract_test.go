@@ -21,7 +21,6 @@ import (
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/frames"
-	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/messages"
@@ -457,17 +456,11 @@ func TestReadAheadIsBounded(t *testing.T) {
 // closed with the group's code, as every other connection is.
 func TestJoiningDuringShutdownGetsTheShutdownCode(t *testing.T) {
 	g := &group.Group{ShutdownCode: frames.CloseServiceRestart}
-	cfg := &wsconn.Config{Logger: slog.New(slog.DiscardHandler)}
+	cfg := &wsconn.Config{Logger: quietLogger}
 	shut := make(chan error, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, err := g.Enter(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		u, err := handshake.Accept(w, r, nil)
-		if err != nil {
-			group.Leave(ctx)
+		ctx, u, ok := enterAndAccept(g, w, r, nil)
+		if !ok {
 			return
 		}
 		go func() {

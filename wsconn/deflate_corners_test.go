@@ -34,19 +34,6 @@ import (
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
-// sizesUnder answers every message read with Messages(limit) with
-// "<kind> <size>", uncompressed.
-func sizesUnder(limit int64) wsconn.Handler[struct{}] {
-	return func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
-		for m := range in.Messages(limit) {
-			if err := out.WriteText(ctx, fmt.Sprintf("%v %d", m.Kind, len(m.Payload)), wsconn.Uncompressed); err != nil {
-				return err
-			}
-		}
-		return in.Err()
-	}
-}
-
 // readAnswer reads the next data message; a CLOSE instead fails the
 // test with its code.
 func readAnswer(t *testing.T, c *cmpRaw) (frames.Header, []byte) {
@@ -93,13 +80,7 @@ func TestDeflateTinyLimitAcceptsMessagesWithinIt(t *testing.T) {
 		}
 	})
 	t.Run("gorilla", func(t *testing.T) {
-		d := gorilla.Dialer{EnableCompression: true, HandshakeTimeout: 5 * time.Second}
-		c, _, err := d.Dial(url+"/", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c := dialGorillaDeflate(t, url+"/")
 		if err := c.WriteMessage(gorilla.TextMessage, []byte("ping")); err != nil {
 			t.Fatal(err)
 		}
@@ -335,7 +316,7 @@ func TestDeflateCloseBetweenCompressedFragments(t *testing.T) {
 			c.send(frames.OpText, false, frames.Rsv1, z[:500])
 			c.send(frames.OpClose, true, 0, closePayload(4321, "bye"))
 			c.expectClose(4321)
-			r := cmpWait(t, results)
+			r := waitFor(t, results, "the handler")
 			yielded := 0
 			if loop == "readers" {
 				yielded = 1 // the reader of the unfinished message
@@ -652,8 +633,8 @@ func TestDeflateCoderTakeoverMixedSizes(t *testing.T) {
 // on (which gorilla declines) and off.
 func TestDeflateGorillaFragmentsWithPings(t *testing.T) {
 	url := cmpServe(t,
-		cmpRoute{path: "/takeover", cfg: cmpOn(wsconn.Compression{ContextTakeover: true}), h: cmpEcho},
-		cmpRoute{path: "/reset", cfg: cmpOn(wsconn.Compression{}), h: cmpEcho})
+		cmpRoute{path: "/takeover", cfg: cmpOn(wsconn.Compression{ContextTakeover: true}), h: echo},
+		cmpRoute{path: "/reset", cfg: cmpOn(wsconn.Compression{}), h: echo})
 	for _, path := range []string{"/takeover", "/reset"} {
 		t.Run(path, func(t *testing.T) {
 			d := gorilla.Dialer{EnableCompression: true, HandshakeTimeout: 5 * time.Second, WriteBufferSize: 512}
@@ -717,7 +698,7 @@ func TestDeflatePreparedFraming(t *testing.T) {
 		shared bool
 	}{{"/l1", true}, {"/l9", false}, {"/takeover", false}} {
 		c := cmpDial(t, url+tc.path, "permessage-deflate")
-		out := cmpWait(t, outs)
+		out := waitFor(t, outs, "the handler")
 		if err := out.WritePrepared(context.Background(), p); err != nil {
 			t.Fatal(err)
 		}
@@ -847,7 +828,7 @@ func TestDeflateStatsCountWireBytes(t *testing.T) {
 			msgs++
 		}
 	}
-	st := cmpWait(t, stats)
+	st := waitFor(t, stats, "the handler")
 	want := wsconn.Stats{MessagesIn: 4, MessagesOut: 8, BytesIn: sent, BytesOut: received}
 	if st != want {
 		t.Fatalf("Stats %+v, want %+v", st, want)
@@ -928,20 +909,8 @@ func dcRawServer(t *testing.T, answer string, serve func(nc net.Conn, br *bufio.
 
 // dcReadClientFrame reads one masked frame and unmasks it.
 func dcReadClientFrame(br *bufio.Reader) (frames.Header, []byte, error) {
-	hb := make([]byte, 2, frames.MaxHeaderSize)
-	if _, err := io.ReadFull(br, hb); err != nil {
-		return frames.Header{}, nil, err
-	}
-	hb = hb[:frames.HeaderSize(hb[0], hb[1])]
-	if _, err := io.ReadFull(br, hb[2:]); err != nil {
-		return frames.Header{}, nil, err
-	}
-	h, err := frames.ParseHeader(hb)
+	h, p, err := readFrame(br)
 	if err != nil {
-		return h, nil, err
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(br, p); err != nil {
 		return h, nil, err
 	}
 	frames.Mask(p, h.Mask, 0)
@@ -992,7 +961,7 @@ func TestDeflateClientKeepsItsNoTakeoverHint(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	ps := cmpWait(t, got)
+	ps := waitFor(t, got, "the handler")
 	if len(ps) != 2 {
 		t.Fatalf("the server got %d messages, want 2", len(ps))
 	}

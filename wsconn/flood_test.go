@@ -3,17 +3,11 @@ package wsconn_test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"runtime"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -104,58 +98,15 @@ func TestPingFloodCoalescesPongs(t *testing.T) {
 	}
 }
 
-// readServerFrame reads one unmasked frame.
-func readServerFrame(t *testing.T, br *bufio.Reader) (frames.Header, []byte) {
-	t.Helper()
-	hb, err := br.Peek(2)
-	if err != nil {
-		t.Fatalf("read header: %v", err)
-	}
-	hb = make([]byte, frames.HeaderSize(hb[0], hb[1]))
-	if _, err := io.ReadFull(br, hb); err != nil {
-		t.Fatalf("read header: %v", err)
-	}
-	h, err := frames.ParseHeader(hb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(br, p); err != nil {
-		t.Fatalf("read payload: %v", err)
-	}
-	return h, p
-}
-
 // dialRawSmall is dialRaw with small socket buffers on the client, so that
 // a client that stops reading makes the server's writes wait sooner.
 func dialRawSmall(t *testing.T, url string) *rawClient {
 	t.Helper()
-	host := strings.TrimPrefix(url, "ws://")
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return errors.Join(err, serr)
-	}}
-	nc, err := d.Dial("tcp", host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n", host, base64.StdEncoding.EncodeToString(key[:]))
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, resp := handshakeRawWith(t, smallBufferDialer(), url, nil)
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("handshake: status %d", resp.StatusCode)
 	}
-	return &rawClient{t: t, nc: nc, br: br}
+	return c
 }
 
 // A peer that floods PINGs and never reads the PONGs fills the socket;
@@ -207,22 +158,7 @@ func TestSlowFrameDripClosedByIdleTimeout(t *testing.T) {
 	start := time.Now()
 	c.write([]byte{0x82, 0xFE, 0x10, 0x00, 0, 0, 0, 0}) // binary, 4096 bytes announced
 	stop := make(chan struct{})
-	dripped := make(chan struct{})
-	go func() {
-		defer close(dripped)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if _, err := c.nc.Write([]byte{'x'}); err != nil {
-					return
-				}
-			}
-		}
-	}()
+	dripped := c.writeEvery(20*time.Millisecond, []byte{'x'}, stop)
 	reason := c.expectClose(frames.CloseGoingAway)
 	close(stop)
 	<-dripped

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -55,8 +54,6 @@ func (m inboundMode) limit() int64 {
 	}
 	return 64 << 10
 }
-
-var quietLogger = slog.New(slog.DiscardHandler)
 
 // inboundDeadline bounds one FuzzInbound run. Nothing in it may wait for a
 // timer: the client shuts its side at once, so the server sees EOF, and

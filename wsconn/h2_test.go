@@ -58,17 +58,9 @@ func h2ServerGroup(t *testing.T, g *group.Group, cfg wsconn.Config, opts *handsh
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		ctx, err := g.Enter(r.Context())
-		if err == nil {
-			u, err := handshake.Accept(w, r, opts)
-			if err != nil {
-				group.Leave(ctx)
-				return
-			}
+		if ctx, u, ok := enterAndAccept(g, w, r, opts); ok {
 			_ = wsconn.Serve(ctx, u, struct{}{}, handler, &cfg)
-			return
 		}
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	})
 	mux.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello over %s", r.Proto)

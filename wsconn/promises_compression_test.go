@@ -71,33 +71,11 @@ func cmpOn(c wsconn.Compression) wsconn.Config {
 	return wsconn.Config{Compression: c}
 }
 
-// cmpEcho sends every message back as it came.
-func cmpEcho(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
-	for m := range in.Messages(0) {
-		if err := out.WriteMessage(ctx, m); err != nil {
-			return err
-		}
-	}
-	return in.Err()
-}
-
 // cmpDrain reads until the peer closes.
 func cmpDrain(in *wsconn.Inbound) error {
 	for range in.Messages(0) {
 	}
 	return in.Err()
-}
-
-// cmpWait returns what c delivers, failing after a generous bound.
-func cmpWait[V any](t *testing.T, c <-chan V) V {
-	t.Helper()
-	select {
-	case v := <-c:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatal("timed out waiting for the handler")
-		panic("unreachable")
-	}
 }
 
 // ---- raw client ----
@@ -275,8 +253,8 @@ func cmpNorm(s string) string {
 // is not answered, and RSV1 is then a protocol error (1002).
 func TestPromiseCompressionOffByDefault(t *testing.T) {
 	url := cmpServe(t,
-		cmpRoute{path: "/zero", h: cmpEcho},
-		cmpRoute{path: "/disabled", cfg: wsconn.Config{Compression: wsconn.Compression{Level: 9, ContextTakeover: true}}, h: cmpEcho})
+		cmpRoute{path: "/zero", h: echo},
+		cmpRoute{path: "/disabled", cfg: wsconn.Config{Compression: wsconn.Compression{Level: 9, ContextTakeover: true}}, h: echo})
 	for _, path := range []string{"/zero", "/disabled"} {
 		t.Run(path, func(t *testing.T) {
 			c := cmpDial(t, url+path, "permessage-deflate; client_max_window_bits")
@@ -295,8 +273,8 @@ func TestPromiseCompressionOffByDefault(t *testing.T) {
 // compressed message each way.
 func TestPromiseCompressionNegotiation(t *testing.T) {
 	url := cmpServe(t,
-		cmpRoute{path: "/reset", cfg: cmpOn(wsconn.Compression{}), h: cmpEcho},
-		cmpRoute{path: "/takeover", cfg: cmpOn(wsconn.Compression{ContextTakeover: true}), h: cmpEcho})
+		cmpRoute{path: "/reset", cfg: cmpOn(wsconn.Compression{}), h: echo},
+		cmpRoute{path: "/takeover", cfg: cmpOn(wsconn.Compression{ContextTakeover: true}), h: echo})
 	const both = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 	tests := []struct {
 		path   string
@@ -760,26 +738,7 @@ func TestPromiseCompressionWindowBits(t *testing.T) {
 		for bits := 8; bits <= 15; bits++ {
 			t.Run(fmt.Sprint(path, " ", bits), func(t *testing.T) {
 				c := cmpDial(t, url+path, fmt.Sprintf("permessage-deflate; server_max_window_bits=%d", bits))
-				var hist []byte
-				maxDist := 0
-				for i, m := range msgs {
-					h, p := c.readMessage()
-					if h.Rsv != frames.Rsv1 {
-						t.Fatalf("message %d not compressed", i)
-					}
-					if path == "/reset" {
-						hist = nil
-					}
-					out, d, err := cmpInflateDist(append(p, cmpTail...), hist)
-					if err != nil {
-						t.Fatalf("message %d: %v", i, err)
-					}
-					if !bytes.Equal(out[len(hist):], m) {
-						t.Fatalf("message %d inflates to %d bytes", i, len(out)-len(hist))
-					}
-					hist = out
-					maxDist = max(maxDist, d)
-				}
+				maxDist := cmpReadWindowed(t, c, msgs, path == "/takeover")
 				if maxDist > 1<<bits {
 					t.Errorf("a back reference %d bytes back with a %d-byte window", maxDist, 1<<bits)
 				}
@@ -790,6 +749,34 @@ func TestPromiseCompressionWindowBits(t *testing.T) {
 			})
 		}
 	}
+}
+
+// cmpReadWindowed reads msgs back from c, each compressed, inflating
+// each after the ones before when takeover is set, and returns the longest
+// back reference the server made.
+func cmpReadWindowed(t *testing.T, c *cmpRaw, msgs [][]byte, takeover bool) int {
+	t.Helper()
+	var hist []byte
+	maxDist := 0
+	for i, m := range msgs {
+		h, p := c.readMessage()
+		if h.Rsv != frames.Rsv1 {
+			t.Fatalf("message %d not compressed", i)
+		}
+		if !takeover {
+			hist = nil
+		}
+		out, d, err := cmpInflateDist(append(p, cmpTail...), hist)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if !bytes.Equal(out[len(hist):], m) {
+			t.Fatalf("message %d inflates to %d bytes, want %d", i, len(out)-len(hist), len(m))
+		}
+		hist = out
+		maxDist = max(maxDist, d)
+	}
+	return maxDist
 }
 
 // cmpTempting returns letters in 64-byte chunks, many of them copies of
@@ -910,7 +897,7 @@ func TestPromiseCompressionInboundLimits(t *testing.T) {
 func TestPromiseCompressionInboundViolations(t *testing.T) {
 	cfg := cmpOn(wsconn.Compression{})
 	url := cmpServe(t,
-		cmpRoute{path: "/messages", cfg: cfg, h: cmpEcho},
+		cmpRoute{path: "/messages", cfg: cfg, h: echo},
 		cmpRoute{path: "/frames", cfg: cfg, h: func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
 			for range in.Frames() {
 			}
@@ -1003,7 +990,7 @@ func TestPromiseCompressionPrepared(t *testing.T) {
 			offers = append(offers, cc.offer)
 		}
 		clients = append(clients, cmpDial(t, url+cc.path, offers...))
-		out := cmpWait(t, outs)
+		out := waitFor(t, outs, "the handler")
 		if err := out.WritePrepared(ctx, pBig); err != nil {
 			t.Fatal(err)
 		}
@@ -1059,8 +1046,8 @@ func TestPromiseCompressionPrepared(t *testing.T) {
 // with messages under and over the threshold and streamed ones.
 func TestPromiseCompressionWithOtherClients(t *testing.T) {
 	url := cmpServe(t,
-		cmpRoute{path: "/reset", cfg: wsconn.Config{FragmentSize: 777, Compression: wsconn.Compression{Enabled: true, Level: 6}}, h: cmpEcho},
-		cmpRoute{path: "/takeover", cfg: cmpOn(wsconn.Compression{ContextTakeover: true, Threshold: 1}), h: cmpEcho})
+		cmpRoute{path: "/reset", cfg: wsconn.Config{FragmentSize: 777, Compression: wsconn.Compression{Enabled: true, Level: 6}}, h: echo},
+		cmpRoute{path: "/takeover", cfg: cmpOn(wsconn.Compression{ContextTakeover: true, Threshold: 1}), h: echo})
 	msgs := [][]byte{[]byte("tiny"), cmpLetters(10, 255), cmpLetters(10, 256), cmpTempting(11, 50000), cmpTempting(11, 50000)}
 	for _, path := range []string{"/reset", "/takeover"} {
 		t.Run("gorilla "+path, func(t *testing.T) {

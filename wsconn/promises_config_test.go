@@ -13,8 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"strings"
@@ -23,14 +21,10 @@ import (
 	"time"
 
 	"github.com/colibri-ws/colibri/frames"
-	"github.com/colibri-ws/colibri/handshake"
-	"github.com/colibri-ws/colibri/internal/group"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsconn"
 	"github.com/colibri-ws/colibri/wstest"
 )
-
-var cfgpQuiet = slog.New(slog.DiscardHandler)
 
 // cfgpDeadline is a deadline colibri set on its transport, with the time
 // it left when it was set (negative for the wake-up deadlines in the past,
@@ -152,44 +146,19 @@ func (c *cfgpConn) firstDeadline(t *testing.T, write bool) time.Duration {
 // shut down at the end of the test.
 func cfgpServe(t *testing.T, cfg *wsconn.Config, handler handlerFunc) (string, <-chan *cfgpConn) {
 	t.Helper()
-	g := &group.Group{}
 	conns := make(chan *cfgpConn, 8)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, err := g.Enter(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		u, err := handshake.Accept(w, r, nil)
-		if err != nil {
-			group.Leave(ctx)
-			return
-		}
+	url, _ := serveGroup(t, cfg, handler, nil, func(u *wsconn.Upgraded) {
 		wc := &cfgpConn{Conn: u.Conn, noted: make(chan struct{}, 1)}
 		u.Conn = wc
 		conns <- wc
-		go wsconn.Serve(ctx, u, struct{}{}, handler, cfg)
-	}))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := g.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		srv.Close()
 	})
-	return "ws" + strings.TrimPrefix(srv.URL, "http"), conns
+	return url, conns
 }
 
+// cfgpConnOf returns the transport of the connection served next.
 func cfgpConnOf(t *testing.T, conns <-chan *cfgpConn) *cfgpConn {
 	t.Helper()
-	select {
-	case c := <-conns:
-		return c
-	case <-time.After(5 * time.Second):
-		t.Fatal("no connection served")
-		return nil
-	}
+	return waitWithin(t, conns, 5*time.Second, "a connection to be served")
 }
 
 // cfgpMarked is echo plus a task that writes each text the test sends on
@@ -252,7 +221,7 @@ func TestPromiseKeepAliveDefaults(t *testing.T) {
 	t.Run("zero config", func(t *testing.T) {
 		clk := wstest.NewClock()
 		mark := make(chan string)
-		url, _ := cfgpServe(t, &wsconn.Config{Clock: clk, Logger: cfgpQuiet}, cfgpMarked(mark))
+		url, _ := cfgpServe(t, &wsconn.Config{Clock: clk, Logger: quietLogger}, cfgpMarked(mark))
 		c := dialRaw(t, url)
 		cfgpEchoed(t, c, "started") // the handler runs: the timer is armed
 
@@ -271,7 +240,7 @@ func TestPromiseKeepAliveDefaults(t *testing.T) {
 	t.Run("negative PingInterval", func(t *testing.T) {
 		clk := wstest.NewClock()
 		mark := make(chan string)
-		url, _ := cfgpServe(t, &wsconn.Config{Clock: clk, Logger: cfgpQuiet, PingInterval: -1}, cfgpMarked(mark))
+		url, _ := cfgpServe(t, &wsconn.Config{Clock: clk, Logger: quietLogger, PingInterval: -1}, cfgpMarked(mark))
 		c := dialRaw(t, url)
 		cfgpEchoed(t, c, "started")
 		clk.Advance(24 * time.Hour)
@@ -289,7 +258,7 @@ func TestPromiseIdleTimeout(t *testing.T) {
 		t.Run("none for "+idle.String(), func(t *testing.T) {
 			clk := wstest.NewClock()
 			mark := make(chan string)
-			url, _ := cfgpServe(t, &wsconn.Config{Clock: clk, Logger: cfgpQuiet, IdleTimeout: idle}, cfgpMarked(mark))
+			url, _ := cfgpServe(t, &wsconn.Config{Clock: clk, Logger: quietLogger, IdleTimeout: idle}, cfgpMarked(mark))
 			c := dialRaw(t, url)
 			cfgpEchoed(t, c, "started")
 			// Ten minutes of control frames only: keep-alive PINGs
@@ -311,7 +280,7 @@ func TestPromiseIdleTimeout(t *testing.T) {
 		const idle = 40 * time.Second
 		clk := wstest.NewClock()
 		mark := make(chan string)
-		url, _ := cfgpServe(t, &wsconn.Config{Clock: clk, Logger: cfgpQuiet, PingInterval: -1, IdleTimeout: idle}, cfgpMarked(mark))
+		url, _ := cfgpServe(t, &wsconn.Config{Clock: clk, Logger: quietLogger, PingInterval: -1, IdleTimeout: idle}, cfgpMarked(mark))
 		c := dialRaw(t, url)
 		cfgpEchoed(t, c, "the last data frame")
 		clk.Advance(idle - time.Millisecond)
@@ -379,7 +348,7 @@ func TestPromiseMaxMessageSizeDefault(t *testing.T) {
 		t.Fatalf("DefaultMaxMessageSize %d, the docs say 1 MiB", wsconn.DefaultMaxMessageSize)
 	}
 	for _, size := range []int64{0, -1} {
-		cfg := &wsconn.Config{MaxMessageSize: size, Logger: cfgpQuiet}
+		cfg := &wsconn.Config{MaxMessageSize: size, Logger: quietLogger}
 		t.Run("Messages/"+strconv.FormatInt(size, 10), func(t *testing.T) {
 			url, _ := cfgpServe(t, cfg, cfgpSizes("Messages"))
 			c := dialRaw(t, url)
@@ -416,7 +385,7 @@ func TestPromiseMaxMessageSizeDefault(t *testing.T) {
 func TestPromiseMaxFrameSize(t *testing.T) {
 	for _, size := range []int64{0, -1} {
 		t.Run("none for "+strconv.FormatInt(size, 10), func(t *testing.T) {
-			url, _ := cfgpServe(t, &wsconn.Config{MaxFrameSize: size, Logger: cfgpQuiet}, cfgpSizes("Readers"))
+			url, _ := cfgpServe(t, &wsconn.Config{MaxFrameSize: size, Logger: quietLogger}, cfgpSizes("Readers"))
 			c := dialRaw(t, url)
 			c.frame(frames.OpBinary, true, make([]byte, 3<<20))
 			cfgpSize(t, c, 3<<20)
@@ -426,7 +395,7 @@ func TestPromiseMaxFrameSize(t *testing.T) {
 	}
 	for _, loop := range []string{"Messages", "Frames", "Readers"} {
 		t.Run("1000/"+loop, func(t *testing.T) {
-			url, _ := cfgpServe(t, &wsconn.Config{MaxFrameSize: 1000, Logger: cfgpQuiet}, cfgpSizes(loop))
+			url, _ := cfgpServe(t, &wsconn.Config{MaxFrameSize: 1000, Logger: quietLogger}, cfgpSizes(loop))
 			c := dialRaw(t, url)
 			c.frame(frames.OpBinary, true, make([]byte, 1000))
 			cfgpSize(t, c, 1000)
@@ -475,7 +444,7 @@ func TestPromiseFragmentSizeDefault(t *testing.T) {
 	}
 	for _, size := range []int{0, -1} {
 		t.Run(strconv.Itoa(size), func(t *testing.T) {
-			url, _ := cfgpServe(t, &wsconn.Config{FragmentSize: size, Logger: cfgpQuiet}, send)
+			url, _ := cfgpServe(t, &wsconn.Config{FragmentSize: size, Logger: quietLogger}, send)
 			c := dialRaw(t, url)
 			c.frame(frames.OpText, true, []byte("go"))
 			var got []string
@@ -518,7 +487,7 @@ func TestPromiseWriteAndCloseTimeoutDefaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
-			cfg.Logger = cfgpQuiet
+			cfg.Logger = quietLogger
 			url, conns := cfgpServe(t, &cfg, once)
 			c := dialRaw(t, url)
 			sc := cfgpConnOf(t, conns)
@@ -541,7 +510,7 @@ func TestPromiseWriteAndCloseTimeoutDefaults(t *testing.T) {
 		})
 	}
 	t.Run("lingering close after a violation", func(t *testing.T) {
-		url, conns := cfgpServe(t, &wsconn.Config{Logger: cfgpQuiet}, echo)
+		url, conns := cfgpServe(t, &wsconn.Config{Logger: quietLogger}, echo)
 		c := dialRaw(t, url)
 		sc := cfgpConnOf(t, conns)
 		c.write([]byte{0x82, 0x01, 'x'}) // unmasked
@@ -600,7 +569,7 @@ func TestPromiseLoggerDefaultIsSlogDefault(t *testing.T) {
 // buffer, not anything near what it announced.
 func TestPromiseMessageBufferAtMostDoublesWhatArrived(t *testing.T) {
 	const arrived = 4<<20 + 1
-	url, conns := cfgpServe(t, &wsconn.Config{MaxMessageSize: 1 << 40, Logger: cfgpQuiet}, echo)
+	url, conns := cfgpServe(t, &wsconn.Config{MaxMessageSize: 1 << 40, Logger: quietLogger}, echo)
 	c := dialRaw(t, url)
 	sc := cfgpConnOf(t, conns)
 

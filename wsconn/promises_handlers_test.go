@@ -28,28 +28,10 @@ import (
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
-// waitFor returns what c delivers, failing the test after a generous
-// bound rather than hanging it.
-func waitFor[V any](t *testing.T, c <-chan V, what string) V {
-	t.Helper()
-	select {
-	case v := <-c:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 // answerClose sends the peer's CLOSE, ignoring a server that hung up
 // already.
 func (c *rawClient) answerClose(code frames.CloseCode) {
-	h := frames.Header{Op: frames.OpClose, Fin: true, Masked: true}
-	p := closePayload(code, "")
-	h.Length = int64(len(p))
-	var hb [frames.MaxHeaderSize]byte
-	n := frames.PutHeader(hb[:], h) // zero mask: the payload goes as it is
-	_, _ = c.nc.Write(append(hb[:n:n], p...))
+	_, _ = c.nc.Write(maskedFrame(frames.Header{Op: frames.OpClose, Fin: true}, closePayload(code, ""))) // zero mask: the payload goes as it is
 }
 
 // TestPromiseContextCauseSaysWhy: the handler's context ends for each

@@ -329,11 +329,8 @@ func TestMessageReadsArrivedFrameInTwoReads(t *testing.T) {
 			}, &wsconn.Config{PingInterval: -1, Logger: quietLogger})
 	}()
 	payload := make([]byte, 16<<10)
-	h := frames.Header{Op: frames.OpBinary, Fin: true, Masked: true, Length: int64(len(payload)), Mask: [4]byte{1, 2, 3, 4}}
-	var hb [frames.MaxHeaderSize]byte
-	n := frames.PutHeader(hb[:], h)
-	frames.Mask(payload, h.Mask, 0)
-	if _, err := client.Write(append(hb[:n:n], payload...)); err != nil {
+	h := frames.Header{Op: frames.OpBinary, Fin: true, Mask: [4]byte{1, 2, 3, 4}}
+	if _, err := client.Write(maskedFrame(h, payload)); err != nil {
 		t.Fatal(err)
 	}
 	select {

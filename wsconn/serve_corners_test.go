@@ -28,13 +28,7 @@ const serveCornerRequest = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nC
 // serveCornerWait receives from ch within 2 s or fails the test.
 func serveCornerWait[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(2 * time.Second):
-		t.Fatalf("%s: nothing within 2 s", what)
-		panic("unreachable")
-	}
+	return waitWithin(t, ch, 2*time.Second, what)
 }
 
 // TestServeCornerUnusableExtensionsAreRefusedAndClosed: Serve and Start

@@ -15,14 +15,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -290,25 +288,8 @@ type wsPeer struct {
 
 func wsDial(t *testing.T, url string) *wsPeer {
 	t.Helper()
-	host := strings.TrimPrefix(url, "ws://")
-	nc, err := net.Dial("tcp", host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	fmt.Fprintf(nc, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n", host, base64.StdEncoding.EncodeToString(key[:]))
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: status %d", resp.StatusCode)
-	}
-	return &wsPeer{t: t, nc: nc, br: br, messages: map[string]int{}, pings: map[string]bool{}, sentPings: map[string]bool{}}
+	c := dialRaw(t, url)
+	return &wsPeer{t: t, nc: c.nc, br: c.br, messages: map[string]int{}, pings: map[string]bool{}, sentPings: map[string]bool{}}
 }
 
 // send sends a masked frame; nothing after the peer's CLOSE.
@@ -324,14 +305,10 @@ func (p *wsPeer) send(op frames.Opcode, payload []byte) error {
 	if op == frames.OpPing {
 		p.sentPings[string(payload)] = true
 	}
-	h := frames.Header{Op: op, Fin: true, Masked: true, Length: int64(len(payload))}
+	h := frames.Header{Op: op, Fin: true}
 	_, _ = rand.Read(h.Mask[:])
-	var hb [frames.MaxHeaderSize]byte
-	n := frames.PutHeader(hb[:], h)
-	b := append(hb[:n:n], payload...)
-	frames.Mask(b[n:], h.Mask, 0)
 	_ = p.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := p.nc.Write(b)
+	_, err := p.nc.Write(maskedFrame(h, payload))
 	return err
 }
 
