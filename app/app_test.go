@@ -289,7 +289,7 @@ func TestClosureForm(t *testing.T) {
 		case "/nope":
 			return "", router.DontUpgrade()
 		case "/deny":
-			return "", router.Reject(http.StatusTooManyRequests, "slow down")
+			return "", router.Reject(http.StatusTooManyRequests, nil, "slow down")
 		}
 		return r.URL.Path, router.Upgrade(nil)
 	}

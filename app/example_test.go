@@ -82,7 +82,7 @@ func ExampleNew_closureForm() {
 	})
 	decide := func(r *http.Request) (string, router.Decision) {
 		if r.URL.Query().Get("room") == "" {
-			return "", router.Reject(http.StatusBadRequest, "room required")
+			return "", router.Reject(http.StatusBadRequest, nil, "room required")
 		}
 		return r.URL.Query().Get("room"), router.Upgrade(nil)
 	}

@@ -336,7 +336,7 @@ func TestShutdownThroughRunDeliversEveryAcceptedMessage(t *testing.T) {
 	decide := func(req *http.Request) (int, router.Decision) {
 		i, err := strconv.Atoi(req.URL.Query().Get("client"))
 		if err != nil || i < 0 || i >= clients {
-			return 0, router.Reject(http.StatusBadRequest, "client out of range")
+			return 0, router.Reject(http.StatusBadRequest, nil, "client out of range")
 		}
 		return i, router.Upgrade(nil)
 	}

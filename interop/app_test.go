@@ -221,7 +221,7 @@ type member struct{ name, room string }
 func (c *chatRooms) join(req *http.Request) (member, router.Decision) {
 	name := req.URL.Query().Get("name")
 	if name == "" {
-		return member{}, router.Reject(http.StatusBadRequest, "name required")
+		return member{}, router.Reject(http.StatusBadRequest, nil, "name required")
 	}
 	return member{name: name, room: req.PathValue("room")}, router.Upgrade(nil)
 }

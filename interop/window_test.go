@@ -87,7 +87,7 @@ func TestDeflateWindows(t *testing.T) {
 func windowBits(req *http.Request) (int, router.Decision) {
 	n, err := strconv.Atoi(req.URL.Query().Get("bits"))
 	if err != nil {
-		return 0, router.Reject(http.StatusBadRequest, "bits required")
+		return 0, router.Reject(http.StatusBadRequest, nil, "bits required")
 	}
 	return n, router.Upgrade(nil)
 }

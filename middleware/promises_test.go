@@ -433,7 +433,7 @@ func TestPromiseLogOverRealSockets(t *testing.T) {
 	})
 	router.WS(r, "/ws", func(req *http.Request) (string, router.Decision) {
 		if req.URL.Query().Has("reject") {
-			return "", router.Reject(http.StatusBadRequest, "no")
+			return "", router.Reject(http.StatusBadRequest, nil, "no")
 		}
 		return "", router.Upgrade(nil)
 	}, who)
@@ -709,7 +709,7 @@ func TestPromiseUpgradeRateLimitOverRealSockets(t *testing.T) {
 	r.With(shared).Group(func(r *router.Router) { router.WS(r, "/ws/b", nil, who) })
 	r.With(middleware.UpgradeRateLimit(0.001, 1)).Group(func(r *router.Router) {
 		router.WS(r, "/ws/refusing", func(*http.Request) (string, router.Decision) {
-			return "", router.Reject(http.StatusForbidden, "not you")
+			return "", router.Reject(http.StatusForbidden, nil, "not you")
 		}, who)
 	})
 	r.With(middleware.UpgradeRateLimit(0.001, 2)).Group(func(r *router.Router) { router.WS(r, "/ws/own", nil, who) })

@@ -93,7 +93,7 @@ func TestObserveCornerHTTP2(t *testing.T) {
 	r := router.New(router.WithConfig(quiet), router.WithObserver(h.obs))
 	router.WS(r, "/ws/echo/{room}", func(req *http.Request) (struct{}, router.Decision) {
 		if req.PathValue("room") == "closed" {
-			return struct{}{}, router.Reject(http.StatusForbidden, "closed")
+			return struct{}{}, router.Reject(http.StatusForbidden, nil, "closed")
 		}
 		return struct{}{}, router.Upgrade(nil)
 	}, echo)

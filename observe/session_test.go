@@ -67,7 +67,7 @@ func newChatServer(t *testing.T, h *harness) *chatServer {
 func needUser(r *http.Request) (string, router.Decision) {
 	user := r.URL.Query().Get("user")
 	if user == "" {
-		return "", router.Reject(http.StatusBadRequest, "user required")
+		return "", router.Reject(http.StatusBadRequest, nil, "user required")
 	}
 	return user, router.Upgrade(nil)
 }

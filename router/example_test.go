@@ -65,7 +65,7 @@ func ExampleWS() {
 	join := func(req *http.Request) (chatMember, router.Decision) {
 		name := req.URL.Query().Get("username")
 		if name == "" {
-			return chatMember{}, router.Reject(http.StatusBadRequest, "username required")
+			return chatMember{}, router.Reject(http.StatusBadRequest, nil, "username required")
 		}
 		room := req.PathValue("room")
 		return chatMember{Name: name, Room: room}, router.Upgrade(http.Header{"X-Room": {room}})
@@ -187,7 +187,7 @@ func ExampleWithSubprotocols() {
 	versions := []string{"v2.chat", "v1.chat"}
 	decide := func(req *http.Request) (struct{}, router.Decision) {
 		if handshake.SelectSubprotocol(req, versions) == "" {
-			return struct{}{}, router.Reject(http.StatusBadRequest, "speak v1.chat or v2.chat")
+			return struct{}{}, router.Reject(http.StatusBadRequest, nil, "speak v1.chat or v2.chat")
 		}
 		return struct{}{}, router.Upgrade(nil)
 	}

@@ -75,7 +75,7 @@ type room struct{ Name string }
 func decideRoom(r *http.Request) (room, router.Decision) {
 	switch name := r.PathValue("name"); name {
 	case "locked":
-		return room{}, router.Reject(http.StatusUnauthorized, "locked room")
+		return room{}, router.Reject(http.StatusUnauthorized, nil, "locked room")
 	case "page":
 		return room{}, router.DontUpgrade()
 	default:

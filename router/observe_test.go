@@ -78,7 +78,7 @@ func TestObserverSeesEveryUpgradeOutcome(t *testing.T) {
 	decide := func(req *http.Request) (struct{}, router.Decision) {
 		switch req.URL.Query().Get("do") {
 		case "reject":
-			return struct{}{}, router.Reject(http.StatusTooManyRequests, "slow down")
+			return struct{}{}, router.Reject(http.StatusTooManyRequests, nil, "slow down")
 		case "decline":
 			return struct{}{}, router.DontUpgrade()
 		}

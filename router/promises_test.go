@@ -268,7 +268,7 @@ func TestPromiseRejectOutsideErrorRangeBecomes403(t *testing.T) {
 	statuses := map[string]int{"0": 0, "101": 101, "200": 200, "302": 302, "399": 399, "600": 600, "400": 400, "599": 599}
 	r := router.New(router.WithConfig(quiet))
 	router.WS(r, "/ws/{status}", func(req *http.Request) (struct{}, router.Decision) {
-		return struct{}{}, router.Reject(statuses[req.PathValue("status")], "not you")
+		return struct{}{}, router.Reject(statuses[req.PathValue("status")], nil, "not you")
 	}, echo[struct{}])
 	base := serve(t, r)
 	for s, status := range statuses {

@@ -44,11 +44,11 @@ func TestRefusalBodiesEndInOneNewline(t *testing.T) {
 	router.WS(r, "/ws/{why}", func(req *http.Request) (struct{}, router.Decision) {
 		switch req.PathValue("why") {
 		case "reject":
-			return struct{}{}, router.Reject(http.StatusBadRequest, "username required")
+			return struct{}{}, router.Reject(http.StatusBadRequest, nil, "username required")
 		case "reject-newline":
-			return struct{}{}, router.Reject(http.StatusBadRequest, "username required\n")
+			return struct{}{}, router.Reject(http.StatusBadRequest, nil, "username required\n")
 		case "reject-empty":
-			return struct{}{}, router.Reject(http.StatusTooManyRequests, "")
+			return struct{}{}, router.Reject(http.StatusTooManyRequests, nil, "")
 		case "decline":
 			return struct{}{}, router.DontUpgrade()
 		}

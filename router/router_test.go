@@ -124,7 +124,7 @@ func TestPathValuesAndDecisionValueReachHandler(t *testing.T) {
 	join := func(req *http.Request) (member, router.Decision) {
 		name := req.URL.Query().Get("username")
 		if name == "" {
-			return member{}, router.Reject(http.StatusBadRequest, "username required")
+			return member{}, router.Reject(http.StatusBadRequest, nil, "username required")
 		}
 		user, _ := middleware.UserFrom(req.Context())
 		return member{Name: name, Room: req.PathValue("room"), User: user}, router.Upgrade(http.Header{"X-Room": {req.PathValue("room")}})

@@ -47,12 +47,17 @@ func Upgrade(header http.Header) Decision { return Decision{kind: upgrade, heade
 // request (a 2xx answer would open the WebSocket), so it always gets 403.
 func DontUpgrade() Decision { return Decision{kind: dontUpgrade} }
 
-// Reject refuses the request with an HTTP status (401, 403, 429, ...) and a
-// plain-text body. A status outside 400–599 becomes 403. A body that does
-// not end in a newline gets one, as every plain-text answer of the router
-// and of http.Error ends in one; an empty body stays empty.
-func Reject(status int, body string) Decision {
-	return Decision{kind: reject, status: status, body: body}
+// Reject refuses the request with an HTTP status (401, 403, 429, ...),
+// extra response headers (nil for none) and a plain-text body. A status
+// outside 400–599 becomes 403. The headers are added to those middleware
+// set; a 401 needs WWW-Authenticate there (RFC 9110 §15.5.2), and a 429 or
+// 503 may say Retry-After. Fields that describe the body or the handshake
+// (Content-Type, Content-Length, Transfer-Encoding, Upgrade, Connection,
+// Sec-WebSocket-*) are the router's and are ignored, however spelled. A
+// body that does not end in a newline gets one, as every plain-text answer
+// of the router and of http.Error ends in one; an empty body stays empty.
+func Reject(status int, header http.Header, body string) Decision {
+	return Decision{kind: reject, status: status, header: header, body: body}
 }
 
 // ShouldUpgrade decides whether a request becomes a WebSocket, and
@@ -167,8 +172,14 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if status < 400 || status > 599 {
 			status = http.StatusForbidden
 		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h := w.Header()
+		for k, v := range d.header {
+			if ck := http.CanonicalHeaderKey(k); !routerField(ck) {
+				h[ck] = append(h[ck], v...)
+			}
+		}
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
 		w.WriteHeader(status)
 		if d.body != "" {
 			_, _ = io.WriteString(w, d.body)
@@ -322,6 +333,16 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, place contex
 	// The connection gives its place in g back when it is over.
 	_ = wsconn.Start(place, u, value, rt.handler, cfg)
 	return http.StatusSwitchingProtocols, nil
+}
+
+// routerField reports whether the canonical header name k is one the
+// router writes itself on a refusal, or one of the handshake's.
+func routerField(k string) bool {
+	switch k {
+	case "Content-Type", "Content-Length", "Transfer-Encoding", "Upgrade", "Connection":
+		return true
+	}
+	return strings.HasPrefix(k, "Sec-Websocket-")
 }
 
 // hijackWatch lets a forced shutdown reach a handshake that is still

@@ -18,7 +18,7 @@ func TestRouterRoute(t *testing.T) {
 	join := func(req *http.Request) (member, router.Decision) {
 		name := req.URL.Query().Get("username")
 		if name == "" {
-			return member{}, router.Reject(http.StatusBadRequest, "username required")
+			return member{}, router.Reject(http.StatusBadRequest, nil, "username required")
 		}
 		return member{name, req.PathValue("room")}, router.Upgrade(nil)
 	}

@@ -133,11 +133,11 @@ func joinRoom(r *http.Request) (member, router.Decision) {
 	name := r.URL.Query().Get("username")
 	switch {
 	case name == "":
-		return member{}, router.Reject(http.StatusBadRequest, "username required")
+		return member{}, router.Reject(http.StatusBadRequest, nil, "username required")
 	case utf8.RuneCountInString(name) > 32 || !utf8.ValidString(name):
-		return member{}, router.Reject(http.StatusBadRequest, "username too long")
+		return member{}, router.Reject(http.StatusBadRequest, nil, "username too long")
 	case !roomName.MatchString(r.PathValue("room")):
-		return member{}, router.Reject(http.StatusBadRequest, "room names are 1-32 letters, digits, _ or -")
+		return member{}, router.Reject(http.StatusBadRequest, nil, "room names are 1-32 letters, digits, _ or -")
 	}
 	return member{Name: name, Room: r.PathValue("room")}, router.Upgrade(nil)
 }

@@ -23,7 +23,7 @@ func main() {
 		func(req *http.Request) (string, router.Decision) { // runs after middleware, before any socket exists
 			name := req.URL.Query().Get("username")
 			if name == "" {
-				return "", router.Reject(http.StatusBadRequest, "username required")
+				return "", router.Reject(http.StatusBadRequest, nil, "username required")
 			}
 			return name, router.Upgrade(nil)
 		},
