@@ -259,6 +259,9 @@ func (c *Conn) abandonWriter() bool {
 
 // Ping sends a PING frame with payload (at most 125 bytes). The answer is
 // handled by colibri; any frame from the peer counts as a sign of life.
+// A PING waits for no message, only for the frame being written (bounded
+// by Config.WriteTimeout), so ctx has no wait to bound: a ctx that has
+// already ended returns its cause, and nothing is sent.
 func (o *Outbound) Ping(ctx context.Context, payload []byte) error {
 	if len(payload) > frames.MaxControlPayload {
 		return frames.ErrControlTooLong
