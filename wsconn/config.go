@@ -71,9 +71,10 @@ type Config struct {
 	// colibri's CLOSE went out. Default 5 s (also for negative values).
 	CloseTimeout time.Duration
 
-	// SkipUTF8Check turns off UTF-8 validation of text messages and close
-	// reasons (RFC 6455 §8.1 requires it). Only for peers that are trusted
-	// and measured to need it. Default false.
+	// SkipUTF8Check turns off UTF-8 validation of text messages (RFC 6455
+	// §8.1 requires it); close reasons, at most 123 bytes, are always
+	// checked. Only for peers that are trusted and measured to need it.
+	// Default false.
 	SkipUTF8Check bool
 
 	// KeepRequest keeps the upgraded *http.Request, its headers included,
