@@ -4,20 +4,17 @@ package topics_test
 // leaving while a publish waits for them, a connection ending in the
 // middle of a batch, KeepLatest at its byte limit, Close while a Block
 // publisher waits, and subscribe/unsubscribe races seen from the broker.
-// They reuse the helpers of helpers_test.go (pipes) and promises_test.go
-// (loopback TCP with gorilla clients).
+// They reuse the helpers of helpers_test.go (pipes, the Block scene) and
+// promises_test.go (loopback TCP with gorilla clients).
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	gorilla "github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/topics"
@@ -45,42 +42,6 @@ func advLeft(t *testing.T, m *topics.Member) {
 	}
 }
 
-// advBlock is the scene of promises_test.go's Block tests: a Block member
-// whose client stalled in the middle of "0", a fast member that got "0"
-// and "1", and a Publish of "1" that waits for the slow member.
-type advBlock struct {
-	hub       *topics.Hub
-	drops     *dropLog
-	slow      *gorilla.Conn
-	slowM     *topics.Member
-	rest      io.Reader // the rest of "0", for the slow client to read
-	published <-chan error
-}
-
-func advBlockWaiting(t *testing.T) advBlock {
-	t.Helper()
-	drops := &dropLog{}
-	hub := newHub(t, &topics.Options{OnDrop: drops.add, Limits: topics.Limits{MaxMessages: 1, MaxBytes: 8 << 20}})
-	slowSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.Block(time.Minute)}, "t")
-	fastSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.DropNewest, Limits: topics.Limits{MaxMessages: 64}}, "t")
-	slow, slowM := slowSrv.dial(t)
-	fast, _ := fastSrv.dial(t)
-
-	publish(t, hub, "t", big("0"))
-	rest := stalled(t, slow)
-	if got := next(t, fast); got != "0" {
-		t.Fatalf("fast client got %q", got)
-	}
-	published := make(chan error, 1)
-	go func() { published <- hub.Publish(context.Background(), "t", messages.Text("1")) }()
-	// The fast member has "1": the publisher has passed the members with
-	// room and waits (or is about to) for the slow one.
-	if got := next(t, fast); got != "1" {
-		t.Fatalf("fast client got %q", got)
-	}
-	return advBlock{hub: hub, drops: drops, slow: slow, slowM: slowM, rest: rest, published: published}
-}
-
 // TestAdvBlockWaiterWhoseMemberLeavesIsCounted: "No policy drops
 // silently. Every message that does not reach a member is counted"
 // (docs/topics.md, Seeing drops). A Block publisher waits for a member
@@ -88,7 +49,7 @@ func advBlockWaiting(t *testing.T) advBlock {
 // the member and must be reported (as DropLeft or DropTimedOut), like the
 // message that was in flight.
 func TestAdvBlockWaiterWhoseMemberLeavesIsCounted(t *testing.T) {
-	b := advBlockWaiting(t) // "0" stays in flight
+	b := blockWaiting(t, context.Background(), "0", "1") // "0" stays in flight
 	drops, slow, slowM, published := b.drops, b.slow, b.slowM, b.published
 	_ = slow.Close()
 	select {
@@ -186,7 +147,7 @@ func TestAdvKeepLatestKeepsTheNewestValue(t *testing.T) {
 // accepted message still reaches the member once it reads, and a publish
 // after Close is refused.
 func TestAdvCloseWhileBlockPublisherWaits(t *testing.T) {
-	b := advBlockWaiting(t)
+	b := blockWaiting(t, context.Background(), "0", "1")
 	hub, drops, slow, rest, published := b.hub, b.drops, b.slow, b.rest, b.published
 	closed := make(chan error, 1)
 	go func() { closed <- hub.Close() }()

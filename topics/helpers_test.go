@@ -14,6 +14,7 @@ import (
 
 	"github.com/colibri-ws/colibri/internal/group"
 
+	gorilla "github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -238,4 +239,41 @@ func (l *dropLog) total() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.drops)
+}
+
+// blockScene is the scene of the Block tests: a Block member whose client
+// stalled in the middle of a large message first, a fast member that got
+// first and then, and a Publish of then that waits for the slow member.
+type blockScene struct {
+	hub       *topics.Hub
+	drops     *dropLog
+	slow      *gorilla.Conn
+	slowM     *topics.Member
+	rest      io.Reader // the rest of first, for the slow client to read
+	published <-chan error
+}
+
+// blockWaiting sets up a blockScene whose waiting Publish of then runs with ctx.
+func blockWaiting(t *testing.T, ctx context.Context, first, then string) blockScene {
+	t.Helper()
+	drops := &dropLog{}
+	hub := newHub(t, &topics.Options{OnDrop: drops.add, Limits: topics.Limits{MaxMessages: 1, MaxBytes: 8 << 20}})
+	slowSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.Block(time.Minute)}, "t")
+	fastSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.DropNewest, Limits: topics.Limits{MaxMessages: 64}}, "t")
+	slow, slowM := slowSrv.dial(t)
+	fast, _ := fastSrv.dial(t)
+
+	publish(t, hub, "t", big(first))
+	rest := stalled(t, slow)
+	if got := next(t, fast); got != first {
+		t.Fatalf("fast client got %q", got)
+	}
+	published := make(chan error, 1)
+	go func() { published <- hub.Publish(ctx, "t", messages.Text(then)) }()
+	// The fast member has then: the publisher has passed the members with
+	// room and waits (or is about to) for the slow one.
+	if got := next(t, fast); got != then {
+		t.Fatalf("fast client got %q", got)
+	}
+	return blockScene{hub: hub, drops: drops, slow: slow, slowM: slowM, rest: rest, published: published}
 }

@@ -363,23 +363,8 @@ func TestPromiseTooLargeIsDroppedWhateverThePolicy(t *testing.T) {
 // ones, all against one deadline, so a blocked member delays its publisher
 // but not the other members of that publish".
 func TestPromiseBlockDelaysOnlyItsPublisher(t *testing.T) {
-	var drops dropLog
-	hub := newHub(t, &topics.Options{OnDrop: drops.add, Limits: topics.Limits{MaxMessages: 1, MaxBytes: 8 << 20}})
-	slowSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.Block(time.Minute)}, "t")
-	fastSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.DropNewest, Limits: topics.Limits{MaxMessages: 64}}, "t")
-	slow, _ := slowSrv.dial(t)
-	fast, _ := fastSrv.dial(t)
-
-	publish(t, hub, "t", big("0"))
-	rest := stalled(t, slow)
-	if got := next(t, fast); got != "0" {
-		t.Fatalf("fast client got %q", got)
-	}
-	published := make(chan error, 1)
-	go func() { published <- hub.Publish(context.Background(), "t", messages.Text("1")) }()
-	if got := next(t, fast); got != "1" {
-		t.Fatalf("fast client got %q", got)
-	}
+	b := blockWaiting(t, context.Background(), "0", "1")
+	drops, slow, rest, published := b.drops, b.slow, b.rest, b.published
 	select {
 	case err := <-published:
 		t.Fatalf("Publish returned (%v) while a Block member had no room", err)
@@ -411,24 +396,9 @@ func TestPromiseBlockDelaysOnlyItsPublisher(t *testing.T) {
 // fresh connection: one that has read a large message may have grown its
 // receive buffer past bigSize.)
 func TestPromiseBlockEndsWithThePublishersContext(t *testing.T) {
-	var drops dropLog
-	hub := newHub(t, &topics.Options{OnDrop: drops.add, Limits: topics.Limits{MaxMessages: 1, MaxBytes: 8 << 20}})
-	slowSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.Block(time.Minute)}, "t")
-	fastSrv := serveLoopback(t, hub, &topics.MemberOptions{Policy: topics.DropNewest, Limits: topics.Limits{MaxMessages: 64}}, "t")
-	slow, slowM := slowSrv.dial(t)
-	fast, _ := fastSrv.dial(t)
-
-	publish(t, hub, "t", big("2"))
-	rest := stalled(t, slow)
-	if got := next(t, fast); got != "2" {
-		t.Fatalf("fast client got %q", got)
-	}
-	published := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { published <- hub.Publish(ctx, "t", messages.Text("3")) }()
-	if got := next(t, fast); got != "3" {
-		t.Fatalf("fast client got %q", got)
-	}
+	b := blockWaiting(t, ctx, "2", "3")
+	hub, drops, slow, slowM, rest, published := b.hub, b.drops, b.slow, b.slowM, b.rest, b.published
 	cancel()
 	select {
 	case err := <-published:

@@ -36,53 +36,20 @@ import (
 
 // ---- helpers ----
 
-// cornerFrame is a frame the client sent, as a raw server read it: the
-// header bytes as they were on the wire, the parsed header and the
-// unmasked payload.
-type cornerFrame struct {
-	raw []byte
-	h   frames.Header
-	p   []byte
-}
-
-// cornerReadFrame reads one client frame, keeping its raw header.
-func cornerReadFrame(br *bufio.Reader) (cornerFrame, error) {
-	var hb [frames.MaxHeaderSize]byte
-	if _, err := io.ReadFull(br, hb[:2]); err != nil {
-		return cornerFrame{}, err
-	}
-	n := frames.HeaderSize(hb[0], hb[1])
-	if _, err := io.ReadFull(br, hb[2:n]); err != nil {
-		return cornerFrame{}, err
-	}
-	h, err := frames.ParseHeader(hb[:n])
-	if err != nil {
-		return cornerFrame{}, err
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(br, p); err != nil {
-		return cornerFrame{}, err
-	}
-	if h.Masked {
-		frames.Mask(p, h.Mask, 0)
-	}
-	return cornerFrame{raw: bytes.Clone(hb[:n]), h: h, p: p}, nil
-}
-
 // cornerRecorder is a raw server that answers the handshake, reads the
 // client's frames up to its CLOSE, answers the CLOSE with the same code
 // and reports every frame.
-func cornerRecorder(t *testing.T) (string, <-chan []cornerFrame) {
+func cornerRecorder(t *testing.T) (string, <-chan []wireFrame) {
 	t.Helper()
-	got := make(chan []cornerFrame, 4)
+	got := make(chan []wireFrame, 4)
 	addr := rawServer(t, func(conn net.Conn, br *bufio.Reader, req *http.Request) {
-		var fs []cornerFrame
+		var fs []wireFrame
 		defer func() { got <- fs }()
 		if _, err := io.WriteString(conn, switchAnswer(req, "")); err != nil {
 			return
 		}
 		for {
-			f, err := cornerReadFrame(br)
+			f, err := readWireFrame(br)
 			if err != nil {
 				return
 			}
@@ -117,25 +84,7 @@ func cornerPayload(n int, text bool, seed uint64) []byte {
 // cornerEchoGorilla is a gorilla/websocket echo server, compression taken
 // when offered.
 func cornerEchoGorilla(t *testing.T) string {
-	srv := pServer(t, func(w http.ResponseWriter, r *http.Request) {
-		up := gorilla.Upgrader{EnableCompression: true}
-		c, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetReadLimit(4 << 20)
-		for {
-			typ, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(typ, msg); err != nil {
-				return
-			}
-		}
-	}, nil)
-	return wsURL(srv)
+	return wsURL(pServer(t, gorillaEchoUpTo(4<<20), nil))
 }
 
 // cornerEchoCoder is a coder/websocket echo server in the given
@@ -168,11 +117,6 @@ func cornerEchoCoderThreshold(t *testing.T, mode coder.CompressionMode, threshol
 	return wsURL(srv)
 }
 
-// cornerOpts returns quiet options without a proxy, tuned by cfg.
-func cornerOpts(cfg wsconn.Config) *wsclient.Options {
-	return advOpts(cfg)
-}
-
 // ---- masking and framing of what the client sends ----
 
 // TestClientCornerMaskingAroundLengthBoundaries: RFC 6455 §5.2: the
@@ -200,7 +144,7 @@ func TestClientCornerMaskingAroundLengthBoundaries(t *testing.T) {
 			}
 		}
 		return nil
-	}, cornerOpts(wsconn.Config{FragmentSize: 1 << 20, PingInterval: -1}))
+	}, advOpts(wsconn.Config{FragmentSize: 1 << 20, PingInterval: -1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +206,7 @@ func TestClientCornerWriterStreamMaskedFragments(t *testing.T) {
 			}
 		}
 		return w.Close()
-	}, cornerOpts(wsconn.Config{FragmentSize: frag, PingInterval: -1}))
+	}, advOpts(wsconn.Config{FragmentSize: frag, PingInterval: -1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +267,7 @@ func TestClientCornerCompressionInterop(t *testing.T) {
 		url := srv.url(t)
 		for _, takeover := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/client takeover %v", srv.name, takeover), func(t *testing.T) {
-				o := cornerOpts(wsconn.Config{FragmentSize: 16 << 10, PingInterval: -1})
+				o := advOpts(wsconn.Config{FragmentSize: 16 << 10, PingInterval: -1})
 				o.Config.Compression = wsconn.Compression{Enabled: true, ContextTakeover: takeover}
 				err := wsclient.Run(testCtx(t), url, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
 					if e := s.Extensions(); len(e) != 1 || e[0].Name != "permessage-deflate" {
@@ -400,7 +344,7 @@ func TestClientCornerServerCloseAnsweredWhileHandlerBusy(t *testing.T) {
 		time.Sleep(busy)
 		cause = context.Cause(ctx)
 		return nil
-	}, cornerOpts(wsconn.Config{PingInterval: -1}))
+	}, advOpts(wsconn.Config{PingInterval: -1}))
 	if err != nil {
 		t.Fatalf("Run returned %v after the server's clean close and a nil handler", err)
 	}
@@ -434,7 +378,7 @@ func TestClientCornerSimultaneousClose(t *testing.T) {
 		start := time.Now()
 		err := wsclient.Run(testCtx(t), "ws://"+addr, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
 			return bye
-		}, cornerOpts(wsconn.Config{PingInterval: -1, CloseTimeout: 3 * time.Second}))
+		}, advOpts(wsconn.Config{PingInterval: -1, CloseTimeout: 3 * time.Second}))
 		took := time.Since(start)
 		if err != bye {
 			t.Fatalf("run %d: Run returned %v, want the handler's *CloseError", i, err)
@@ -474,7 +418,7 @@ func TestClientCornerCancelGoingAwayReason(t *testing.T) {
 		cancel()
 		<-hctx.Done()
 		return hctx.Err()
-	}, cornerOpts(wsconn.Config{PingInterval: -1, CloseTimeout: 3 * time.Second}))
+	}, advOpts(wsconn.Config{PingInterval: -1, CloseTimeout: 3 * time.Second}))
 	took = time.Since(start)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run returned %v, want context.Canceled", err)
@@ -504,7 +448,7 @@ func TestClientCornerCancelWithSilentServer(t *testing.T) {
 		for range in.Messages(0) {
 		}
 		return in.Err()
-	}, cornerOpts(wsconn.Config{PingInterval: -1, CloseTimeout: closeTimeout}))
+	}, advOpts(wsconn.Config{PingInterval: -1, CloseTimeout: closeTimeout}))
 	end := time.Now()
 	close(runDone)
 	if !errors.Is(err, context.Canceled) {
@@ -539,7 +483,7 @@ func TestClientCornerKeepAliveWithThirdPartyServers(t *testing.T) {
 		{"coder", func(t *testing.T) string { return cornerEchoCoder(t, coder.CompressionDisabled) }},
 	} {
 		t.Run(srv.name, func(t *testing.T) {
-			o := cornerOpts(wsconn.Config{PingInterval: 40 * time.Millisecond, PongTimeout: 300 * time.Millisecond})
+			o := advOpts(wsconn.Config{PingInterval: 40 * time.Millisecond, PongTimeout: 300 * time.Millisecond})
 			err := wsclient.Run(testCtx(t), srv.url(t), func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
 				select {
 				case <-time.After(500 * time.Millisecond):
@@ -609,7 +553,7 @@ func TestClientCornerDataCountsAsLife(t *testing.T) {
 				case <-ctx.Done():
 					return fmt.Errorf("connection ended: %w", context.Cause(ctx))
 				}
-			}, cornerOpts(wsconn.Config{PingInterval: 50 * time.Millisecond, PongTimeout: 100 * time.Millisecond}))
+			}, advOpts(wsconn.Config{PingInterval: 50 * time.Millisecond, PongTimeout: 100 * time.Millisecond}))
 			if err != nil {
 				t.Fatalf("Run returned %v: data from the server did not count as a sign of life", err)
 			}
@@ -675,7 +619,7 @@ func TestClientCornerPongBetweenFragments(t *testing.T) {
 	payload := make([]byte, size)
 	err := wsclient.Run(testCtx(t), wsURL(srv), func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
 		return out.WriteBinary(ctx, payload)
-	}, cornerOpts(wsconn.Config{FragmentSize: 16 << 10, PingInterval: -1}))
+	}, advOpts(wsconn.Config{FragmentSize: 16 << 10, PingInterval: -1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -842,7 +786,7 @@ func TestClientCornerFramesWithThe101(t *testing.T) {
 			got = append(got, m.Text())
 		}
 		return in.Err()
-	}, cornerOpts(wsconn.Config{PingInterval: -1}))
+	}, advOpts(wsconn.Config{PingInterval: -1}))
 	if err != nil || len(got) != 1 || got[0] != big {
 		t.Fatalf("Run returned %v; handler got %d messages", err, len(got))
 	}
@@ -880,7 +824,7 @@ func TestClientCornerWritesAfterServerClose(t *testing.T) {
 			}
 		}
 		return nil
-	}, cornerOpts(wsconn.Config{PingInterval: -1}))
+	}, advOpts(wsconn.Config{PingInterval: -1}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -908,7 +852,7 @@ func TestClientCornerOwnCloseSilentServer(t *testing.T) {
 		loopEnded = time.Now()
 		inErr = in.Err()
 		return nil
-	}, cornerOpts(wsconn.Config{PingInterval: -1, CloseTimeout: closeTimeout}))
+	}, advOpts(wsconn.Config{PingInterval: -1, CloseTimeout: closeTimeout}))
 	end := time.Now()
 	close(runDone)
 	sent := after(t, sawClose, "the CLOSE")
@@ -954,7 +898,7 @@ func TestClientCornerOwnCloseCauseOutlivesSilence(t *testing.T) {
 		<-ctx.Done()
 		cause = context.Cause(ctx)
 		return nil
-	}, cornerOpts(wsconn.Config{PingInterval: -1, CloseTimeout: 300 * time.Millisecond}))
+	}, advOpts(wsconn.Config{PingInterval: -1, CloseTimeout: 300 * time.Millisecond}))
 	if ce, ok := errors.AsType[*wsconn.CloseError](cause); !ok || ce.Code != 4100 || ce.Reason != "done" {
 		t.Fatalf("the handler's context ended with %v, want the *CloseError 4100 \"done\" that out.Close sent", cause)
 	}
@@ -982,7 +926,7 @@ func TestClientCornerPingTimeoutWhileBodyBusy(t *testing.T) {
 			time.Sleep(busy) // a body that does not watch ctx
 		}
 		return in.Err()
-	}, cornerOpts(wsconn.Config{PingInterval: 100 * time.Millisecond, PongTimeout: 200 * time.Millisecond, CloseTimeout: 300 * time.Millisecond}))
+	}, advOpts(wsconn.Config{PingInterval: 100 * time.Millisecond, PongTimeout: 200 * time.Millisecond, CloseTimeout: 300 * time.Millisecond}))
 	if !errors.Is(err, wsconn.ErrPingTimeout) {
 		t.Fatalf("Run returned %v, want the ping timeout", err)
 	}
@@ -1005,7 +949,7 @@ func TestClientCornerPingTimeoutWhileBodyBusy(t *testing.T) {
 // inflates byte-exact, through Readers and then through Messages.
 func TestClientCornerCompressedReadersPartial(t *testing.T) {
 	url := cornerEchoCoder(t, coder.CompressionContextTakeover)
-	o := cornerOpts(wsconn.Config{PingInterval: -1})
+	o := advOpts(wsconn.Config{PingInterval: -1})
 	o.Config.Compression = wsconn.Compression{Enabled: true, ContextTakeover: true}
 	err := wsclient.Run(testCtx(t), url, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
 		for i, n := range []int{5000, 40000, 300, 70000, 12345, 33000, 90000, 1000} {
@@ -1060,7 +1004,7 @@ func TestClientCornerCompressedReadersPartial(t *testing.T) {
 // connection lets Run return at once, not after CloseTimeout.
 func TestClientCornerServerClosesFirstOverTLS(t *testing.T) {
 	p := gorillaPeer(t, true)
-	o := cornerOpts(wsconn.Config{PingInterval: -1, CloseTimeout: 3 * time.Second})
+	o := advOpts(wsconn.Config{PingInterval: -1, CloseTimeout: 3 * time.Second})
 	o.TLSConfig = &tls.Config{RootCAs: certPool(p.srv)}
 	start := time.Now()
 	err := wsclient.Run(testCtx(t), p.url, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
@@ -1134,7 +1078,7 @@ func TestClientCornerCloseWaitsForOpenWriter(t *testing.T) {
 					return fmt.Errorf("the open Writer's Close after the close began: %w", err)
 				}
 				return nil
-			}, cornerOpts(wsconn.Config{FragmentSize: 1000, PingInterval: -1, CloseTimeout: time.Second}))
+			}, advOpts(wsconn.Config{FragmentSize: 1000, PingInterval: -1, CloseTimeout: time.Second}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1164,7 +1108,7 @@ func TestClientCornerCloseWaitsForOpenWriter(t *testing.T) {
 // streams the next one byte-exact.
 func TestClientCornerCompressedFramesFromGorilla(t *testing.T) {
 	p := gorillaPeer(t, false)
-	o := cornerOpts(wsconn.Config{PingInterval: -1})
+	o := advOpts(wsconn.Config{PingInterval: -1})
 	o.Config.Compression.Enabled = true
 	err := wsclient.Run(testCtx(t), p.url, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
 		want := cornerPayload(60000, true, 3)
@@ -1228,7 +1172,7 @@ func TestClientCornerKeepAliveDuringLongMessage(t *testing.T) {
 		}
 		w.Close()
 		return nil
-	}, cornerOpts(wsconn.Config{FragmentSize: 1000, PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond, CloseTimeout: 300 * time.Millisecond}))
+	}, advOpts(wsconn.Config{FragmentSize: 1000, PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond, CloseTimeout: 300 * time.Millisecond}))
 	if !errors.Is(werr, wsconn.ErrClosed) || !errors.Is(werr, wsconn.ErrPingTimeout) {
 		t.Fatalf("the Writer's write after the ping timeout returned %v", werr)
 	}
@@ -1285,7 +1229,7 @@ func TestClientCornerChattyServerNeverAnswersClose(t *testing.T) {
 	err := wsclient.Run(testCtx(t), "ws://"+addr, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
 		time.Sleep(50 * time.Millisecond)
 		return nil
-	}, cornerOpts(wsconn.Config{PingInterval: -1, CloseTimeout: closeTimeout}))
+	}, advOpts(wsconn.Config{PingInterval: -1, CloseTimeout: closeTimeout}))
 	end := time.Now()
 	if d := end.Sub(after(t, sawClose, "the CLOSE")); d > closeTimeout*2 {
 		t.Fatalf("Run returned %v after its CLOSE to a server that kept sending data (CloseTimeout %v)", d, closeTimeout)
@@ -1311,7 +1255,7 @@ func TestClientCornerStatsCountTheWire(t *testing.T) {
 		conn.Write(append(advFrame(0x01, []byte("abc")), advFrame(0x80, []byte("defgh"))...))
 		var c count
 		for {
-			f, err := cornerReadFrame(br)
+			f, err := readWireFrame(br)
 			if err != nil {
 				return
 			}
@@ -1328,7 +1272,7 @@ func TestClientCornerStatsCountTheWire(t *testing.T) {
 			}
 		}
 	})
-	o := cornerOpts(wsconn.Config{FragmentSize: 700, PingInterval: -1})
+	o := advOpts(wsconn.Config{FragmentSize: 700, PingInterval: -1})
 	o.Config.Compression.Enabled = true
 	var st wsconn.Stats
 	err := wsclient.Run(testCtx(t), "ws://"+addr, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *session) error {
@@ -1422,7 +1366,7 @@ func TestClientCornerCancelWhileReadingMidMessage(t *testing.T) {
 					}
 				}
 				return in.Err()
-			}, cornerOpts(wsconn.Config{PingInterval: -1, CloseTimeout: 2 * time.Second}))
+			}, advOpts(wsconn.Config{PingInterval: -1, CloseTimeout: 2 * time.Second}))
 			if d := time.Since(cancelled); d > time.Second {
 				t.Fatalf("Run returned %v after the cancellation", d)
 			}

@@ -240,23 +240,10 @@ func TestDialCompressionAnswers(t *testing.T) {
 // until the client's CLOSE, which it answers with 1000.
 func readFrames(conn net.Conn, br *bufio.Reader, f func(h frames.Header, payload []byte)) {
 	for {
-		var hb [frames.MaxHeaderSize]byte
-		if _, err := io.ReadFull(br, hb[:2]); err != nil {
-			return
-		}
-		n := frames.HeaderSize(hb[0], hb[1])
-		if _, err := io.ReadFull(br, hb[2:n]); err != nil {
-			return
-		}
-		h, err := frames.ParseHeader(hb[:n])
+		h, p, err := pReadFrame(br)
 		if err != nil {
 			return
 		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(br, p); err != nil {
-			return
-		}
-		frames.Mask(p, h.Mask, 0)
 		if f != nil {
 			f(h, p)
 		}

@@ -9,7 +9,6 @@ package wsclient_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha1"
 	"crypto/tls"
 	"crypto/x509"
@@ -23,7 +22,6 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,36 +38,17 @@ import (
 // each, and lets answer write the response. It returns the address.
 func answerServer(t *testing.T, answer func(c net.Conn, req *http.Request)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				answer(c, req)
-				// Wait for the client to hang up, so that it reads the
-				// whole answer before the connection closes.
-				_, _ = io.Copy(io.Discard, c)
-			})
+	return tcpServer(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
+		answer(c, req)
+		// Wait for the client to hang up, so that it reads the
+		// whole answer before the connection closes.
+		_, _ = io.Copy(io.Discard, c)
 	})
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 // switchAnswer is a valid 101 for req, with extra header lines.
@@ -80,12 +59,6 @@ func switchAnswer(req *http.Request, extra string) string {
 }
 
 func noProxy(*http.Request) (*url.URL, error) { return nil, nil }
-
-func gobwasCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // TestDialDeflateResponseColibriVsGobwas offers permessage-deflate from
 // both clients (gobwas's offer is the very header colibri sent) and
@@ -142,7 +115,7 @@ func TestDialDeflateResponseColibriVsGobwas(t *testing.T) {
 				_, _ = io.WriteString(c, switchAnswer(req, "Sec-WebSocket-Extensions: "+tt.answer+"\r\n"))
 			})
 
-			u, _, err := wsclient.Dial(gobwasCtx(t), "ws://"+addr, &wsclient.Options{
+			u, _, err := wsclient.Dial(testCtx(t), "ws://"+addr, &wsclient.Options{
 				Proxy:  noProxy,
 				Config: &wsconn.Config{Compression: wsconn.Compression{Enabled: true}},
 			})
@@ -158,7 +131,7 @@ func TestDialDeflateResponseColibriVsGobwas(t *testing.T) {
 			if !ok || len(gobwasOffer) != 1 {
 				t.Fatalf("colibri's offer %q does not parse", offer)
 			}
-			conn, _, hs, err := ws.Dialer{Extensions: gobwasOffer}.Dial(gobwasCtx(t), "ws://"+addr)
+			conn, _, hs, err := ws.Dialer{Extensions: gobwasOffer}.Dial(testCtx(t), "ws://"+addr)
 			if conn != nil {
 				conn.Close()
 			}
@@ -181,7 +154,7 @@ func TestDialRefusalColibriVsGobwas(t *testing.T) {
 			"Content-Type: text/plain\r\nContent-Length: 14\r\n\r\n"+body)
 	})
 
-	_, _, err := wsclient.Dial(gobwasCtx(t), "ws://"+addr, &wsclient.Options{Proxy: noProxy})
+	_, _, err := wsclient.Dial(testCtx(t), "ws://"+addr, &wsclient.Options{Proxy: noProxy})
 	he, ok := errors.AsType[*wsclient.HandshakeError](err)
 	if !ok {
 		t.Fatalf("colibri: %v, want a *wsclient.HandshakeError", err)
@@ -193,7 +166,7 @@ func TestDialRefusalColibriVsGobwas(t *testing.T) {
 		t.Errorf("colibri: %q does not say why", err)
 	}
 
-	conn, _, _, err := ws.Dialer{}.Dial(gobwasCtx(t), "ws://"+addr)
+	conn, _, _, err := ws.Dialer{}.Dial(testCtx(t), "ws://"+addr)
 	if conn != nil {
 		conn.Close()
 	}
@@ -211,7 +184,7 @@ func TestDialRefusalColibriVsGobwas(t *testing.T) {
 			b, _ := io.ReadAll(resp.Body)
 			seen = string(b)
 		}
-	}}.Dial(gobwasCtx(t), "ws://"+addr)
+	}}.Dial(testCtx(t), "ws://"+addr)
 	if conn != nil {
 		conn.Close()
 	}
@@ -235,7 +208,7 @@ func TestDialHeaderControlColibriVsGobwas(t *testing.T) {
 	user := http.Header{"Sec-Websocket-Version": {"8"}, "X-Trace": {"abc"}}
 	url := "ws://user:pass@" + addr + "/"
 
-	u, _, err := wsclient.Dial(gobwasCtx(t), url, &wsclient.Options{Proxy: noProxy, Header: user})
+	u, _, err := wsclient.Dial(testCtx(t), url, &wsclient.Options{Proxy: noProxy, Header: user})
 	if err != nil {
 		t.Fatalf("colibri: %v", err)
 	}
@@ -251,7 +224,7 @@ func TestDialHeaderControlColibriVsGobwas(t *testing.T) {
 		t.Errorf("colibri dropped X-Trace")
 	}
 
-	conn, _, _, err := ws.Dialer{Header: ws.HandshakeHeaderHTTP(user)}.Dial(gobwasCtx(t), url)
+	conn, _, _, err := ws.Dialer{Header: ws.HandshakeHeaderHTTP(user)}.Dial(testCtx(t), url)
 	if err != nil {
 		t.Fatalf("gobwas: %v", err)
 	}
@@ -272,49 +245,31 @@ func TestDialHeaderControlColibriVsGobwas(t *testing.T) {
 // and counts them.
 func tunnelProxy(t *testing.T) (proxyURL *url.URL, tunnels *atomic.Int32) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	tunnels = new(atomic.Int32)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				req, err := http.ReadRequest(br)
-				if err != nil || req.Method != http.MethodConnect {
-					return
-				}
-				up, err := net.Dial("tcp", req.Host)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				tunnels.Add(1)
-				_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-				done := make(chan struct{})
-				go func() {
-					_, _ = io.Copy(up, br)
-					up.Close()
-					close(done)
-				}()
-				_, _ = io.Copy(c, up)
-				c.Close()
-				<-done
-			})
+	addr := tcpServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil || req.Method != http.MethodConnect {
+			return
 		}
+		up, err := net.Dial("tcp", req.Host)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		tunnels.Add(1)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(up, br)
+			up.Close()
+			close(done)
+		}()
+		_, _ = io.Copy(c, up)
+		c.Close()
+		<-done
 	})
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	return &url.URL{Scheme: "http", Host: ln.Addr().String()}, tunnels
+	return &url.URL{Scheme: "http", Host: addr}, tunnels
 }
 
 // TestDialProxyColibriVsGobwas dials through an HTTP proxy. colibri asks
@@ -327,7 +282,7 @@ func TestDialProxyColibriVsGobwas(t *testing.T) {
 		_, _ = io.WriteString(c, switchAnswer(req, ""))
 	})
 	proxy, tunnels := tunnelProxy(t)
-	u, _, err := wsclient.Dial(gobwasCtx(t), "ws://"+addr, &wsclient.Options{Proxy: http.ProxyURL(proxy)})
+	u, _, err := wsclient.Dial(testCtx(t), "ws://"+addr, &wsclient.Options{Proxy: http.ProxyURL(proxy)})
 	if err != nil {
 		t.Fatalf("colibri through the proxy: %v", err)
 	}
@@ -365,7 +320,7 @@ func TestDialTLSALPNColibriVsGobwas(t *testing.T) {
 	shared := &tls.Config{RootCAs: roots, NextProtos: []string{"h2", "http/1.1"}}
 	url := "wss://" + srv.Listener.Addr().String()
 
-	u, _, err := wsclient.Dial(gobwasCtx(t), url, &wsclient.Options{Proxy: noProxy, TLSConfig: shared})
+	u, _, err := wsclient.Dial(testCtx(t), url, &wsclient.Options{Proxy: noProxy, TLSConfig: shared})
 	if err != nil {
 		t.Fatalf("colibri: %v", err)
 	}
@@ -376,7 +331,7 @@ func TestDialTLSALPNColibriVsGobwas(t *testing.T) {
 	}
 	u.Conn.Close()
 
-	conn, _, _, err := ws.Dialer{TLSConfig: shared}.Dial(gobwasCtx(t), url)
+	conn, _, _, err := ws.Dialer{TLSConfig: shared}.Dial(testCtx(t), url)
 	if err == nil {
 		conn.Close()
 		t.Fatal("gobwas upgraded over a connection whose ALPN offered h2 first")

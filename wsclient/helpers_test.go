@@ -2,10 +2,13 @@ package wsclient_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +23,7 @@ import (
 	coder "github.com/coder/websocket"
 	gorilla "github.com/gorilla/websocket"
 
+	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/wsclient"
 	"github.com/colibri-ws/colibri/wsconn"
 )
@@ -61,46 +65,22 @@ func each(t *testing.T, f func(t *testing.T, p *peer)) {
 	}
 }
 
-// startPeer serves h with httptest and, at cleanup, closes the upgraded
-// connections httptest no longer tracks and waits for their handlers.
-func startPeer(t *testing.T, name string, tls bool, h func(w http.ResponseWriter, r *http.Request, p *peer)) *peer {
+// startPeer serves h with pServer (with TLS when useTLS): at cleanup, the
+// upgraded connections httptest no longer tracks are closed and their
+// handlers waited for.
+func startPeer(t *testing.T, name string, useTLS bool, h func(w http.ResponseWriter, r *http.Request, p *peer)) *peer {
 	p := &peer{name: name, closes: make(chan closeInfo, 4)}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		wg.Add(1)
-		defer wg.Done()
-		h(w, r, p)
-	}))
-	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-		}
+	var tlsCfg *tls.Config
+	if useTLS {
+		tlsCfg = &tls.Config{}
 	}
-	if tls {
-		srv.StartTLS()
-	} else {
-		srv.Start()
-	}
-	t.Cleanup(func() {
-		srv.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	p.srv = srv
-	p.url = "ws" + strings.TrimPrefix(srv.URL, "http")
+	p.srv = pServer(t, func(w http.ResponseWriter, r *http.Request) { h(w, r, p) }, tlsCfg)
+	p.url = wsURL(p.srv)
 	return p
 }
 
-func gorillaPeer(t *testing.T, tls bool) *peer {
-	return startPeer(t, "gorilla", tls, func(w http.ResponseWriter, r *http.Request, p *peer) {
+func gorillaPeer(t *testing.T, useTLS bool) *peer {
+	return startPeer(t, "gorilla", useTLS, func(w http.ResponseWriter, r *http.Request, p *peer) {
 		// A small write buffer makes gorilla flush a frame per KiB.
 		// Compression is taken when the client offers it.
 		up := gorilla.Upgrader{WriteBufferSize: 1024, EnableCompression: true}
@@ -289,4 +269,113 @@ func testCtx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
 	return c
+}
+
+// ---- servers and frames for the tests of every file ----
+
+// pServer serves h on 127.0.0.1, with TLS when tlsCfg is not nil (httptest
+// adds its certificate), and at cleanup closes the connections that
+// handlers hijacked and waits for the handlers.
+func pServer(t *testing.T, h http.HandlerFunc, tlsCfg *tls.Config) *httptest.Server {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wg.Add(1)
+		defer wg.Done()
+		h(w, r)
+	}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+		}
+	}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // TLS handshakes the client fails on purpose
+	if tlsCfg != nil {
+		srv.TLS = tlsCfg
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return srv
+}
+
+// wsURL is the ws:// or wss:// URL of srv.
+func wsURL(srv *httptest.Server) string { return "ws" + strings.TrimPrefix(srv.URL, "http") }
+
+// gorillaEcho is a gorilla/websocket echo handler that accepts
+// permessage-deflate when it is offered, for messages up to 1 MiB.
+var gorillaEcho = gorillaEchoUpTo(1 << 20)
+
+// gorillaEchoUpTo is gorillaEcho for messages up to limit bytes.
+func gorillaEchoUpTo(limit int64) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		up := gorilla.Upgrader{EnableCompression: true}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetReadLimit(limit)
+		for {
+			typ, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(typ, msg); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// wireFrame is a frame the client sent, as a raw server read it: the
+// header bytes as they were on the wire, the parsed header and the
+// unmasked payload.
+type wireFrame struct {
+	raw []byte
+	h   frames.Header
+	p   []byte
+}
+
+// readWireFrame reads one client frame, keeping its raw header.
+func readWireFrame(br *bufio.Reader) (wireFrame, error) {
+	var hb [frames.MaxHeaderSize]byte
+	if _, err := io.ReadFull(br, hb[:2]); err != nil {
+		return wireFrame{}, err
+	}
+	n := frames.HeaderSize(hb[0], hb[1])
+	if _, err := io.ReadFull(br, hb[2:n]); err != nil {
+		return wireFrame{}, err
+	}
+	h, err := frames.ParseHeader(hb[:n])
+	if err != nil {
+		return wireFrame{}, err
+	}
+	p := make([]byte, h.Length)
+	if _, err := io.ReadFull(br, p); err != nil {
+		return wireFrame{}, err
+	}
+	if h.Masked {
+		frames.Mask(p, h.Mask, 0)
+	}
+	return wireFrame{raw: bytes.Clone(hb[:n]), h: h, p: p}, nil
+}
+
+// pReadFrame reads one frame written by the client and unmasks it.
+func pReadFrame(br *bufio.Reader) (frames.Header, []byte, error) {
+	f, err := readWireFrame(br)
+	return f.h, f.p, err
 }

@@ -17,11 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -43,93 +41,6 @@ import (
 )
 
 // ---- helpers ----
-
-// pServer serves h on 127.0.0.1, with TLS when tlsCfg is not nil (httptest
-// adds its certificate), and at cleanup closes the connections that
-// handlers hijacked and waits for the handlers.
-func pServer(t *testing.T, h http.HandlerFunc, tlsCfg *tls.Config) *httptest.Server {
-	t.Helper()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]struct{}{}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		wg.Add(1)
-		defer wg.Done()
-		h(w, r)
-	}))
-	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			mu.Lock()
-			conns[c] = struct{}{}
-			mu.Unlock()
-		}
-	}
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // TLS handshakes the client fails on purpose
-	if tlsCfg != nil {
-		srv.TLS = tlsCfg
-		srv.StartTLS()
-	} else {
-		srv.Start()
-	}
-	t.Cleanup(func() {
-		srv.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return srv
-}
-
-// wsURL is the ws:// or wss:// URL of srv.
-func wsURL(srv *httptest.Server) string { return "ws" + strings.TrimPrefix(srv.URL, "http") }
-
-// gorillaEcho is a gorilla/websocket echo handler that accepts
-// permessage-deflate when it is offered.
-func gorillaEcho(w http.ResponseWriter, r *http.Request) {
-	up := gorilla.Upgrader{EnableCompression: true}
-	c, err := up.Upgrade(w, r, nil)
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	c.SetReadLimit(1 << 20)
-	for {
-		typ, msg, err := c.ReadMessage()
-		if err != nil {
-			return
-		}
-		if err := c.WriteMessage(typ, msg); err != nil {
-			return
-		}
-	}
-}
-
-// pReadFrame reads one frame written by the client and unmasks it.
-func pReadFrame(br *bufio.Reader) (frames.Header, []byte, error) {
-	var hb [frames.MaxHeaderSize]byte
-	if _, err := io.ReadFull(br, hb[:2]); err != nil {
-		return frames.Header{}, nil, err
-	}
-	n := frames.HeaderSize(hb[0], hb[1])
-	if _, err := io.ReadFull(br, hb[2:n]); err != nil {
-		return frames.Header{}, nil, err
-	}
-	h, err := frames.ParseHeader(hb[:n])
-	if err != nil {
-		return frames.Header{}, nil, err
-	}
-	p := make([]byte, h.Length)
-	if _, err := io.ReadFull(br, p); err != nil {
-		return frames.Header{}, nil, err
-	}
-	if h.Masked {
-		frames.Mask(p, h.Mask, 0)
-	}
-	return h, p, nil
-}
 
 // rawFrame is a frame a raw server read.
 type rawFrame struct {

@@ -48,12 +48,7 @@ func (r *recorder) run(f func()) string {
 	r.mu.Lock()
 	r.msg = ""
 	r.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	<-done
+	inOwnGoroutine(f)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.msg

@@ -1,7 +1,6 @@
 package wstest_test
 
 import (
-	"context"
 	"runtime"
 	"testing"
 	"time"
@@ -26,15 +25,7 @@ func cornerConfig(clk *wstest.Clock) *wsconn.Config {
 
 // cornerServer echoes every message, reading in a loop.
 func cornerServer(t *testing.T, clk *wstest.Clock) *wstest.Server {
-	h := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
-		for m := range in.Messages(0) {
-			if err := out.WriteMessage(ctx, m); err != nil {
-				return err
-			}
-		}
-		return in.Err()
-	}
-	return wstest.NewMemoryServer(t, wstest.Handler(struct{}{}, h, &wstest.HandlerOptions{Config: cornerConfig(clk)}))
+	return memEcho(t, *cornerConfig(clk))
 }
 
 // cornerDial opens n clients that each send "hi" at t=0, with the server

@@ -140,13 +140,7 @@ func TestPromiseMemoryRemoteAddrIsLoopbackHostPort(t *testing.T) {
 	srv := wstest.NewMemoryServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addrs <- r.RemoteAddr
 	}))
-	tr := &http.Transport{DialContext: srv.NetDial}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: guard}).Get("http://wstest.invalid/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	plainGet(t, srv)
 	addr := <-addrs
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host != "127.0.0.1" || port == "" {
@@ -314,13 +308,7 @@ func TestPromiseLoopbackServerCloseClosesEverything(t *testing.T) {
 // their test too"; Server.Dial doc): a client the test leaves open is
 // closed by the test's cleanup, and the server sees its transport go.
 func TestPromiseClientClosesWithItsTest(t *testing.T) {
-	ended := make(chan error, 1)
-	srv := wstest.NewMemoryServer(t, wstest.Handler(struct{}{}, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
-		for range in.Messages(0) {
-		}
-		ended <- in.Err()
-		return nil
-	}, echoHandler()))
+	srv, ended := endingServer(t)
 	t.Run("leaves its client open", func(t *testing.T) {
 		srv.Dial(t, "/", nil).SendText("hello")
 	})
@@ -634,20 +622,11 @@ func TestPromiseExpectCloseAnswersAndWaitsForTheServerToHangUp(t *testing.T) {
 		waitFor(t, "script", done)
 	})
 	t.Run("server keeps the transport open", func(t *testing.T) {
-		release := make(chan struct{})
-		srv, done := scripted(t, func(p *rawPeer) {
+		got := heldFailure(t, func(p *rawPeer) {
 			p.write(frames.OpClose, true, 0, closePayload(frames.CloseNormal, ""))
 			_, _, _ = p.readFrame()
-			<-release
-		})
-		got := failure(t, func(tb testing.TB) {
-			c := srv.Dial(tb, "/", nil)
-			c.Timeout = 50 * time.Millisecond
-			c.ExpectClose(frames.CloseNormal, "")
-		})
-		close(release)
+		}, 50*time.Millisecond, func(c *wstest.Client) { c.ExpectClose(frames.CloseNormal, "") })
 		wantFailure(t, got, `wstest: after close 1000 normal closure "": the server did not close the connection within 50ms`)
-		waitFor(t, "script", done)
 	})
 }
 
@@ -668,32 +647,15 @@ func TestPromiseCloseIsTheClientsHandshake(t *testing.T) {
 	}), "")
 	waitFor(t, "script", done)
 
-	release := make(chan struct{})
-	silent, done2 := scripted(t, func(p *rawPeer) {
-		_, _, _ = p.readFrame()
-		<-release
-	})
-	got := failure(t, func(tb testing.TB) {
-		c := silent.Dial(tb, "/", nil)
-		c.Timeout = 50 * time.Millisecond
-		c.Close()
-	})
-	close(release)
+	got := heldFailure(t, func(p *rawPeer) { _, _, _ = p.readFrame() }, 50*time.Millisecond, func(c *wstest.Client) { c.Close() })
 	wantFailure(t, got, "wstest: close: no CLOSE from the server: nothing arrived within 50ms")
-	waitFor(t, "script", done2)
 }
 
 // Promise (docs/testing.md, table: CloseNow "drops the connection without
 // a handshake, as a crashed peer would"; CloseNow doc: safe to call more
 // than once).
 func TestPromiseCloseNowDropsWithoutAHandshake(t *testing.T) {
-	ended := make(chan error, 1)
-	srv := wstest.NewMemoryServer(t, wstest.Handler(struct{}{}, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
-		for range in.Messages(0) {
-		}
-		ended <- in.Err()
-		return nil
-	}, echoHandler()))
+	srv, ended := endingServer(t)
 	c := srv.Dial(t, "/", nil)
 	c.SendText("hello")
 	c.CloseNow()
@@ -707,29 +669,14 @@ func TestPromiseCloseNowDropsWithoutAHandshake(t *testing.T) {
 // and ReadFrame"; ReadFrame doc: the test fails if no frame arrives within
 // Timeout or the transport ends).
 func TestPromiseTimeoutBoundsSendsAndReadFrame(t *testing.T) {
-	release := make(chan struct{})
-	srv, done := scripted(t, func(p *rawPeer) { <-release }) // never reads
-	got := failure(t, func(tb testing.TB) {
-		c := srv.Dial(tb, "/", nil)
-		c.Timeout = 50 * time.Millisecond
-		c.SendBinary(make([]byte, 3<<20))
-	})
-	close(release)
+	// The script never reads.
+	got := heldFailure(t, nil, 50*time.Millisecond, func(c *wstest.Client) { c.SendBinary(make([]byte, 3<<20)) })
 	if !strings.HasPrefix(got, "wstest: send binary frame: ") {
 		t.Errorf("a send into a peer that never reads: failure %q", got)
 	}
-	waitFor(t, "script", done)
 
-	release2 := make(chan struct{})
-	srv2, done2 := scripted(t, func(p *rawPeer) { <-release2 })
-	got = failure(t, func(tb testing.TB) {
-		c := srv2.Dial(tb, "/", nil)
-		c.Timeout = 20 * time.Millisecond
-		c.ReadFrame()
-	})
-	close(release2)
+	got = heldFailure(t, nil, 20*time.Millisecond, func(c *wstest.Client) { c.ReadFrame() })
 	wantFailure(t, got, "wstest: read frame: nothing arrived within 20ms")
-	waitFor(t, "script", done2)
 
 	srv3, done3 := scripted(t, func(p *rawPeer) {})
 	got = failure(t, func(tb testing.TB) { srv3.Dial(tb, "/", nil).ReadFrame() })
@@ -755,16 +702,9 @@ func TestPromiseDefaultTimeoutIsFiveSeconds(t *testing.T) {
 // Promise (WaitServerReading doc): it "fails the test ... if the server
 // is still busy after Timeout".
 func TestPromiseWaitServerReadingFailsWhileTheServerIsBusy(t *testing.T) {
-	release := make(chan struct{})
-	srv, done := scripted(t, func(p *rawPeer) { <-release }) // never reads
-	got := failure(t, func(tb testing.TB) {
-		c := srv.Dial(tb, "/", nil)
-		c.Timeout = 50 * time.Millisecond
-		c.WaitServerReading()
-	})
-	close(release)
+	// The script never reads.
+	got := heldFailure(t, nil, 50*time.Millisecond, func(c *wstest.Client) { c.WaitServerReading() })
 	wantFailure(t, got, "wstest: the server was not waiting to read within 50ms")
-	waitFor(t, "script", done)
 }
 
 // ---- time ----
@@ -934,13 +874,7 @@ func goroutineID() uint64 {
 // example 426 for a request that is not an upgrade)").
 func TestPromiseHandlerRefusesAPlainRequestWith426(t *testing.T) {
 	srv := wstest.NewMemoryServer(t, wstest.Handler(struct{}{}, echo, echoHandler()))
-	tr := &http.Transport{DialContext: srv.NetDial}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: guard}).Get("http://wstest.invalid/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := plainGet(t, srv)
 	if resp.StatusCode != http.StatusUpgradeRequired {
 		t.Fatalf("plain GET: %d, want 426", resp.StatusCode)
 	}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"runtime"
@@ -28,8 +27,6 @@ import (
 
 // cornerGuard bounds every wait of these tests; it never synchronises.
 const cornerGuard = 10 * time.Second
-
-var cornerQuiet = slog.New(slog.DiscardHandler)
 
 // cornerTB is a testing.TB whose Fatalf and Errorf record the failure
 // instead of failing the test; Fatalf ends the goroutine as testing.T's
@@ -72,12 +69,7 @@ func (r *cornerTB) capture(f func()) string {
 	r.mu.Lock()
 	r.msg, r.capturing = "", true
 	r.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	<-done
+	inOwnGoroutine(f)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.capturing = false
@@ -443,20 +435,12 @@ func TestCornerExpectMethodsTimeOut(t *testing.T) {
 	}
 }
 
-// cornerPinger runs a colibri Handler that reads until the peer goes,
+// cornerPinger runs a colibri echo Handler that reads until the peer goes,
 // with keep-alive and an idle timeout on clk.
 func cornerPinger(t *testing.T, cfg wsconn.Config) (*wstest.Server, *wstest.Clock) {
 	clk := wstest.NewClock()
-	cfg.Clock, cfg.Logger = clk, cornerQuiet
-	h := func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
-		for m := range in.Messages(0) {
-			if err := out.WriteMessage(ctx, m); err != nil {
-				return err
-			}
-		}
-		return in.Err()
-	}
-	return wstest.NewMemoryServer(t, wstest.Handler(struct{}{}, h, &wstest.HandlerOptions{Config: &cfg})), clk
+	cfg.Clock = clk
+	return memEcho(t, cfg), clk
 }
 
 // docs/testing.md: "Cleanup and leak checks" — a loopback server whose
@@ -488,7 +472,7 @@ func TestCornerLoopbackServerLeavesNoGoroutine(t *testing.T) {
 		}
 		return in.Err()
 	}
-	mux.Handle("/colibri", wstest.Handler(struct{}{}, echo, &wstest.HandlerOptions{Config: &wsconn.Config{Logger: cornerQuiet}}))
+	mux.Handle("/colibri", wstest.Handler(struct{}{}, echo, &wstest.HandlerOptions{Config: &wsconn.Config{Logger: quiet}}))
 	srv := wstest.NewServer(t, mux)
 
 	a := srv.Dial(t, "/gorilla", nil)

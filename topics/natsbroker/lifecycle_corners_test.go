@@ -5,7 +5,8 @@ package natsbroker_test
 // themselves (Hub.Close), on an embedded NATS server. Block members hold
 // up the broker's receiving goroutine or a sibling hub's publisher; the
 // tests check what lets them go. Helpers come from multinode_test.go
-// (startNATS, stopNATS, waitFor) and outage_test.go (connectBroker).
+// (startNATS, stopNATS, waitFor), outage_test.go (connectBroker) and
+// helpers_test.go (blockHubs).
 
 import (
 	"bytes"
@@ -186,18 +187,7 @@ func TestTopicsCornerNATSSiblingBlockHonoursThePublishersContext(t *testing.T) {
 	ns := startNATS(t, -1)
 	defer stopNATS(ns)
 	_, b := connectBroker(t, ns.ClientURL())
-	drops := &cornerDrops{}
-	pubHub, err := topics.NewHub(&topics.Options{Broker: b, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pubHub.Close() })
-	subHub, err := topics.NewHub(&topics.Options{Broker: b, Logger: quiet, OnDrop: drops.add,
-		Limits: topics.Limits{MaxMessages: 1, MaxBytes: 8 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = subHub.Close() })
+	pubHub, subHub, drops := blockHubs(t, b, b)
 	cs := serveCorner(t, subHub, &topics.MemberOptions{Policy: topics.Block(2 * time.Second)}, "t")
 	c, _ := cs.dial(t)
 	if err := pubHub.Publish(context.Background(), "t", cornerBigText("0")); err != nil {
@@ -208,7 +198,7 @@ func TestTopicsCornerNATSSiblingBlockHonoursThePublishersContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err = pubHub.Publish(ctx, "t", messages.Text("1"))
+	err := pubHub.Publish(ctx, "t", messages.Text("1"))
 	took := time.Since(start)
 	if err != nil {
 		t.Errorf("Publish: %v", err)
@@ -238,18 +228,7 @@ func TestTopicsCornerNATSHubCloseReleasesBrokerDeliveryWaitingOnBlock(t *testing
 	defer stopNATS(ns)
 	_, pb := connectBroker(t, ns.ClientURL())
 	snc, sb := connectBroker(t, ns.ClientURL())
-	pubHub, err := topics.NewHub(&topics.Options{Broker: pb, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pubHub.Close() })
-	drops := &cornerDrops{}
-	hub, err := topics.NewHub(&topics.Options{Broker: sb, Logger: quiet, OnDrop: drops.add,
-		Limits: topics.Limits{MaxMessages: 1, MaxBytes: 8 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = hub.Close() })
+	pubHub, hub, drops := blockHubs(t, pb, sb)
 	cs := serveCorner(t, hub, &topics.MemberOptions{Policy: topics.Block(10 * time.Second)}, "t")
 	c, m := cs.dial(t)
 
@@ -312,18 +291,7 @@ func TestTopicsCornerNATSShutdownReleasesBrokerDeliveryWaitingOnBlock(t *testing
 	defer stopNATS(ns)
 	_, pb := connectBroker(t, ns.ClientURL())
 	_, sb := connectBroker(t, ns.ClientURL())
-	pubHub, err := topics.NewHub(&topics.Options{Broker: pb, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pubHub.Close() })
-	drops := &cornerDrops{}
-	hub, err := topics.NewHub(&topics.Options{Broker: sb, Logger: quiet, OnDrop: drops.add,
-		Limits: topics.Limits{MaxMessages: 1, MaxBytes: 8 << 20}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = hub.Close() })
+	pubHub, hub, drops := blockHubs(t, pb, sb)
 	slowApp := serveCorner(t, hub, &topics.MemberOptions{Policy: topics.Block(10 * time.Second)}, "t")
 	fastApp := serveCorner(t, hub, &topics.MemberOptions{Policy: topics.DropNewest, Limits: topics.Limits{MaxMessages: 16}}, "t")
 	slow, slowM := slowApp.dial(t)
@@ -366,7 +334,7 @@ func TestTopicsCornerNATSShutdownReleasesBrokerDeliveryWaitingOnBlock(t *testing
 		t.Fatalf("slow client got %q", got)
 	}
 	_ = slow.SetReadDeadline(time.Now().Add(3 * time.Second))
-	_, _, err = slow.ReadMessage()
+	_, _, err := slow.ReadMessage()
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != 1001 {
 		t.Fatalf("slow client after its message: %v, want 1001", err)

@@ -33,7 +33,15 @@ var quiet = slog.New(slog.DiscardHandler)
 // a random one).
 func startNATS(t testing.TB, port int) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true})
+	return startNATSWith(t, server.Options{Port: port})
+}
+
+// startNATSWith starts an embedded NATS server on 127.0.0.1 with o, whose
+// Port is -1 for a random one.
+func startNATSWith(t testing.TB, o server.Options) *server.Server {
+	t.Helper()
+	o.Host, o.NoLog, o.NoSigs = "127.0.0.1", true, true
+	ns, err := server.NewServer(&o)
 	if err != nil {
 		t.Fatal(err)
 	}

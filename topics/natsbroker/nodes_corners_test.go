@@ -6,8 +6,9 @@ package natsbroker_test
 // across restarts and churn, Close with messages in flight, and subject
 // mapping. Helpers come from multinode_test.go (startNATS, stopNATS,
 // serveNode, waitFor, quiet), outage_test.go (connectBroker), promises_test.go
-// (startPNode, gate, gatedBroker, expect, publish, flush, guard) and
-// lifecycle_corners_test.go (serveCorner, cornerDrops).
+// (startPNode, gate, gatedBroker, expect, publish, flush, guard),
+// lifecycle_corners_test.go (serveCorner, cornerDrops) and helpers_test.go
+// (behindNodes).
 
 import (
 	"context"
@@ -267,13 +268,7 @@ func nodesSiblings(t *testing.T, echo bool) {
 func TestNodesCornerBehindCountedWhenSubscriptionEnds(t *testing.T) {
 	ns := startNATS(t, -1)
 	defer stopNATS(ns)
-	gb := &gatedBroker{entered: make(chan struct{}), release: make(chan struct{})}
-	a := startPNode(t, ns.ClientURL(), pnodeOptions{noServe: true})
-	b := startPNode(t, ns.ClientURL(), pnodeOptions{
-		broker: natsbroker.Options{Pending: 4},
-		wrap:   func(br topics.Broker) topics.Broker { gb.b = br; return gb },
-		policy: topics.DropOldest,
-	})
+	a, b, gb := behindNodes(t, ns.ClientURL())
 	ws, m := b.join(t, "", "a", "b")
 	publish(t, a.hub, "b", "b1")
 	select {

@@ -524,15 +524,8 @@ func TestPromiseFullReconnectBufferRefusesAfterLocalDelivery(t *testing.T) {
 // server's limit, or a closed connection, leaves the local subscribers
 // with the message, counts NotSent, and opens no gap for receivers.
 func TestPromiseRefusedPublishesAreNotSent(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: 512})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
+	ns := startNATSWith(t, server.Options{Port: -1, MaxPayload: 512})
 	defer stopNATS(ns)
-	if !ns.ReadyForConnections(guard) {
-		t.Fatal("NATS server not ready")
-	}
 	a := startPNode(t, ns.ClientURL(), pnodeOptions{})
 	b := startPNode(t, ns.ClientURL(), pnodeOptions{})
 	local, _ := a.join(t, "", "t")
@@ -540,7 +533,7 @@ func TestPromiseRefusedPublishesAreNotSent(t *testing.T) {
 	publish(t, a.hub, "t", "small")
 	expect(t, remote, "small")
 	big := strings.Repeat("y", 1024)
-	err = a.hub.Publish(context.Background(), "t", messages.Text(big))
+	err := a.hub.Publish(context.Background(), "t", messages.Text(big))
 	if !errors.Is(err, natsbroker.ErrNotSent) || !errors.Is(err, nats.ErrMaxPayload) {
 		t.Errorf("publish above max payload: %v, want ErrNotSent and ErrMaxPayload", err)
 	}
@@ -621,13 +614,7 @@ func (g *gatedBroker) Open(deliver func(context.Context, topics.Publication)) (t
 func TestPromiseFallingBehindPendingIsCounted(t *testing.T) {
 	ns := startNATS(t, -1)
 	defer stopNATS(ns)
-	gb := &gatedBroker{entered: make(chan struct{}), release: make(chan struct{})}
-	a := startPNode(t, ns.ClientURL(), pnodeOptions{noServe: true})
-	b := startPNode(t, ns.ClientURL(), pnodeOptions{
-		broker: natsbroker.Options{Pending: 4},
-		wrap:   func(br topics.Broker) topics.Broker { gb.b = br; return gb },
-		policy: topics.DropOldest,
-	})
+	a, b, gb := behindNodes(t, ns.ClientURL())
 	ws, m := b.join(t, "", "t")
 	publish(t, a.hub, "t", "m1")
 	select {
