@@ -409,8 +409,10 @@ func (c *Conn) Context() context.Context { return c.ctx }
 // connection, so clean-up it does (leaving a room, reporting what was not
 // delivered) is done before Serve returns and before a graceful shutdown
 // that waits for the connection does. If the context has ended already, f
-// runs at once in the calling goroutine, before AfterFunc returns. Calling stop keeps f from
-// running, and reports whether it did, as context.AfterFunc's stop does.
+// runs at once in the calling goroutine, before AfterFunc returns. A panic
+// in f's own goroutine is recovered and logged with its stack. Calling
+// stop keeps f from running, and reports whether it did, as
+// context.AfterFunc's stop does.
 func (c *Conn) AfterFunc(f func()) (stop func() bool) {
 	// Checked under mu: the context is cancelled before mu is next taken,
 	// and the connection takes mu after the cancellation and before it
@@ -425,6 +427,7 @@ func (c *Conn) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Unlock()
 	stopRun := context.AfterFunc(c.ctx, func() {
 		defer c.bg.Done()
+		defer c.recoverAfterFunc()
 		f()
 	})
 	return func() bool {
@@ -433,6 +436,15 @@ func (c *Conn) AfterFunc(f func()) (stop func() bool) {
 			return true
 		}
 		return false
+	}
+}
+
+// recoverAfterFunc, deferred in the goroutine that runs a function given
+// to AfterFunc, logs its panic with the stack, as a task's is: the
+// connection is closing by then, so there is no close code to change.
+func (c *Conn) recoverAfterFunc() {
+	if v := recover(); v != nil {
+		c.logger().Error("AfterFunc panicked", slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
 	}
 }
 

@@ -33,12 +33,12 @@ type Observer interface {
 	Upgraded(r *http.Request, res UpgradeResult)
 
 	// ConnOpened is called once per connection, after the opening
-	// handshake and before the handler runs, on the goroutine that serves
-	// the connection. The ConnObserver it returns receives that
-	// connection's events; nil ignores them. Returning a value made for
-	// the connection keeps its state at hand for each event with no
-	// lookup; an observer without per-connection state may return
-	// itself.
+	// handshake and before the handler runs, on the goroutine that starts
+	// the connection (Start's caller, or Serve's). The ConnObserver it
+	// returns receives that connection's events; nil ignores them.
+	// Returning a value made for the connection keeps its state at hand
+	// for each event with no lookup; an observer without per-connection
+	// state may return itself.
 	ConnOpened(c *Conn) ConnObserver
 }
 

@@ -275,10 +275,18 @@ func (c *Conn) codeFor(err error, who string) (frames.CloseCode, string) {
 	case errors.As(err, &pe):
 		c.logger().Error(who+" panicked", slog.Any("panic", pe.value), slog.String("stack", string(pe.stack)))
 	case isClose:
-		if ce.Code == frames.CloseNoStatus || ce.Code.Valid() {
-			return ce.Code, ce.Reason
+		if ce.Code != frames.CloseNoStatus && !ce.Code.Valid() {
+			c.logger().Error(who+" closed with a code that cannot be sent", slog.Int("code", int(ce.Code)))
+			break
 		}
-		c.logger().Error(who+" closed with a code that cannot be sent", slog.Int("code", int(ce.Code)))
+		// Decided here rather than when the frame is made, so that what
+		// is recorded (CloseInfo, the log, metrics) is what is sent.
+		var b [frames.MaxControlPayload]byte
+		if _, err := frames.AppendClose(b[:0], ce.Code, truncateReason(ce.Reason)); err != nil {
+			c.logger().Error(who+" closed with a reason that cannot be sent", slog.Int("code", int(ce.Code)), slog.Any("err", err))
+			return frames.CloseInternalError, ""
+		}
+		return ce.Code, ce.Reason
 	case errors.Is(err, ErrShutdown):
 		return frames.CloseGoingAway, "server shutting down"
 	default:
