@@ -26,11 +26,11 @@ import (
 // rather than a shorter body that looks complete.
 //
 // A 500 carries the header fields the response had when Recover was
-// entered (those set by the middleware in front of it, such as
-// [RequestID]'s), not those the panicking handler set for a response it
-// never finished (a Content-Encoding, a Set-Cookie, the Upgrade and
-// Connection fields of a ws route's accepted upgrade, which the router
-// must not mistake the 500 for).
+// entered (those set by the middleware in front of it), and the request id
+// wherever [RequestID] stands, not those the panicking handler set for a
+// response it never finished (a Content-Encoding, a Set-Cookie, the
+// Upgrade and Connection fields of a ws route's accepted upgrade, which
+// the router must not mistake the 500 for).
 //
 // Recover sees panics of the request goroutine only: a WebSocket session
 // runs after the middleware chain has returned, and colibri recovers panics
@@ -61,7 +61,8 @@ func Recover(logger *slog.Logger) func(http.Handler) http.Handler {
 					slog.String("method", r.Method),
 					slog.String("path", r.URL.Path),
 				}
-				if id := requestIDOf(w, r); id != "" {
+				id := requestIDOf(w, r)
+				if id != "" {
 					attrs = append(attrs, slog.String("request_id", id))
 				}
 				l.LogAttrs(r.Context(), slog.LevelError, "panic", attrs...)
@@ -76,8 +77,11 @@ func Recover(logger *slog.Logger) func(http.Handler) http.Handler {
 				for k, v := range before {
 					h[k] = v
 				}
-				h.Del("Upgrade")
-				h.Del("Connection")
+				if id != "" {
+					// RequestID inside Recover: the 500 still names the
+					// request its log line names.
+					h.Set(RequestIDHeader, id)
+				}
 				http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 			}()
 			next.ServeHTTP(rec, r)

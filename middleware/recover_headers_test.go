@@ -62,3 +62,31 @@ func TestRecover500DropsPanickingHandlersHeaders(t *testing.T) {
 		t.Errorf("body %q", body)
 	}
 }
+
+// With RequestID inside Recover, the id it set belongs to the fields the
+// 500 drops, but the 500 still carries it, so that a client can match the
+// answer to Recover's log line.
+func TestRecover500KeepsTheRequestIDSetInside(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	srv := httptest.NewServer(middleware.Recover(quiet)(middleware.RequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Set-Cookie", "a=b")
+		panic("inside")
+	}))))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set(middleware.RequestIDHeader, "client-7")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got := resp.Header.Get(middleware.RequestIDHeader); got != "client-7" {
+		t.Errorf("request id %q, want client-7", got)
+	}
+	if v := resp.Header.Values("Set-Cookie"); len(v) > 0 {
+		t.Errorf("Set-Cookie %q", v)
+	}
+}

@@ -51,9 +51,11 @@ func DontUpgrade() Decision { return Decision{kind: dontUpgrade} }
 // extra response headers (nil for none) and a plain-text body. A status
 // outside 400–599 becomes 403. The headers are added to those middleware
 // set; a 401 needs WWW-Authenticate there (RFC 9110 §15.5.2), and a 429 or
-// 503 may say Retry-After. Fields that describe the body or the handshake
-// (Content-Type, Content-Length, Transfer-Encoding, Upgrade, Connection,
-// Sec-WebSocket-*) are the router's and are ignored, however spelled. A
+// 503 may say Retry-After. Fields that describe the body (Content-Type,
+// Content-Length, Content-Encoding, Content-Range, Transfer-Encoding), the
+// connection (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade) or
+// the handshake (Sec-WebSocket-*) are the router's and are ignored,
+// however spelled. A
 // body that does not end in a newline gets one, as every plain-text answer
 // of the router and of http.Error ends in one; an empty body stays empty.
 func Reject(status int, header http.Header, body string) Decision {
@@ -335,11 +337,14 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, place contex
 	return http.StatusSwitchingProtocols, nil
 }
 
-// routerField reports whether the canonical header name k is one the
-// router writes itself on a refusal, or one of the handshake's.
+// routerField reports whether the canonical header name k is one a
+// refusal's headers leave to the router: the fields that describe its
+// plain-text body, the connection-specific ones (malformed over HTTP/2,
+// RFC 9113 §8.2.2) and the handshake's.
 func routerField(k string) bool {
 	switch k {
-	case "Content-Type", "Content-Length", "Transfer-Encoding", "Upgrade", "Connection":
+	case "Content-Type", "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding",
+		"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Upgrade":
 		return true
 	}
 	return strings.HasPrefix(k, "Sec-Websocket-")

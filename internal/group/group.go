@@ -63,6 +63,7 @@ type Group struct {
 	members map[Member]struct{}
 	held    int // places claimed by Enter and not yet given back
 	closed  bool
+	forced  bool // Shutdown's deadline passed: a member that joins now is closed at once
 	// empty is closed once the Group is closed and holds no place; made
 	// by the first Shutdown. A channel rather than a WaitGroup, so that
 	// Shutdown can stop waiting at its deadline without leaving a
@@ -145,8 +146,9 @@ func Leave(ctx context.Context) {
 
 // Join enrols m in the Group whose place ctx carries, so that a shutdown
 // reaches it. When that Group is shutting down already, m is told at once,
-// with the same code as the members Shutdown told. Connections served
-// outside a Group join nothing.
+// with the same code as the members Shutdown told, and once the shutdown's
+// deadline has passed it is closed at once, as they were. Connections
+// served outside a Group join nothing.
 func Join(ctx context.Context, m Member) {
 	p, ok := ctx.Value(placeKey{}).(*place)
 	if !ok {
@@ -158,10 +160,13 @@ func Join(ctx context.Context, m Member) {
 		g.members = make(map[Member]struct{})
 	}
 	g.members[m] = struct{}{}
-	closed := g.closed
+	closed, forced := g.closed, g.forced
 	g.mu.Unlock()
 	if closed {
 		m.Shutdown(g.code())
+	}
+	if forced {
+		m.CloseNow()
 	}
 }
 
@@ -227,6 +232,7 @@ func (g *Group) Shutdown(ctx context.Context) (Report, error) {
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
+	g.forced = true
 	forced := g.held
 	members = members[:0]
 	for m := range g.members {
