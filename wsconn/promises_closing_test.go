@@ -71,8 +71,8 @@ func TestPromiseHandlerReturnValuesGiveTheirCodes(t *testing.T) {
 		{name: "code 2999", ret: &wsconn.CloseError{Code: 2999}, payload: closePayload(1011, "internal error"), logged: `msg="handler closed with a code that cannot be sent"`},
 		{name: "code 5000", ret: &wsconn.CloseError{Code: 5000}, payload: closePayload(1011, "internal error"), logged: `msg="handler closed with a code that cannot be sent"`},
 		{name: "code 1005", ret: &wsconn.CloseError{Code: 1005}, payload: []byte{}},
-		{name: "code 1005 with a reason", ret: &wsconn.CloseError{Code: 1005, Reason: "x"}, payload: closePayload(1011, "")},
-		{name: "reason not UTF-8", ret: &wsconn.CloseError{Code: 4000, Reason: "bad \xff"}, payload: closePayload(1011, "")},
+		{name: "code 1005 with a reason", ret: &wsconn.CloseError{Code: 1005, Reason: "x"}, payload: closePayload(1011, ""), logged: `msg="handler closed with a reason that cannot be sent"`},
+		{name: "reason not UTF-8", ret: &wsconn.CloseError{Code: 4000, Reason: "bad \xff"}, payload: closePayload(1011, ""), logged: `msg="handler closed with a reason that cannot be sent"`},
 		{name: "long reason cut inside a rune", ret: &wsconn.CloseError{Code: 4000, Reason: long}, payload: closePayload(4000, strings.Repeat("a", 121))},
 		{name: "long reason cut after a rune", ret: &wsconn.CloseError{Code: 4000, Reason: exact}, payload: closePayload(4000, exact[:123])},
 	}
