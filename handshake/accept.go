@@ -182,12 +182,16 @@ func appendHeader(b []byte, h http.Header) []byte {
 		}
 		for _, v := range vs {
 			b = append(append(b, k...), ": "...)
-			for i := 0; i < len(v); i++ {
-				c := v[i]
-				if c == '\r' || c == '\n' {
-					c = ' '
+			if strings.ContainsAny(v, "\r\n") {
+				for i := 0; i < len(v); i++ {
+					c := v[i]
+					if c == '\r' || c == '\n' {
+						c = ' '
+					}
+					b = append(b, c)
 				}
-				b = append(b, c)
+			} else {
+				b = append(b, v...)
 			}
 			b = append(b, "\r\n"...)
 		}
