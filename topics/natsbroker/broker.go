@@ -19,18 +19,15 @@
 // subscribes to NATS when it gains its first local subscriber to a filter,
 // with '+' as '*' and '#' as '>' (plus the parent subject: "a/#" matches
 // "a"), and unsubscribes when the last one leaves. Only the nodes that
-// have subscribers for a topic receive its messages. A node holds one
-// subscription for filters that need the same subject, and none for a
-// filter another covers ("room/lobby" under "room/+" or "room/#"): NATS
-// sends it one copy of such a message, not one per filter.
+// have subscribers for a topic receive its messages.
 //
 // # Delivery
 //
 // Each message carries the publishing hub's node id, a sequence number,
 // and its number among that hub's messages to its topic. A node ignores
 // its own messages (Connect also asks the server not to echo them) and,
-// when two of its filters overlap without one covering the other ("a/+"
-// and "+/b"), delivers a message that arrives through both only once. Messages from one publisher arrive in the order
+// when two of its filters overlap, delivers a message that arrives
+// through both only once. Messages from one publisher arrive in the order
 // it published them. Each node frames a message once for all its
 // subscribers.
 //
@@ -80,7 +77,6 @@
 package natsbroker
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -241,9 +237,7 @@ func (b *Broker) Open(deliver func(context.Context, topics.Publication)) (topics
 		node:    binary.BigEndian.Uint64(id[:]),
 		deliver: deliver,
 		ch:      make(chan *nats.Msg, b.pending),
-		need:    make(map[string]int),
-		wild:    make(map[string]struct{}),
-		subs:    make(map[string]*nats.Subscription),
+		subs:    make(map[string][]*nats.Subscription),
 		tracker: newTracker(),
 		status:  b.nc.StatusChanged(nats.CLOSED),
 		stopped: make(chan struct{}),
@@ -271,16 +265,8 @@ type link struct {
 	cancel  context.CancelFunc
 	stopped chan struct{}
 
-	mu sync.Mutex
-	// need counts, for each NATS subject, the filters that need it, and
-	// wild holds those of them with a wildcard, the only ones that can
-	// cover another. subs holds the subscriptions: one for each needed
-	// subject that no other needed subject covers ("a.b" under "a.*" or
-	// "a.>"), so that a message comes once however many of the filters
-	// match it (see reconcile).
-	need   map[string]int
-	wild   map[string]struct{}
-	subs   map[string]*nats.Subscription
+	mu     sync.Mutex
+	subs   map[string][]*nats.Subscription
 	closed bool
 	// retired is what NATS had dropped on subscriptions since ended, so
 	// that their drops still count (checkDropped).
@@ -310,144 +296,47 @@ func (l *link) Subscribe(filter string) error {
 	if l.closed {
 		return errClosed
 	}
-	subjects := filterSubjects(l.b.prefix, filter)
-	for _, subj := range subjects {
-		l.need[subj]++
-		if wildcard(subj) {
-			l.wild[subj] = struct{}{}
+	var subs []*nats.Subscription
+	for _, subj := range filterSubjects(l.b.prefix, filter) {
+		sub, err := l.b.nc.ChanSubscribe(subj, l.ch)
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			return fmt.Errorf("natsbroker: subscribe %q: %w", subj, err)
 		}
+		subs = append(subs, sub)
 	}
-	if err := l.reconcile(subjects); err != nil {
-		for _, subj := range subjects {
-			l.release(subj)
-		}
-		_ = l.reconcile(subjects) // ends what the failed subscribe began
-		return fmt.Errorf("natsbroker: subscribe %q: %w", filter, err)
-	}
+	l.subs[filter] = subs
 	l.b.linkMu.Lock()
 	l.filters[filter] = struct{}{}
 	l.b.linkMu.Unlock()
+	if l.b.nc.IsConnected() {
+		if err := l.b.nc.FlushTimeout(l.b.subWait); err != nil {
+			l.b.log.Debug("natsbroker: subscription not confirmed yet", slog.String("filter", filter), slog.Any("err", err))
+		}
+	}
 	return nil
 }
 
 func (l *link) Unsubscribe(filter string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	subs := l.subs[filter]
+	delete(l.subs, filter)
 	l.b.linkMu.Lock()
-	_, had := l.filters[filter]
 	delete(l.filters, filter)
 	l.b.linkMu.Unlock()
-	if !had || l.closed {
-		return nil
-	}
-	subjects := filterSubjects(l.b.prefix, filter)
-	for _, subj := range subjects {
-		l.release(subj)
-	}
-	if err := l.reconcile(subjects); err != nil {
-		return fmt.Errorf("natsbroker: unsubscribe %q: %w", filter, err)
-	}
-	return nil
-}
-
-// release takes back one filter's need of subj; l.mu is held.
-func (l *link) release(subj string) {
-	if l.need[subj] > 1 {
-		l.need[subj]--
-		return
-	}
-	delete(l.need, subj)
-	delete(l.wild, subj)
-}
-
-// reconcile brings the subscriptions in line with the needed subjects
-// once those in changed gained or lost a filter; l.mu is held. It first
-// subscribes to what now needs a subscription (a changed subject no other
-// covers, or one a wildcard that is gone covered) and waits, up to
-// SubscribeTimeout, for the server to confirm; then it ends what no
-// longer needs one (a subject no filter needs, or one a new wildcard
-// covers). So a subject changes hands without a gap, and a message that
-// arrives through both while it does is delivered once (see tracker). A
-// failed subscribe ends nothing.
-func (l *link) reconcile(changed []string) error {
-	added := false
-	subscribe := func(subj string) error {
-		if l.subs[subj] != nil || l.covered(subj) {
-			return nil
-		}
-		sub, err := l.b.nc.ChanSubscribe(subj, l.ch)
-		if err != nil {
-			return err
-		}
-		l.subs[subj] = sub
-		added = true
-		return nil
-	}
-	for _, subj := range changed {
-		if l.need[subj] > 0 {
-			if err := subscribe(subj); err != nil {
-				return err
-			}
-			continue
-		}
-		if !wildcard(subj) {
-			continue
-		}
-		for other := range l.need {
-			if covers(subj, other) {
-				if err := subscribe(other); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	if added && l.b.nc.IsConnected() {
-		if err := l.b.nc.FlushTimeout(l.b.subWait); err != nil {
-			l.b.log.Debug("natsbroker: subscription not confirmed yet", slog.Any("err", err))
-		}
-	}
 	var first error
-	for _, subj := range changed {
-		switch {
-		case l.need[subj] == 0:
-			first = cmp.Or(first, l.end(subj))
-		case wildcard(subj) && l.subs[subj] != nil:
-			for other := range l.subs {
-				if other != subj && covers(subj, other) {
-					first = cmp.Or(first, l.end(other))
-				}
-			}
+	for _, s := range subs {
+		if n, err := s.Dropped(); err == nil {
+			l.retired += n
+		}
+		if err := s.Unsubscribe(); err != nil && first == nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			first = fmt.Errorf("natsbroker: unsubscribe %q: %w", s.Subject, err)
 		}
 	}
 	return first
-}
-
-// end ends the subscription to subj, if any, keeping the count of what
-// NATS dropped on it; l.mu is held.
-func (l *link) end(subj string) error {
-	sub := l.subs[subj]
-	if sub == nil {
-		return nil
-	}
-	delete(l.subs, subj)
-	if n, err := sub.Dropped(); err == nil {
-		l.retired += n
-	}
-	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		return err
-	}
-	return nil
-}
-
-// covered reports whether another needed subject covers subj; l.mu is
-// held. Only a subject with a wildcard covers another.
-func (l *link) covered(subj string) bool {
-	for other := range l.wild {
-		if other != subj && covers(other, subj) {
-			return true
-		}
-	}
-	return false
 }
 
 // The envelope of a message on the wire: version, kind, node id,
@@ -596,8 +485,10 @@ func (l *link) Close() error {
 		return nil
 	}
 	l.closed = true
-	for _, sub := range l.subs {
-		_ = sub.Unsubscribe()
+	for _, subs := range l.subs {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
 	}
 	l.subs = nil
 	l.mu.Unlock()
@@ -723,9 +614,11 @@ func (l *link) reportMissing() {
 func (l *link) checkDropped() {
 	l.mu.Lock()
 	total := l.retired
-	for _, sub := range l.subs {
-		if n, err := sub.Dropped(); err == nil {
-			total += n
+	for _, subs := range l.subs {
+		for _, s := range subs {
+			if n, err := s.Dropped(); err == nil {
+				total += n
+			}
 		}
 	}
 	l.mu.Unlock()

@@ -43,11 +43,9 @@ type Losses struct {
 	// Options.Pending messages behind. They are part of Missing once the
 	// gap is seen; NATS reports them about once a second, and those of a
 	// subscription that ends count too. NATS drops copies: a node whose
-	// filters overlap without one covering the other ("a/+" and "+/b")
-	// receives a copy of a message for each filter it matches (the hub
-	// delivers it once), and Behind counts each copy dropped, so it can
-	// exceed the messages missing. Filters one of which covers the other
-	// ("a/#" and "a/b") share one subscription and get one copy.
+	// filters overlap ("a/#" and "a/+") receives a copy of a message for
+	// each filter it matches (the hub delivers it once), and Behind
+	// counts each copy dropped, so it can exceed the messages missing.
 	Behind int64
 }
 

@@ -103,35 +103,3 @@ func topicOf(prefix, subject string) (string, bool) {
 		rest = after
 	}
 }
-
-// wildcard reports whether subj holds a wildcard token; a level that
-// holds '*' or '>' itself is escaped (see appendToken).
-func wildcard(subj string) bool { return strings.ContainsAny(subj, "*>") }
-
-// covers reports whether subject pattern t matches every subject that
-// pattern s matches: token by token, '>' in t takes one or more tokens of
-// anything, '*' in t one token that is not '>', and a plain token only
-// itself.
-func covers(t, s string) bool {
-	for {
-		tt, trest, tmore := strings.Cut(t, ".")
-		if tt == ">" {
-			return s != ""
-		}
-		if s == "" {
-			return false
-		}
-		st, srest, smore := strings.Cut(s, ".")
-		switch {
-		case st == ">":
-			return false
-		case tt == "*":
-		case tt != st:
-			return false
-		}
-		if !tmore || !smore {
-			return tmore == smore
-		}
-		t, s = trest, srest
-	}
-}
