@@ -358,7 +358,7 @@ func routerField(k string) bool {
 type hijackWatch struct {
 	http.ResponseWriter
 	place  context.Context
-	member *hijacked
+	member hijacked // joined once nc is set
 }
 
 // hijacked is a hijacked connection as its group sees it before the
@@ -372,8 +372,8 @@ func (h *hijacked) CloseNow()                 { _ = h.nc.Close() }
 func (w *hijackWatch) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil {
-		w.member = &hijacked{nc}
-		group.Join(w.place, w.member)
+		w.member.nc = nc
+		group.Join(w.place, &w.member)
 	}
 	return nc, rw, err
 }
@@ -381,8 +381,8 @@ func (w *hijackWatch) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w *hijackWatch) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *hijackWatch) release() {
-	if w.member != nil {
-		group.Quit(w.place, w.member)
+	if w.member.nc != nil {
+		group.Quit(w.place, &w.member)
 	}
 }
 
