@@ -7,9 +7,11 @@
 // Run listens, serves, and stops when its context ends or the process gets
 // SIGINT or SIGTERM. Stopping closes the listener, lets in-flight HTTP
 // requests finish, and sends 1001 Going Away (or Config.ShutdownCode) to
-// every open WebSocket after what its writer already accepted; handlers
-// get until
-// Config.ShutdownTimeout to return before their transports are closed.
+// every open WebSocket of colibri's router (its ws routes and the closure
+// form) after what its writer already accepted; handlers get until
+// Config.ShutdownTimeout to return before their transports are closed. A
+// handler that upgrades by itself (handshake.Accept and wsconn.Serve)
+// serves a connection the App neither counts nor stops.
 //
 // # Upgrade requests
 //
@@ -91,9 +93,10 @@ type Config struct {
 	// its next request. Default 120 s.
 	IdleTimeout time.Duration
 
-	// MaxConnections caps open WebSocket connections; upgrade requests
-	// beyond it get 503 Service Unavailable with Retry-After. Default 0:
-	// no cap.
+	// MaxConnections caps open WebSocket connections (those of colibri's
+	// router, counted from their route's decision to upgrade, as
+	// Connections counts them); upgrade requests beyond it get 503
+	// Service Unavailable with Retry-After. Default 0: no cap.
 	MaxConnections int
 
 	// RetryAfter is the Retry-After value sent with that 503, and with
@@ -133,7 +136,9 @@ type Config struct {
 
 	// WebSocket is the closure form: one shouldUpgrade and handler for
 	// every upgrade request, made with router.Everywhere. Requests it
-	// declines, and requests that are not upgrades, go to the handler.
+	// declines, and requests that are not upgrades, go to the handler
+	// (a declined upgrade to a path ServeMux would clean, "/a//b", gets
+	// ServeMux's redirect instead).
 	WebSocket func(*router.Router)
 
 	// Observer is told about the upgrade requests the application refuses
@@ -212,7 +217,10 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Connections returns the number of open WebSocket connections.
+// Connections returns the number of open WebSocket connections of
+// colibri's router (ws routes and the closure form), counting from the
+// route's decision to upgrade: an accepted upgrade whose handshake has not
+// finished counts too.
 func (a *App) Connections() int { return a.sessions.Len() }
 
 // Addr returns the address Run is listening on, or nil before it listens.
@@ -224,7 +232,8 @@ func (a *App) Addr() net.Addr {
 
 // ServeHTTP puts the App's logger in the request's context, applies the
 // connection limit and the upgrade hooks to upgrade requests, has the App
-// count and shut down their connections, and serves the handler.
+// count and shut down the connections colibri's router serves for them,
+// and serves the handler.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if logctx.From(r.Context()) != a.log {
 		// Served by an http.Server other than Serve's, whose base

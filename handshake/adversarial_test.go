@@ -342,7 +342,7 @@ func TestAdversarialDeflateOffers(t *testing.T) {
 		{"permessage-deflate; server_max_window_bits=16", 101, ""},
 		{"permessage-deflate; server_max_window_bits=7", 101, ""},
 		{"permessage-deflate; server_max_window_bits", 101, ""},
-		{"permessage-deflate; server_max_window_bits=", 101, ""},
+		{"permessage-deflate; server_max_window_bits=", 400, "malformed Sec-WebSocket-Extensions"},
 		{`permessage-deflate; server_max_window_bits="10"`, 101, granted + "; server_max_window_bits=10"},
 		{`permessage-deflate; server_max_window_bits="1 0"`, 101, ""},
 		{"permessage-deflate; server_max_window_bits=9; server_max_window_bits=9", 101, ""},

@@ -19,6 +19,11 @@ func ParseExtensions(values ...string) ([]wsconn.Extension, error) {
 	var opts []httphead.Option
 	for _, v := range values {
 		var ok bool
+		// httphead skips what it cannot read ("a b" gives b): the
+		// grammar is checked first.
+		if !wellFormed(v) {
+			return nil, fmt.Errorf("handshake: malformed Sec-WebSocket-Extensions %q", v)
+		}
 		if opts, ok = httphead.ParseOptions([]byte(v), opts); !ok {
 			return nil, fmt.Errorf("handshake: malformed Sec-WebSocket-Extensions %q", v)
 		}
@@ -39,6 +44,103 @@ func ParseExtensions(values ...string) ([]wsconn.Extension, error) {
 	}
 	return exts, nil
 }
+
+// wellFormed reports whether v follows the grammar of a
+// Sec-WebSocket-Extensions value (RFC 6455 §9.1): a comma-separated list
+// of extensions, empty elements allowed (RFC 9110 §5.6.1), each a token
+// followed by parameters, ";" token [ "=" ( token / quoted-string ) ],
+// with optional whitespace around the separators.
+func wellFormed(v string) bool {
+	s := scanner{s: v}
+	for {
+		s.ows()
+		switch {
+		case s.done():
+			return true
+		case s.skip(','):
+			continue
+		case !s.token():
+			return false
+		}
+		for s.ows(); s.skip(';'); s.ows() {
+			s.ows()
+			if !s.token() {
+				return false
+			}
+			s.ows()
+			if s.skip('=') {
+				s.ows()
+				if !s.token() && !s.quoted() {
+					return false
+				}
+			}
+		}
+		if !s.done() && !s.skip(',') {
+			return false
+		}
+	}
+}
+
+// scanner reads a header value from its start.
+type scanner struct {
+	s string
+	i int
+}
+
+func (s *scanner) done() bool { return s.i == len(s.s) }
+
+// skip consumes c if it comes next.
+func (s *scanner) skip(c byte) bool {
+	if s.i < len(s.s) && s.s[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// ows consumes optional whitespace.
+func (s *scanner) ows() {
+	for s.i < len(s.s) && (s.s[s.i] == ' ' || s.s[s.i] == '\t') {
+		s.i++
+	}
+}
+
+// token consumes a token and reports whether there was one.
+func (s *scanner) token() bool {
+	start := s.i
+	for s.i < len(s.s) && httphead.OctetTypes[s.s[s.i]].IsToken() {
+		s.i++
+	}
+	return s.i > start
+}
+
+// quoted consumes a quoted-string (RFC 9110 §5.6.4) and reports whether
+// there was a whole one.
+func (s *scanner) quoted() bool {
+	if !s.skip('"') {
+		return false
+	}
+	for s.i < len(s.s) {
+		c := s.s[s.i]
+		s.i++
+		switch {
+		case c == '"':
+			return true
+		case c == '\\':
+			if s.i == len(s.s) || !quotable(s.s[s.i]) {
+				return false
+			}
+			s.i++
+		case !quotable(c):
+			return false
+		}
+	}
+	return false
+}
+
+// quotable reports whether c may stand in a quoted-string: HTAB, SP,
+// visible ASCII and obs-text.
+func quotable(c byte) bool { return c == '\t' || c >= ' ' && c != 0x7f }
 
 // unescape returns a parameter value with the quoted-pair escapes of a
 // quoted string resolved; httphead removes only the quotes.

@@ -66,6 +66,14 @@ var connectionHeaders = []string{
 // negotiation in Accept: it answers 200 with the negotiated headers,
 // flushes, and returns the stream as the connection's transport.
 func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, proto string, exts []wsconn.Extension) (wsconn.Upgraded, error) {
+	if !canFlush(w) {
+		// Checked before the 200, which would open the WebSocket for
+		// the client: a stream that cannot be flushed cannot carry one.
+		e := refuse(http.StatusInternalServerError, "this stream cannot be upgraded")
+		e.cause = http.ErrNotSupported
+		e.Write(w)
+		return wsconn.Upgraded{}, e
+	}
 	h := w.Header()
 	for k, v := range o.Header {
 		if !handshakeField(k) {
@@ -100,6 +108,21 @@ func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, prot
 		return wsconn.Upgraded{}, fmt.Errorf("handshake: upgrade: %w", err)
 	}
 	return wsconn.Upgraded{Conn: s, Request: r, Subprotocol: proto, Extensions: exts, HTTP2: true}, nil
+}
+
+// canFlush reports whether w, or a writer it unwraps to, can flush, as
+// http.ResponseController looks for one.
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Flusher:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
 }
 
 // ---- the stream as a net.Conn ----

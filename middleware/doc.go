@@ -3,9 +3,9 @@
 // authentication, an Origin allowlist and a rate limit on WebSocket
 // upgrades. Each is a func(http.Handler) http.Handler, or a constructor
 // returning one, and works with any router built on net/http. From
-// colibri, the package imports only wsconn, whose origin check [Origins]
-// shares with the ws routes, and the application's logger in the request
-// context (see Order).
+// colibri, the package imports only handshake, whose origin check
+// [Origins] shares with the ws routes, and the application's logger in the
+// request context (see Order).
 //
 // # Middleware and WebSocket routes
 //

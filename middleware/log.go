@@ -34,7 +34,8 @@ import (
 //     HTTP/2 extended CONNECT for "websocket"). "accepted" when nothing was
 //     written and the response header holds "Upgrade: websocket", which is
 //     how a ws route records its decision (or when the handler wrote 101
-//     itself); "hijacked" when the handler hijacked the connection itself;
+//     itself, or a 2xx to an HTTP/2 extended CONNECT, which opens the
+//     stream as a WebSocket); "hijacked" when the handler hijacked the connection itself;
 //     "refused" for any other answer.
 //   - panic: true when a later handler panicked. Log lets the panic go on,
 //     to Recover or net/http, and logs what was recorded up to then.
@@ -89,7 +90,8 @@ func logRequest(logger *slog.Logger, rec *Recorder, r *http.Request, d time.Dura
 		if asked {
 			upgrade = "refused"
 		}
-	case asked && status == http.StatusSwitchingProtocols:
+	case asked && (status == http.StatusSwitchingProtocols || r.ProtoMajor >= 2 && status >= 200 && status < 300):
+		// Over HTTP/2 a 2xx to the extended CONNECT opens the WebSocket.
 		upgrade = "accepted"
 	case asked:
 		upgrade = "refused"

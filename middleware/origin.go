@@ -29,7 +29,8 @@ import (
 //   - the host[:port] of its Origin matches one of patterns, in the glob
 //     syntax of [path.Match], ignoring case and the scheme: "example.com",
 //     "*.example.com" (subdomains at any depth, not example.com itself), "localhost:*"
-//     (any port; plain "localhost" matches no port), "*" (anything). A port
+//     (any port; plain "localhost" matches no port but its scheme's default,
+//     which counts as left out), "*" (anything). A port
 //     is part of what is matched, so "example.com" does not match
 //     "http://example.com:8080". The brackets of an IPv6 literal are
 //     pattern syntax and need escaping: `\[::1\]:*`.

@@ -66,7 +66,8 @@ func endUpgrade(span trace.Span, status int) {
 
 // Handler traces WebSocket upgrade requests: for each one it takes the
 // trace context from the request's headers (Options.Propagator), starts a
-// server span "GET /ws/route" that is the parent of whatever the request
+// server span "GET /ws/route" ("CONNECT /ws/route" over HTTP/2) that is
+// the parent of whatever the request
 // meets on its way, and ends it with the HTTP status once the 101 response
 // or the refusal is written (at the latest when next returns). The
 // connection's own span (see ConnOpened) links to it. Other requests pass
@@ -79,7 +80,8 @@ func endUpgrade(span trace.Span, status int) {
 //	srv := &http.Server{Handler: obs.Handler(r)}
 //
 // As router middleware (r.Use(obs.Handler)) the span ends when the route
-// has decided, before the handshake, and keeps the name "GET" (the router
+// has decided, before the handshake, and keeps the bare method as its name,
+// "GET" or "CONNECT" (the router
 // names the span of the request it received, which is not this one).
 func (o *OTel) Handler(next http.Handler) http.Handler {
 	if o.tracer == nil {

@@ -10,7 +10,9 @@ import (
 
 // WithObserver sets the observer of upgrades and connections, a
 // wsconn.Observer (the observe package makes one). Passed to New it is
-// told how every upgrade request the router serves ended and watches the
+// told how every upgrade request the router serves ended (except the 503s
+// an app answers for a route, when full or shutting down, which go to the
+// app's Config.Observer) and watches the
 // connections of all its ws routes; passed to WS it watches that route's
 // connections only, in place of the router's. It takes precedence over
 // the Observer of the wsconn.Config set with WithConfig, which otherwise

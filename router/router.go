@@ -111,10 +111,12 @@ func (r *Router) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Re
 }
 
 // ShutdownReport says how a shutdown ended the WebSocket connections that
-// were open.
+// were open. Both fields count what Connections counts: connections, and
+// upgrades their route accepted whose handshake had not finished.
 type ShutdownReport struct {
 	// Graceful connections finished their closing handshake (1001 Going
-	// Away) before the deadline.
+	// Away) before the deadline; an accepted upgrade whose handshake ended
+	// (or never began) before it counts here too.
 	Graceful int
 	// Forced connections were still open at the deadline and had their
 	// transport closed without a handshake.
@@ -138,8 +140,9 @@ func (r *Router) Shutdown(ctx context.Context) (ShutdownReport, error) {
 }
 
 // Connections returns the number of WebSocket connections the router
-// serves itself; under the app package, the app counts them instead
-// (app.App.Connections).
+// serves itself, counting from the route's decision to upgrade: an
+// accepted upgrade whose handshake has not finished counts too. Under the
+// app package, the app counts them instead (app.App.Connections).
 func (r *Router) Connections() int { return r.root.sessions.Len() }
 
 // ServeHTTP routes req. For a WebSocket upgrade request it runs the
@@ -185,6 +188,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// empty it, so that a connection does not keep what p.start captured,
 	// the request among it.
 	start, place, header := p.start, p.place, p.header
+	// The Upgrade and Connection the decision set were for middleware to
+	// see; the handshake writes its own, and an error it answers must
+	// not carry them.
+	putBack(w.Header(), p.before)
 	p.start, p.logger, p.place, p.before, p.header = nil, nil, nil, nil, nil
 	status, err := start(w, place, header)
 	if serve := p.serve; serve != nil {

@@ -321,8 +321,8 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, place contex
 		group.Leave(place)
 		rt.logger(r).LogAttrs(r.Context(), slog.LevelDebug, "handshake failed",
 			slog.String("route", rt.route), slog.Any("err", err))
-		if he, ok := errors.AsType[*handshake.Error](err); ok {
-			return he.Status, nil
+		if he, ok := errors.AsType[*handshake.Error](err); ok && he.Unwrap() == nil {
+			return he.Status, nil // a refusal of the request itself
 		}
 		return http.StatusInternalServerError, err
 	}
@@ -440,8 +440,10 @@ func WithHandshakeTimeout(d time.Duration) Option {
 // every upgrade request, whatever its path, even one ServeMux would not
 // take as it is ("/a//b"): the closure form for applications without ws
 // routes (see app.Config.WebSocket). Requests that are declined or not
-// upgrades go to the application's handler. Registered on a router with
-// ws routes, it takes the upgrades none of them matches.
+// upgrades go to the application's handler, except a declined upgrade to a
+// path ServeMux would clean ("/a//b"), which gets ServeMux's redirect.
+// Registered on a router with ws routes, it takes the upgrades none of
+// them matches.
 func Everywhere[T any](shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T], opts ...Option) func(*Router) {
 	return func(r *Router) {
 		r.root.everywhere = newWSRoute(r, "/", shouldUpgrade, handler, opts)
