@@ -33,6 +33,7 @@ var (
 	errNegative   = errors.New("messages: Assembler given a negative frame length")
 	errInFrame    = errors.New("messages: Assembler.Begin called before End of the previous frame")
 	errNoFrame    = errors.New("messages: Assembler.Chunk or End called without Begin")
+	errMixed      = errors.New("messages: Assembler.Push given a continuation of a message begun with Begin")
 	errOverlong   = errors.New("messages: Assembler.Chunk given more bytes than Begin declared")
 	errIncomplete = errors.New("messages: Assembler.End called before Chunk was given the whole payload")
 )
@@ -80,6 +81,7 @@ type Assembler struct {
 	size    int64 // payload bytes of the current message so far
 	utf8    UTF8
 	buf     []byte // gathered payload, for Push
+	pushing bool   // the message in progress began with Push, whose buffer holds it
 }
 
 // Begin starts a data frame with opcode op, the FIN flag fin and a payload of
@@ -120,6 +122,7 @@ func (a *Assembler) Begin(op frames.Opcode, fin bool, length int64) error {
 		a.kind = Kind(op)
 		a.size = 0
 		a.utf8.Reset()
+		a.pushing = false
 	}
 	a.inFrame, a.fin, a.left = true, fin, length
 	return nil
@@ -187,7 +190,7 @@ func (a *Assembler) Size() int64 {
 // Reset abandons the message in progress, if any, and makes a ready for a
 // new one. It keeps Limit, SkipUTF8 and the memory of Push's buffer.
 func (a *Assembler) Reset() {
-	a.kind, a.inFrame, a.fin, a.left, a.size = 0, false, false, 0, 0
+	a.kind, a.inFrame, a.fin, a.left, a.size, a.pushing = 0, false, false, 0, 0, false
 	a.utf8.Reset()
 	a.buf = a.buf[:0]
 }
@@ -197,18 +200,25 @@ func (a *Assembler) Reset() {
 // completes a message, Push returns the message and true; its Payload aliases
 // the buffer and is valid until the next call to Push or Reset.
 //
-// The buffer grows only with payload bytes actually given, up to Limit; it
-// is reused from one message to the next. A control frame gives an error
-// that is not a Violation, as it belongs to the caller and not to a message.
+// The buffer grows only with payload bytes actually given: its length
+// never passes Limit, its capacity follows append's growth. It is reused
+// from one message to the next. A message is given to Push frame by frame
+// or to Begin, Chunk and End, not both: Push refuses a continuation of a
+// message begun with Begin. That, and a control frame, give an error that
+// is not a Violation, as it belongs to the caller and not to a message.
 func (a *Assembler) Push(f frames.Frame) (Message, bool, error) {
 	if f.Op.IsControl() {
 		return Message{}, false, errNotData
+	}
+	if f.Op == frames.OpContinuation && a.kind != 0 && !a.pushing {
+		return Message{}, false, errMixed
 	}
 	if err := a.Begin(f.Op, f.Fin, int64(len(f.Payload))); err != nil {
 		return Message{}, false, err
 	}
 	if f.Op != frames.OpContinuation {
 		a.buf = a.buf[:0]
+		a.pushing = true
 	}
 	if err := a.Chunk(f.Payload); err != nil {
 		return Message{}, false, err

@@ -19,8 +19,10 @@ const (
 )
 
 // Limits bound a member's queue. Both count what the member holds: the
-// messages waiting and the one its sender is writing. Bytes are counted on
-// the wire (frame header and payload); a message's bytes are shared by
+// messages waiting and those its sender is writing (up to 16 at once).
+// Bytes are counted as the message's frame, header and payload,
+// uncompressed (Prepared.Len: what a connection without compression
+// sends); a message's bytes are shared by
 // every member it was published to, so the memory a hub holds is at most,
 // and usually far below, the sum of its members' limits.
 type Limits struct {
@@ -58,7 +60,9 @@ type Options struct {
 	// Defaults DefaultMaxBytes and DefaultMaxMessages.
 	Limits Limits
 
-	// OnDrop is called once for every message a member does not get, in
+	// OnDrop is called once for every Drop: for every message a member
+	// does not get, except that a run of messages lost on their way from
+	// another node (DropLost) is one Drop whose Count says how many, in
 	// the goroutine that gave up on it (a publisher, the broker's, or the
 	// member's clean-up when its connection ends, which the connection
 	// waits for: see wsconn.Conn.AfterFunc), after the hub's locks are

@@ -15,8 +15,10 @@ import (
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
-// ErrLeft is returned by the methods of a Member whose connection has
-// ended: its subscriptions are gone and its queue was discarded.
+// ErrLeft is returned by Subscribe, SubscribeWith and Drain of a Member
+// whose connection has ended: its subscriptions are gone and its queue was
+// discarded. (Unsubscribe has nothing left to do and returns nil; Publish
+// still reaches the hub's other members.)
 var ErrLeft = errors.New("topics: member has left")
 
 // MemberOptions configure one member; zero fields take the hub's values.

@@ -147,7 +147,9 @@ type DropReason uint8
 // The reasons a message is dropped.
 const (
 	// DropEvicted: the message was queued and made room for a newer one
-	// (DropOldest, or KeepLatest with no message of the same key queued).
+	// (DropOldest, or KeepLatest when the newer one has no queued value of
+	// its key to replace, or is larger than that value and no longer fits
+	// in its place).
 	DropEvicted DropReason = iota + 1
 	// DropRefused: the message did not fit and DropNewest (or a queue
 	// whose room is taken by the message being written) turned it away.
@@ -208,7 +210,8 @@ type Drop struct {
 	Member *Member
 	// Topic is the message's topic.
 	Topic string
-	// Bytes is the size of the message on the wire; zero with DropLost,
+	// Bytes is the size of the message's frame, uncompressed (as Limits
+	// count it); zero with DropLost,
 	// whose messages the hub never saw.
 	Bytes int
 	// Count is the number of messages the Drop stands for: 1, or with

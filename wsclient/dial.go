@@ -80,7 +80,8 @@ type Options struct {
 	// http.ProxyFromEnvironment picks HTTP_PROXY or HTTPS_PROXY as it does
 	// for plain HTTP. Only http:// proxies are supported: Dial asks them for
 	// a tunnel with CONNECT (for ws:// and wss:// alike) and sends
-	// Proxy-Authorization (Basic) when the proxy URL has a user name.
+	// Proxy-Authorization (Basic) when the proxy URL has user information
+	// (user name and password, either of them possibly empty).
 	//
 	// Default (nil): http.ProxyFromEnvironment, which, like net/http,
 	// ignores requests to localhost and loopback addresses and reads the

@@ -85,6 +85,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -438,6 +439,13 @@ func (l *link) toSiblings(ctx context.Context, p topics.Publication) {
 	}
 }
 
+// hasFilterFor is matches for a caller that does not hold b.linkMu.
+func (l *link) hasFilterFor(topic string) bool {
+	l.b.linkMu.Lock()
+	defer l.b.linkMu.Unlock()
+	return l.matches(topic)
+}
+
 // matches reports whether one of l's filters matches topic; the caller
 // holds b.linkMu.
 func (l *link) matches(topic string) bool {
@@ -573,6 +581,11 @@ func (l *link) receive(msg *nats.Msg) {
 		tseq = binary.BigEndian.Uint64(d[18:26])
 	}
 	if node == l.node || (kind != messages.KindText && kind != messages.KindBinary) {
+		return
+	}
+	if strings.HasPrefix(topic, "$") && !l.hasFilterFor(topic) {
+		// NATS wildcards match a '$' level; a filter's '+' and '#' do not
+		// (topics.Match), so such a topic reached us through one of them.
 		return
 	}
 	klen, n := binary.Uvarint(d[header:])

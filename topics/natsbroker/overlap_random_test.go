@@ -18,15 +18,11 @@ import (
 
 const rcMarkerTopic = "zz/marker"
 
-// rcWireMatch reports whether a node with filter receives topic from
-// NATS: topics.Match, except that NATS also carries a topic whose first
-// level starts with '$' to a filter whose first level is a wildcard (the
-// hub leaves it out itself).
+// rcWireMatch reports whether a node with filter is handed topic:
+// topics.Match (NATS also carries a topic whose first level starts with
+// '$' to a filter whose first level is a wildcard, and the node drops it).
 func rcWireMatch(f, tp string) bool {
-	if topics.Match(f, tp) {
-		return true
-	}
-	return tp[0] == '$' && (f[0] == '+' || f[0] == '#') && topics.Match(f, "Z"+tp[1:])
+	return topics.Match(f, tp)
 }
 
 // rcRandomRun runs steps random toggles of the filters in pool and checks
