@@ -119,8 +119,6 @@ func gdDialWith(t *testing.T, url string, d gorilla.Dialer) *gorilla.Conn {
 	return c
 }
 
-
-
 // Publication.Lost: "The hub counts them as dropped, with DropLost, for
 // every member this publication reaches"; DropLost: "reports it for the
 // members that message reaches, with Count holding how many messages were
@@ -171,7 +169,6 @@ func TestGodocDropLostCountedForEachMemberReached(t *testing.T) {
 		}
 	}
 }
-
 
 // Join's doc: "Join makes c a member of h, until c's context ends"; Member:
 // "A Member lives as long as its connection". Joined after the context
