@@ -277,3 +277,18 @@ func TestGodocLimitsCountTheUncompressedFrame(t *testing.T) {
 		t.Fatalf("client got messages of %v bytes; %d DropTooLarge, want the 5,004-byte frame dropped as too large", got, n)
 	}
 }
+
+// Publish refuses a message of neither kind (the zero Message among them)
+// with wsconn.ErrInvalidKind, before it reaches a member, whose write
+// would refuse it.
+func TestGodocPublishRefusesAMessageOfNeitherKind(t *testing.T) {
+	hub := newHub(t, nil)
+	for _, m := range []messages.Message{{}, {Kind: 9, Payload: []byte("x")}} {
+		if err := hub.Publish(context.Background(), "t", m); !errors.Is(err, wsconn.ErrInvalidKind) {
+			t.Errorf("Publish of kind %d: %v, want ErrInvalidKind", m.Kind, err)
+		}
+	}
+	if st := hub.Stats(); st.Published != 0 {
+		t.Errorf("Stats %+v: nothing was published", st)
+	}
+}

@@ -159,8 +159,9 @@ func Key(key string) PublishOption { return PublishOption{key: key} }
 // Block policy makes it wait, bounded by its timeout and by ctx. Messages
 // that members do not get are reported through Options.OnDrop, not by the
 // error, which says whether the message was accepted: it is an invalid
-// topic, ctx already done, ErrClosed, or the broker's failure to take the
-// message (local members have it by then).
+// topic, a message of neither kind (wsconn.ErrInvalidKind), ctx already
+// done, ErrClosed, or the broker's failure to take the message (local
+// members have it by then).
 func (h *Hub) Publish(ctx context.Context, topic string, msg messages.Message, opts ...PublishOption) error {
 	return h.publish(ctx, nil, topic, msg, opts)
 }
@@ -168,6 +169,9 @@ func (h *Hub) Publish(ctx context.Context, topic string, msg messages.Message, o
 func (h *Hub) publish(ctx context.Context, from *Member, topic string, msg messages.Message, opts []PublishOption) error {
 	if err := checkTopic(topic); err != nil {
 		return err
+	}
+	if msg.Kind != messages.KindText && msg.Kind != messages.KindBinary {
+		return fmt.Errorf("topics: publish %q: %w", topic, wsconn.ErrInvalidKind)
 	}
 	if h.closed.Load() {
 		return ErrClosed

@@ -87,7 +87,7 @@ type Config struct {
 	KeepRequest bool
 
 	// Compression configures permessage-deflate (RFC 7692). Default off.
-	// The server negotiates it during the handshake; a message that
+	// The handshake negotiates it (see Compression); a message that
 	// inflates past MaxMessageSize closes the connection with 1009 before
 	// more than the limit is allocated.
 	Compression Compression

@@ -25,12 +25,16 @@ import (
 // started with Session.Go fails or panics, on a protocol violation, a
 // keep-alive or idle timeout, when the server shuts down, and when the
 // context given to Serve or Start ends; it carries that context's values,
-// not its deadline. Returning performs the closing handshake:
+// not its deadline. After out.Close it stays open until the peer's CLOSE
+// arrives or Config.CloseTimeout passes, so that a loop can read what the
+// peer still sends. Returning performs the closing handshake:
 //
-//   - nil closes with 1000;
+//   - nil, or an error matching context.Canceled or ErrClosed, closes
+//     with 1000;
 //   - a *CloseError (or an error wrapping one) closes with its code and reason;
 //   - any other error closes with 1011 and is logged once; so is a panic;
-//   - after a shutdown (ErrShutdown) the code is 1001 Going Away.
+//   - after a shutdown (ErrShutdown) the code is 1001 Going Away, or the
+//     server's ShutdownCode.
 //
 // When the connection started closing before the handler returned (the
 // peer's CLOSE, which colibri answers at once with the peer's code; a
@@ -150,9 +154,10 @@ type counters struct {
 type Stats struct {
 	// MessagesIn and MessagesOut count whole data messages.
 	MessagesIn, MessagesOut int64
-	// BytesIn and BytesOut count the payload bytes of data frames as they
-	// crossed the wire (compressed, when permessage-deflate is on);
-	// control frames and frame headers are not counted.
+	// BytesIn and BytesOut count the payload bytes of data frames as
+	// colibri read and wrote them on the wire (compressed, when
+	// permessage-deflate is on): data the peer sent that no loop read is
+	// not counted, nor are control frames and frame headers.
 	BytesIn, BytesOut int64
 }
 
@@ -376,7 +381,9 @@ func (p *panicError) Error() string { return fmt.Sprintf("wsconn: panic: %v", p.
 // Go starts f as a task bound to the connection: it runs in the
 // connection's group with the handler's context, and the connection is not
 // torn down before it returns. An error or a panic cancels the group and
-// closes the connection with 1011 (or the code of a *CloseError). Go may be
+// closes the connection with 1011 (or the code of a *CloseError); an error
+// matching context.Canceled, ErrClosed or ErrShutdown, which says the
+// task saw the connection end, changes nothing. Go may be
 // called from any goroutine. Once the handler has returned and the
 // connection waits for its tasks, Go starts nothing and returns ErrClosed.
 func (c *Conn) Go(f func(ctx context.Context) error) error {
@@ -399,7 +406,8 @@ func (c *Conn) Go(f func(ctx context.Context) error) error {
 }
 
 // Context returns the handler's context, which ends when the connection
-// starts closing (see Handler). Code that serves the connection from
+// starts closing, or after out.Close when the peer's CLOSE arrives (see
+// Handler). Code that serves the connection from
 // outside the handler, such as a topics member, ties itself to it.
 func (c *Conn) Context() context.Context { return c.ctx }
 

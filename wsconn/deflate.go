@@ -13,8 +13,11 @@ import (
 	"github.com/colibri-ws/colibri/internal/bufpool"
 )
 
-// Compression configures permessage-deflate (RFC 7692). The zero value
-// turns it off; Enabled turns it on with the documented defaults. With
+// Compression configures permessage-deflate (RFC 7692). The handshake
+// (handshake.Accept, wsclient) negotiates it: there the zero value turns it
+// off and Enabled turns it on with the documented defaults. Serve and
+// Start use what the handshake negotiated (Upgraded.Extensions) and take
+// only Level, Threshold and ContextTakeover from here. With
 // context takeover off (the default), compressors and decompressors are
 // pooled and an idle compressed connection holds none, and a prepared
 // message is compressed once for every connection that receives it.

@@ -37,23 +37,30 @@
 // fragments. Writer streams a message of unknown length and owns it until
 // its Close. Close starts the closing handshake; so does returning from
 // the handler. Once the connection has started closing, for whatever
-// reason, writes fail with an error matching ErrClosed.
+// reason, writes fail with an error matching ErrClosed (a Writer opened
+// before may finish its message).
 //
 // # Closing
 //
 // The code of the CLOSE frame follows from how the connection ended:
 //
-//	handler returned nil               1000
+//	handler returned nil (or an error  1000
+//	  matching context.Canceled or
+//	  ErrClosed)
 //	handler returned a *CloseError     its code and reason
 //	handler or a task failed, panicked 1011 (logged once)
 //	the peer closed first              the peer's code, echoed at once
 //	peer broke the protocol            1002, 1007 or 1009
 //	keep-alive or idle timeout         1001
-//	server shutdown (ErrShutdown)      1001, at once, after accepted writes
+//	server shutdown (ErrShutdown)      1001 (or the server's ShutdownCode),
+//	                                   after accepted writes
 //
-// The first of these fixes the code; the CLOSE frame goes out after the
-// message being written. colibri then waits up to Config.CloseTimeout for
-// the peer's CLOSE before closing the transport.
+// The first of these fixes the code. The CLOSE frame goes out after the
+// message being written, except when the peer failed (a violation, a
+// timeout, its end of stream): then at once, between two fragments.
+// colibri then waits up to Config.CloseTimeout for the peer's CLOSE before
+// closing the transport; after a keep-alive or idle timeout it closes it
+// at once. docs/closing.md has every case.
 //
 // # Serving
 //

@@ -16,7 +16,7 @@ var (
 
 	// ErrShutdown is the cause of a connection's context when the server
 	// it belongs to (an app or a router) shuts down; such connections
-	// close with 1001 Going Away.
+	// close with 1001 Going Away, or the server's ShutdownCode.
 	ErrShutdown = errors.New("wsconn: server shutting down")
 
 	// ErrPingTimeout ends a connection whose peer did not answer a PING
@@ -34,6 +34,11 @@ var (
 	// ErrBusyReading is returned (through Inbound.Err) when a second
 	// goroutine ranges over the inbound side while another one is.
 	ErrBusyReading = errors.New("wsconn: inbound is already being read")
+
+	// ErrInvalidKind is returned by a write given a messages.Kind other
+	// than KindText and KindBinary (the zero Message among them); nothing
+	// is sent.
+	ErrInvalidKind = errors.New("wsconn: message kind is neither text nor binary")
 )
 
 // CloseCode is a close status code (RFC 6455 §7.4). The ones a handler
@@ -57,8 +62,10 @@ const (
 type CloseError struct {
 	Code   CloseCode
 	Reason string
-	// Err is what made colibri close, if anything; nil for a close chosen
-	// by the handler or sent by the peer.
+	// Err is what made colibri close, if anything: a *frames.Violation
+	// for a broken protocol. Inbound.Err returns a peer's close with Err
+	// nil; the same close as the context's cause, or inside a refused
+	// write's error, has Err ErrClosed, saying the connection is closing.
 	Err error
 
 	byColibri bool // made by colibri, not returned by a task

@@ -16,8 +16,9 @@ import (
 // Scanner-style: they yield values until the connection's inbound side
 // ends, and Err then says why (nil when the peer closed cleanly). Leaving a
 // loop early does not close the connection; ranging again continues where
-// the last loop stopped. Once the handler's context has ended, loops yield
-// nothing more.
+// the last loop stopped. Once the handler's context has ended, a new loop
+// yields nothing (a running one still yields what was kept before the
+// peer's CLOSE; see below).
 //
 // One goroutine at a time may range over an Inbound; a second concurrent
 // loop ends at once with ErrBusyReading. Payloads yielded by the iterators
@@ -68,7 +69,8 @@ func (in *Inbound) setErr(err error) {
 }
 
 // Frames yields data frames as they arrive: text, binary and continuation
-// frames, each with its FIN bit. Fragment sequencing and UTF-8 in text are
+// frames, each with its FIN bit; a compressed message (permessage-deflate)
+// is yielded once it is whole, inflated, as one final frame without RSV1. Fragment sequencing and UTF-8 in text are
 // checked across frames. A frame larger than Config.MaxFrameSize, when
 // set, closes the connection with 1009; without it, so does an
 // uncompressed frame larger than Config.MaxMessageSize, and a compressed
@@ -132,7 +134,7 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 // larger than maxSize bytes (Config.MaxMessageSize when maxSize <= 0)
 // closes the connection with 1009 before the excess is read; text that is
 // not valid UTF-8 closes it with 1007 as soon as the first bad fragment
-// arrives. If a Frames loop left a fragmented message half-read, the next
+// arrives (for a compressed message, once it is whole and inflated). If a Frames loop left a fragmented message half-read, the next
 // Messages loop yields the rest of it.
 func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 	return func(yield func(messages.Message) bool) {
@@ -337,6 +339,9 @@ func (c *Conn) endLoop() {
 	if c.body.Load()&1 == 1 {
 		c.body.Add(1) // the body is over
 	} else {
+		// The loop's limit is not the next one's: data the background
+		// reader keeps meanwhile is judged without it (judgeKept).
+		c.asm.Limit = 0
 		c.readMu.Unlock()
 	}
 	c.mu.Lock()

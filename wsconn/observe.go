@@ -145,7 +145,7 @@ const (
 	SidePeer
 )
 
-// String returns "local" or "peer".
+// String returns "local" or "peer" ("unknown" for the zero Side).
 func (s Side) String() string {
 	switch s {
 	case SideLocal:
@@ -159,16 +159,17 @@ func (s Side) String() string {
 // CloseInfo describes how a connection ended. ConnObserver.Closed receives
 // it, and the "connection closed" log line carries the same facts.
 type CloseInfo struct {
-	// Code and Reason ended the connection: the peer's when its CLOSE
-	// frame came first, this side's when it closed first, and
+	// Code and Reason ended the connection: those of the side that began
+	// closing (By), and
 	// frames.CloseAbnormal (1006) when the transport failed before a
 	// CLOSE frame went out (the peer vanished, a write failed, CloseNow).
 	Code   frames.CloseCode
 	Reason string
 
-	// By is the side that started the close. SidePeer: its CLOSE frame
-	// arrived before this side sent one, or its transport failed under
-	// colibri. SideLocal: the handler returned, a task failed, colibri
+	// By is the side that began closing. SidePeer: its CLOSE frame
+	// arrived before this side began closing (out.Close begins it even
+	// while its CLOSE frame waits behind a message being written), or its
+	// transport failed under colibri. SideLocal: the handler returned, a task failed, colibri
 	// failed the connection (protocol violation, keep-alive, idle or
 	// write timeout), the server shut down, or CloseNow was called.
 	By Side

@@ -22,7 +22,8 @@ import (
 // started closing (for whatever reason: the peer's CLOSE, a shutdown, a
 // failed task, a broken transport, out.Close), every write returns an
 // error matching ErrClosed that also wraps the cause (a *CloseError with
-// the close code, ErrShutdown, ...). A write that returned nil was handed
+// the close code, ErrShutdown, ...); only a Writer opened before may
+// finish its message, which the CLOSE frame then follows. A write that returned nil was handed
 // to the socket; it is delivered before colibri's CLOSE frame.
 type Outbound struct {
 	c *Conn
@@ -56,10 +57,17 @@ func (o *Outbound) WriteBinary(ctx context.Context, p []byte, opts ...WriteOptio
 	return o.c.writeMessage(ctx, frames.OpBinary, p, uncompressed(opts))
 }
 
-// WriteMessage sends m, fragmented at Config.FragmentSize.
+// WriteMessage sends m, fragmented at Config.FragmentSize. A Kind other
+// than KindText and KindBinary gives ErrInvalidKind.
 func (o *Outbound) WriteMessage(ctx context.Context, m messages.Message, opts ...WriteOption) error {
+	if !dataKind(m.Kind) {
+		return ErrInvalidKind
+	}
 	return o.c.writeMessage(ctx, m.Kind.Opcode(), m.Payload, uncompressed(opts))
 }
+
+// dataKind reports whether k is a kind of data message.
+func dataKind(k messages.Kind) bool { return k == messages.KindText || k == messages.KindBinary }
 
 // Writer returns a writer that owns one outgoing message of the given kind
 // until its Close: each Config.FragmentSize bytes written go out as a
@@ -72,9 +80,13 @@ func (o *Outbound) WriteMessage(ctx context.Context, m messages.Message, opts ..
 // A Writer left open when the handler returns is abandoned: the message
 // ends unfinished, the closing handshake goes ahead at once, and the
 // Writer's later calls return ErrClosed. The Writer itself is not safe for
-// concurrent use.
+// concurrent use. A kind other than KindText and KindBinary gives
+// ErrInvalidKind.
 func (o *Outbound) Writer(ctx context.Context, kind messages.Kind, opts ...WriteOption) (io.WriteCloser, error) {
 	c := o.c
+	if !dataKind(kind) {
+		return nil, ErrInvalidKind
+	}
 	if err := c.lockMsg(ctx); err != nil {
 		return nil, err
 	}
@@ -282,7 +294,7 @@ func (o *Outbound) Ping(ctx context.Context, payload []byte) error {
 
 // Close starts the closing handshake now with code and reason: the CLOSE
 // frame goes out after the message being written, later writes fail with
-// ErrClosed, and inbound loops end cleanly when the peer's CLOSE arrives
+// ErrClosed (an open Writer may finish its message), and inbound loops end cleanly when the peer's CLOSE arrives
 // (reads wait at most Config.CloseTimeout for it). The handler should then
 // return; what it returns no longer changes the code. Returning a
 // *CloseError from the handler is the shorter way to the same end. Close

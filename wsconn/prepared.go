@@ -21,7 +21,8 @@ type Prepared struct {
 }
 
 // Prepare frames m for sending with WritePrepared. The payload is copied,
-// so the caller may reuse it.
+// so the caller may reuse it. A Kind other than KindText and KindBinary
+// makes the writes of the result fail with ErrInvalidKind.
 func Prepare(m messages.Message) *Prepared {
 	var hb [frames.MaxHeaderSize]byte
 	n := frames.PutHeader(hb[:], frames.Header{Op: m.Kind.Opcode(), Fin: true, Length: int64(len(m.Payload))})
@@ -34,7 +35,9 @@ func Prepare(m messages.Message) *Prepared {
 // Message returns the prepared message. Its payload must not be modified.
 func (p *Prepared) Message() messages.Message { return p.msg }
 
-// Len returns the number of bytes the prepared message puts on the wire.
+// Len returns the size of the prepared message's frame, header and
+// payload, as a server sends it without compression (a compressed or a
+// client's masked frame differs).
 func (p *Prepared) Len() int { return len(p.frame) }
 
 // WritePrepared sends a prepared message as one frame, whatever its size,
@@ -45,6 +48,9 @@ func (p *Prepared) Len() int { return len(p.frame) }
 // compresses at another level than the one the shared compressed frame
 // was made at.
 func (o *Outbound) WritePrepared(ctx context.Context, p *Prepared) error {
+	if !dataKind(p.msg.Kind) {
+		return ErrInvalidKind
+	}
 	_, err := o.c.writeBatch(ctx, []*Prepared{p})
 	return err
 }
@@ -89,6 +95,11 @@ const maxBatch = 64
 // were delivered; n counts them.
 func (o *Outbound) WritePreparedBatch(ctx context.Context, ps []*Prepared) (int, error) {
 	c := o.c
+	for _, p := range ps {
+		if !dataKind(p.msg.Kind) {
+			return 0, ErrInvalidKind // before any is sent
+		}
+	}
 	sent := 0
 	for sent < len(ps) {
 		n, err := c.writeBatch(ctx, ps[sent:sent+min(len(ps)-sent, maxBatch)])
