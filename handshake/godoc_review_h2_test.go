@@ -5,10 +5,7 @@ package handshake_test
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -22,20 +19,7 @@ import (
 // its https:// base URL and an HTTP/2 client.
 func gdrH2Serve(t *testing.T, h http.Handler) (string, *h2test.Client) {
 	t.Helper()
-	cert, pool := h2test.Certificate(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetHTTP2(true)
-	srv := &http.Server{
-		Handler:   h,
-		Protocols: &protos,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		ErrorLog:  slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
-	}
+	srv, ln, pool := h2test.Server(t, h)
 	client := h2test.NewClient(pool)
 	served := make(chan struct{})
 	go func() { _ = srv.ServeTLS(ln, "", ""); close(served) }()

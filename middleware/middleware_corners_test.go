@@ -7,10 +7,8 @@ package middleware_test
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -117,20 +115,7 @@ func TestMiddlewareCornerBasicAuthSpaces(t *testing.T) {
 // shuts the router (if h is one) and the server down together.
 func h2Serve(t *testing.T, h http.Handler) (string, *h2test.Client) {
 	t.Helper()
-	cert, pool := h2test.Certificate(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetHTTP2(true)
-	srv := &http.Server{
-		Handler:   h,
-		Protocols: &protos,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		ErrorLog:  slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
-	}
+	srv, ln, pool := h2test.Server(t, h)
 	client := h2test.NewClient(pool)
 	served := make(chan struct{})
 	go func() { _ = srv.ServeTLS(ln, "", ""); close(served) }()

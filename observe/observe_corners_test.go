@@ -7,8 +7,6 @@ package observe_test
 
 import (
 	"context"
-	"crypto/tls"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -36,20 +34,7 @@ import (
 // cleanup shuts r and the server down together.
 func cornerH2Serve(t *testing.T, r *router.Router, h http.Handler) (string, *h2test.Client) {
 	t.Helper()
-	cert, pool := h2test.Certificate(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetHTTP2(true)
-	srv := &http.Server{
-		Handler:   h,
-		Protocols: &protos,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		ErrorLog:  slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
-	}
+	srv, ln, pool := h2test.Server(t, h)
 	client := h2test.NewClient(pool)
 	served := make(chan struct{})
 	go func() { _ = srv.ServeTLS(ln, "", ""); close(served) }()

@@ -26,7 +26,7 @@ import (
 // and returns its https base URL and a client trusting its certificate.
 func serveTLS(t *testing.T, r *router.Router) (string, *h2test.Client, *tls.Config) {
 	t.Helper()
-	srv, ln, pool := tlsServer(t, r)
+	srv, ln, pool := h2test.Server(t, r)
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, "", "") }()
 	client := h2test.NewClient(pool)

@@ -4,10 +4,6 @@ package router_test
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 
@@ -15,27 +11,6 @@ import (
 
 	"github.com/colibri-ws/colibri/internal/h2test"
 )
-
-// tlsServer returns a server for h with TLS, HTTP/1.1 and HTTP/2 on, the
-// loopback listener it is to serve on and a pool trusting its certificate.
-func tlsServer(t *testing.T, h http.Handler) (*http.Server, net.Listener, *x509.CertPool) {
-	t.Helper()
-	cert, pool := h2test.Certificate(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetHTTP2(true)
-	srv := &http.Server{
-		Handler:   h,
-		Protocols: &protos,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
-		ErrorLog:  slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
-	}
-	return srv, ln, pool
-}
 
 // h2pDial opens a WebSocket over HTTP/2 to path on h and returns it with
 // the 200 that opened it.

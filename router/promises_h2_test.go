@@ -49,7 +49,7 @@ type h2pServer struct {
 // server down at the same time, as docs/http2.md asks.
 func h2pServe(t *testing.T, r *router.Router, tune func(*http.Server)) *h2pServer {
 	t.Helper()
-	srv, ln, pool := tlsServer(t, r)
+	srv, ln, pool := h2test.Server(t, r)
 	if tune != nil {
 		tune(srv)
 	}

@@ -26,6 +26,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -38,6 +39,28 @@ import (
 	"github.com/gobwas/ws"
 	"golang.org/x/net/http2"
 )
+
+// Server returns a server for h with TLS, HTTP/1.1 and HTTP/2 on and its
+// error log discarded, the loopback listener it is to serve on (with
+// ServeTLS(ln, "", "")), and a pool that trusts its certificate.
+func Server(tb testing.TB, h http.Handler) (*http.Server, net.Listener, *x509.CertPool) {
+	tb.Helper()
+	cert, pool := Certificate(tb)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	srv := &http.Server{
+		Handler:   h,
+		Protocols: &protos,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		ErrorLog:  slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
+	}
+	return srv, ln, pool
+}
 
 // Certificate makes a self-signed certificate for 127.0.0.1 and localhost,
 // valid for an hour, and a pool that trusts it.
