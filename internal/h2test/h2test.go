@@ -1,5 +1,6 @@
 // Package h2test helps tests open WebSockets over HTTP/2 (RFC 8441): a
-// self-signed certificate made on the spot, an HTTP/2 client that counts
+// self-signed certificate made on the spot, a TLS server that speaks
+// HTTP/1.1 and HTTP/2, an HTTP/2 client that counts
 // the TLS connections it dials, and a small WebSocket client over an
 // extended CONNECT stream. The client frames with gobwas/ws, not with
 // wsconn, so that tests check colibri against an independent peer.
