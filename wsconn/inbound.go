@@ -465,7 +465,7 @@ func (c *Conn) loopErr(err error) error {
 	case errInterrupted, errReadEnded, errStop:
 		return c.endOfLoop()
 	}
-	if ended, rerr := c.readState(); ended {
+	if ended, rerr := c.loopOutcome(); ended {
 		return rerr
 	}
 	return err
@@ -475,7 +475,7 @@ func (c *Conn) loopErr(err error) error {
 // side ended (the read error, nil after a clean close) or the handler's
 // context did (its cause).
 func (c *Conn) endOfLoop() error {
-	if ended, err := c.readState(); ended {
+	if ended, err := c.loopOutcome(); ended {
 		return err
 	}
 	if err := context.Cause(c.ctx); err != nil {

@@ -175,6 +175,26 @@ func (c *Conn) readState() (bool, error) {
 	return c.st.readEnded, c.st.readErr
 }
 
+// loopOutcome reports whether the inbound side ended and what a loop says
+// of it: the read's error, except that the peer's clean CLOSE answering a
+// close this side began for a reason of its own (a shutdown, the caller's
+// context, a failed task) reports that reason, as the handler's context
+// does, whichever came first to the loop. After out.Close, or once the
+// handler returned, loops end cleanly.
+func (c *Conn) loopOutcome() (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.st.readEnded {
+		return false, nil
+	}
+	if c.st.readErr == nil && c.st.closing && c.st.by == SideLocal {
+		if ce, ok := c.st.cause.(*CloseError); !ok || !ce.byColibri {
+			return true, c.st.cause
+		}
+	}
+	return true, c.st.readErr
+}
+
 // fail ends the connection because of something colibri detected in the
 // peer's traffic or timing: loops end with ce, and the CLOSE frame goes out
 // at once, ahead of queued data.
