@@ -1,7 +1,6 @@
 package handshake
 
 import (
-	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,70 +12,59 @@ import (
 
 // ParseExtensions parses Sec-WebSocket-Extensions header values (RFC 6455
 // §9.1), each a comma-separated list, into one list in their order. A
-// quoted parameter value comes back unquoted. It fails on the first value
-// that does not follow the header's grammar.
+// quoted parameter value comes back unquoted and unescaped. It fails on
+// the first value that does not follow the header's grammar: extensions
+// separated by commas (empty elements allowed, RFC 9110 §5.6.1), each a
+// token followed by parameters, ";" token [ "=" ( token / quoted-string ) ],
+// with optional whitespace (spaces and tabs) around the separators.
 func ParseExtensions(values ...string) ([]wsconn.Extension, error) {
-	var opts []httphead.Option
+	var exts []wsconn.Extension
 	for _, v := range values {
 		var ok bool
-		// httphead skips what it cannot read ("a b" gives b): the
-		// grammar is checked first.
-		if !wellFormed(v) {
+		if exts, ok = appendParsed(exts, v); !ok {
 			return nil, fmt.Errorf("handshake: malformed Sec-WebSocket-Extensions %q", v)
 		}
-		if opts, ok = httphead.ParseOptions([]byte(v), opts); !ok {
-			return nil, fmt.Errorf("handshake: malformed Sec-WebSocket-Extensions %q", v)
-		}
-	}
-	if len(opts) == 0 {
-		return nil, nil
-	}
-	exts := make([]wsconn.Extension, len(opts))
-	for i, o := range opts {
-		exts[i].Name = string(o.Name)
-		if n := o.Parameters.Size(); n > 0 {
-			exts[i].Params = make([]wsconn.ExtensionParam, 0, n)
-		}
-		o.Parameters.ForEach(func(k, v []byte) bool {
-			exts[i].Params = append(exts[i].Params, wsconn.ExtensionParam{Name: string(k), Value: unescape(v)})
-			return true
-		})
 	}
 	return exts, nil
 }
 
-// wellFormed reports whether v follows the grammar of a
-// Sec-WebSocket-Extensions value (RFC 6455 §9.1): a comma-separated list
-// of extensions, empty elements allowed (RFC 9110 §5.6.1), each a token
-// followed by parameters, ";" token [ "=" ( token / quoted-string ) ],
-// with optional whitespace around the separators.
-func wellFormed(v string) bool {
+// appendParsed appends the extensions of the header value v to exts, and
+// reports whether v follows the grammar.
+func appendParsed(exts []wsconn.Extension, v string) ([]wsconn.Extension, bool) {
 	s := scanner{s: v}
 	for {
 		s.ows()
 		switch {
 		case s.done():
-			return true
+			return exts, true
 		case s.skip(','):
 			continue
-		case !s.token():
-			return false
 		}
+		name, ok := s.token()
+		if !ok {
+			return nil, false
+		}
+		e := wsconn.Extension{Name: name}
 		for s.ows(); s.skip(';'); s.ows() {
 			s.ows()
-			if !s.token() {
-				return false
+			var p wsconn.ExtensionParam
+			if p.Name, ok = s.token(); !ok {
+				return nil, false
 			}
 			s.ows()
 			if s.skip('=') {
 				s.ows()
-				if !s.token() && !s.quoted() {
-					return false
+				if p.Value, ok = s.token(); !ok {
+					if p.Value, ok = s.quoted(); !ok {
+						return nil, false
+					}
 				}
 			}
+			e.Params = append(e.Params, p)
 		}
+		exts = append(exts, e)
 		if !s.done() && !s.skip(',') {
-			return false
+			return nil, false
 		}
 	}
 }
@@ -105,52 +93,55 @@ func (s *scanner) ows() {
 	}
 }
 
-// token consumes a token and reports whether there was one.
-func (s *scanner) token() bool {
+// token consumes a token and returns it, if there is one.
+func (s *scanner) token() (string, bool) {
 	start := s.i
 	for s.i < len(s.s) && httphead.OctetTypes[s.s[s.i]].IsToken() {
 		s.i++
 	}
-	return s.i > start
+	return s.s[start:s.i], s.i > start
 }
 
-// quoted consumes a quoted-string (RFC 9110 §5.6.4) and reports whether
-// there was a whole one.
-func (s *scanner) quoted() bool {
+// quoted consumes a quoted-string (RFC 9110 §5.6.4) and returns its
+// content with the quoted pairs resolved, if there is a whole one.
+func (s *scanner) quoted() (string, bool) {
 	if !s.skip('"') {
-		return false
+		return "", false
 	}
+	start, escaped := s.i, false
 	for s.i < len(s.s) {
 		c := s.s[s.i]
 		s.i++
 		switch {
 		case c == '"':
-			return true
+			v := s.s[start : s.i-1]
+			if escaped {
+				v = unescape(v)
+			}
+			return v, true
 		case c == '\\':
 			if s.i == len(s.s) || !quotable(s.s[s.i]) {
-				return false
+				return "", false
 			}
 			s.i++
+			escaped = true
 		case !quotable(c):
-			return false
+			return "", false
 		}
 	}
-	return false
+	return "", false
 }
 
 // quotable reports whether c may stand in a quoted-string: HTAB, SP,
 // visible ASCII and obs-text.
 func quotable(c byte) bool { return c == '\t' || c >= ' ' && c != 0x7f }
 
-// unescape returns a parameter value with the quoted-pair escapes of a
-// quoted string resolved; httphead removes only the quotes.
-func unescape(v []byte) string {
-	if bytes.IndexByte(v, '\\') < 0 {
-		return string(v)
-	}
+// unescape resolves the quoted pairs of a quoted-string's content, which
+// quoted has checked: each backslash stands for the byte after it.
+func unescape(v string) string {
 	b := make([]byte, 0, len(v))
 	for i := 0; i < len(v); i++ {
-		if v[i] == '\\' && i+1 < len(v) {
+		if v[i] == '\\' {
 			i++
 		}
 		b = append(b, v[i])

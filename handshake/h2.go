@@ -111,11 +111,11 @@ func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, prot
 }
 
 // canFlush reports whether w, or a writer it unwraps to, can flush, as
-// http.ResponseController looks for one.
+// http.ResponseController looks for one (FlushError, then Flush).
 func canFlush(w http.ResponseWriter) bool {
 	for {
 		switch t := w.(type) {
-		case http.Flusher:
+		case http.Flusher, interface{ FlushError() error }:
 			return true
 		case interface{ Unwrap() http.ResponseWriter }:
 			w = t.Unwrap()
