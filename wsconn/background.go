@@ -104,8 +104,9 @@ const maxControlFrame = frames.MaxHeaderSize + frames.MaxControlPayload
 
 // judgeKept checks the data frames kept in the read buffer before the
 // peer's CLOSE, up to end, as the loop would when it reached them: their
-// place in the sequence of messages, the message limit and UTF-8, with a
-// copy of the loop's assembler. A violation among them comes before the
+// place in the sequence of messages, the message limit of the loop that is
+// running (none while no loop runs) and UTF-8, with a copy of the loop's
+// assembler. A violation among them comes before the
 // CLOSE and decides the code (RFC 6455 §7.1.7): judgeKept fails the
 // connection with it and reports true. What it cannot judge here it leaves
 // to the loop, never refusing what the loop would accept: a frame under
@@ -117,6 +118,12 @@ func (c *Conn) judgeKept(end int64) bool {
 	}
 	a := c.asm // a copy: the loop's own state is not touched
 	limit := a.Limit
+	c.mu.Lock()
+	if !c.st.looping {
+		// The last loop's limit is not the next one's, which sets its own.
+		limit = 0
+	}
+	c.mu.Unlock()
 	lenient := a.Active() // begun before: it may be compressed
 	var scratch *[]byte
 	defer func() {

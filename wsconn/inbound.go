@@ -339,9 +339,6 @@ func (c *Conn) endLoop() {
 	if c.body.Load()&1 == 1 {
 		c.body.Add(1) // the body is over
 	} else {
-		// The loop's limit is not the next one's: data the background
-		// reader keeps meanwhile is judged without it (judgeKept).
-		c.asm.Limit = 0
 		c.readMu.Unlock()
 	}
 	c.mu.Lock()
@@ -478,10 +475,13 @@ func (c *Conn) endOfLoop() error {
 	if ended, err := c.loopOutcome(); ended {
 		return err
 	}
-	if err := context.Cause(c.ctx); err != nil {
-		return err
+	cause := context.Cause(c.ctx)
+	if ce, ok := cause.(*CloseError); ok && ce.byColibri && c.closedBy() == SideLocal {
+		// The handler returned, or out.Close was answered: loops end
+		// cleanly, as they do when the peer's answer reaches them first.
+		return nil
 	}
-	return nil
+	return cause
 }
 
 // frameLimit is the largest frame a Frames loop accepts.

@@ -195,6 +195,13 @@ func (c *Conn) loopOutcome() (bool, error) {
 	return true, c.st.readErr
 }
 
+// closedBy returns the side that began closing; c.mu is not held.
+func (c *Conn) closedBy() Side {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.by
+}
+
 // fail ends the connection because of something colibri detected in the
 // peer's traffic or timing: loops end with ce, and the CLOSE frame goes out
 // at once, ahead of queued data.

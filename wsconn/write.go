@@ -88,14 +88,17 @@ func (c *Conn) sendPendingClose() {
 }
 
 // queueClose queues the CLOSE frame that closing decided on, ahead of any
-// data; it goes out as soon as the socket is free.
+// data; it goes out as soon as the socket is free. It records the CLOSE
+// as queued only once it is in the control queue, so that flushClose,
+// which trusts the record, never closes the transport before it: two
+// callers may queue it both, into the queue's one CLOSE slot, and only
+// one CLOSE goes out.
 func (c *Conn) queueClose() {
 	c.mu.Lock()
 	if c.st.queued || c.st.noFrame {
 		c.mu.Unlock()
 		return
 	}
-	c.st.queued = true
 	code, reason := c.st.code, c.st.reason
 	c.mu.Unlock()
 	var body [frames.MaxControlPayload]byte
@@ -104,6 +107,9 @@ func (c *Conn) queueClose() {
 		p, _ = frames.AppendClose(body[:0], frames.CloseInternalError, "")
 	}
 	c.queueControl(ctrlClose, p)
+	c.mu.Lock()
+	c.st.queued = true
+	c.mu.Unlock()
 }
 
 // ---- writing data ----

@@ -56,7 +56,7 @@ func rlWantDeflate(t *testing.T, h http.Header) {
 	}
 }
 
-func TestReviewLatestClientGorilla(t *testing.T) {
+func TestCornerClientGorilla(t *testing.T) {
 	for _, takeover := range []bool{false, true} {
 		addr := rlEchoServer(t, takeover)
 		d := websocket.Dialer{EnableCompression: true, HandshakeTimeout: 5 * time.Second}
@@ -80,7 +80,7 @@ func TestReviewLatestClientGorilla(t *testing.T) {
 	}
 }
 
-func TestReviewLatestClientCoder(t *testing.T) {
+func TestCornerClientCoder(t *testing.T) {
 	for _, mode := range []coder.CompressionMode{coder.CompressionContextTakeover, coder.CompressionNoContextTakeover} {
 		for _, takeover := range []bool{false, true} {
 			t.Run(fmt.Sprint(mode, takeover), func(t *testing.T) {
@@ -109,7 +109,7 @@ func TestReviewLatestClientCoder(t *testing.T) {
 	}
 }
 
-func TestReviewLatestClientGobwas(t *testing.T) {
+func TestCornerClientGobwas(t *testing.T) {
 	addr := rlEchoServer(t, true)
 	for _, p := range []wsflate.Parameters{
 		wsflate.DefaultParameters,
@@ -133,7 +133,7 @@ func TestReviewLatestClientGobwas(t *testing.T) {
 }
 
 // The exact offers of clients not in go.mod, sent over raw TCP.
-func TestReviewLatestClientRawOffers(t *testing.T) {
+func TestCornerClientRawOffers(t *testing.T) {
 	addr := rlEchoServer(t, false)
 	for _, offer := range [][]string{
 		{"permessage-deflate; client_max_window_bits"},    // Chromium, Node ws, Python websockets

@@ -37,7 +37,7 @@ func rlDialDeflate(t *testing.T, h http.Handler, takeover bool) {
 	}
 }
 
-func TestReviewLatestServerGorilla(t *testing.T) {
+func TestCornerServerGorilla(t *testing.T) {
 	up := websocket.Upgrader{EnableCompression: true}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := up.Upgrade(w, r, nil)
@@ -51,7 +51,7 @@ func TestReviewLatestServerGorilla(t *testing.T) {
 	rlDialDeflate(t, h, true)
 }
 
-func TestReviewLatestServerCoder(t *testing.T) {
+func TestCornerServerCoder(t *testing.T) {
 	for _, mode := range []coder.CompressionMode{coder.CompressionContextTakeover, coder.CompressionNoContextTakeover} {
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, err := coder.Accept(w, r, &coder.AcceptOptions{CompressionMode: mode})
@@ -66,7 +66,7 @@ func TestReviewLatestServerCoder(t *testing.T) {
 	}
 }
 
-func TestReviewLatestServerGobwas(t *testing.T) {
+func TestCornerServerGobwas(t *testing.T) {
 	for _, p := range []wsflate.Parameters{
 		wsflate.DefaultParameters,
 		{ServerNoContextTakeover: true, ClientNoContextTakeover: true},

@@ -93,7 +93,7 @@ func rlServeH2(t *testing.T, wrap func(http.ResponseWriter) http.ResponseWriter)
 	return status, text
 }
 
-func TestReviewLatestH2FlushWrappers(t *testing.T) {
+func TestCornerH2FlushWrappers(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		wrap func(http.ResponseWriter) http.ResponseWriter
@@ -121,7 +121,7 @@ func TestReviewLatestH2FlushWrappers(t *testing.T) {
 // Flush, then Unwrap; canFlush knows Flusher and Unwrap only. A wrapper
 // that offers FlushError (the form ResponseController documents for
 // writers whose flush can fail) flushes fine but gets 500.
-func TestReviewLatestH2FlushErrorWrapper(t *testing.T) {
+func TestCornerH2FlushErrorWrapper(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		wrap func(http.ResponseWriter) http.ResponseWriter

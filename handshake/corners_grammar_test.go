@@ -121,7 +121,7 @@ func rlCompare(t *testing.T, lines ...string) {
 }
 
 // What the code handles as the grammar says: a regression table.
-func TestReviewLatestGrammarCorners(t *testing.T) {
+func TestCornerGrammarCorners(t *testing.T) {
 	for _, v := range []string{
 		"permessage-deflate",
 		"permessage-deflate; client_max_window_bits",
@@ -172,7 +172,7 @@ func TestReviewLatestGrammarCorners(t *testing.T) {
 // HTAB is OWS (RFC 9110 §5.6.3) like SP; wellFormed takes it, httphead
 // does not: its OctetTypes table is built from 32 up, so '\t' is neither
 // space nor token and its scanner fails. Such an offer gets 400.
-func TestReviewLatestGrammarTabIsWhitespace(t *testing.T) {
+func TestCornerGrammarTabIsWhitespace(t *testing.T) {
 	for _, v := range []string{
 		"permessage-deflate;\tclient_max_window_bits",
 		"permessage-deflate\t; client_max_window_bits",
@@ -189,7 +189,7 @@ func TestReviewLatestGrammarTabIsWhitespace(t *testing.T) {
 // byte when the last '\' is one of the last two), and ends the string at
 // the first '"' not preceded by '\', so an escaped '\' before the closing
 // quote runs on.
-func TestReviewLatestGrammarQuotedPairs(t *testing.T) {
+func TestCornerGrammarQuotedPairs(t *testing.T) {
 	for _, v := range []string{
 		`x; a="a\\b"`, // a\b, comes back "a"
 		`x; a="\x"`,   // x, comes back ""
@@ -207,7 +207,7 @@ func TestReviewLatestGrammarQuotedPairs(t *testing.T) {
 // is such an element. Each line is handed to httphead alone, which fails
 // on one without an element ("" or "  " or ","), so the handshake gets 400
 // where the single line "permessage-deflate, " passes.
-func TestReviewLatestGrammarEmptyLineAmongSeveral(t *testing.T) {
+func TestCornerGrammarEmptyLineAmongSeveral(t *testing.T) {
 	for _, lines := range [][]string{
 		{"permessage-deflate", ""},
 		{"permessage-deflate", "  "},
