@@ -396,7 +396,11 @@ func (c *Conn) flushClose() {
 		defer t.Stop()
 		select {
 		case c.msgLock <- struct{}{}:
-			c.unlockMsg() // queues the CLOSE
+			// Queued here, under the lock: letting it go first would let
+			// a write about to be refused take it, and the CLOSE would
+			// wait for that writer while the transport closes.
+			c.queueClose()
+			<-c.msgLock
 		case <-t.C:
 			return
 		}
