@@ -308,9 +308,8 @@ func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, place contex
 		}
 		opts.Header = h
 	}
-	var watch *hijackWatch
 	if r.ProtoMajor == 1 {
-		watch = &hijackWatch{ResponseWriter: w, place: place}
+		watch := &hijackWatch{ResponseWriter: w, place: place}
 		w = watch
 		// After Start (or Leave), so that a forced shutdown always finds
 		// one of the two members to close.

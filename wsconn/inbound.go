@@ -476,7 +476,7 @@ func (c *Conn) endOfLoop() error {
 		return err
 	}
 	cause := context.Cause(c.ctx)
-	if ce, ok := cause.(*CloseError); ok && ce.byColibri && c.closedBy() == SideLocal {
+	if colibriMade(cause) && c.closedBy() == SideLocal {
 		// The handler returned, or out.Close was answered: loops end
 		// cleanly, as they do when the peer's answer reaches them first.
 		return nil

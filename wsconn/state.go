@@ -187,10 +187,8 @@ func (c *Conn) loopOutcome() (bool, error) {
 	if !c.st.readEnded {
 		return false, nil
 	}
-	if c.st.readErr == nil && c.st.closing && c.st.by == SideLocal {
-		if ce, ok := c.st.cause.(*CloseError); !ok || !ce.byColibri {
-			return true, c.st.cause
-		}
+	if c.st.readErr == nil && c.st.closing && c.st.by == SideLocal && !colibriMade(c.st.cause) {
+		return true, c.st.cause
 	}
 	return true, c.st.readErr
 }
@@ -200,6 +198,14 @@ func (c *Conn) closedBy() Side {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.st.by
+}
+
+// colibriMade reports whether cause is a close colibri made itself rather
+// than a reason it was given; begun on this side, that is the handler's
+// return or out.Close, after which loops end cleanly.
+func colibriMade(cause error) bool {
+	ce, ok := cause.(*CloseError)
+	return ok && ce.byColibri
 }
 
 // fail ends the connection because of something colibri detected in the
