@@ -344,7 +344,7 @@ func TestAdversarialDeflateOffers(t *testing.T) {
 		{"permessage-deflate; server_max_window_bits", 101, ""},
 		{"permessage-deflate; server_max_window_bits=", 400, "malformed Sec-WebSocket-Extensions"},
 		{`permessage-deflate; server_max_window_bits="10"`, 101, granted + "; server_max_window_bits=10"},
-		{`permessage-deflate; server_max_window_bits="1 0"`, 101, ""},
+		{`permessage-deflate; server_max_window_bits="1 0"`, 400, "malformed Sec-WebSocket-Extensions"}, // unquoted, not a token (RFC 6455 §9.1)
 		{"permessage-deflate; server_max_window_bits=9; server_max_window_bits=9", 101, ""},
 		{"permessage-deflate; client_max_window_bits", 101, granted},
 		{"permessage-deflate; client_max_window_bits=8", 101, granted},

@@ -96,6 +96,13 @@ func rlOracle(lines ...string) (exts []wsconn.Extension, ok bool) {
 					if v, ok = quoted(); !ok {
 						return nil, false
 					}
+					// RFC 6455 §9.1: unquoted, the value is a token.
+					for j := range len(v) {
+						ok = ok && rlTchar(v[j])
+					}
+					if !ok || v == "" {
+						return nil, false
+					}
 				}
 			}
 			e.Params = append(e.Params, wsconn.ExtensionParam{Name: p, Value: v})
@@ -135,11 +142,13 @@ func TestCornerGrammarCorners(t *testing.T) {
 		"PERMESSAGE-DEFLATE; Client_Max_Window_Bits",
 		"!#$%&'*+-.^_`|~; !#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~",
 		`permessage-deflate; server_max_window_bits="10"`,
-		`x; a="a\"b"`,
-		`x; a="a;b,c=d"`,
+		`x; a="a\"b"`,    // a"b: not a token once unquoted
+		`x; a="a;b,c=d"`, // idem
 		`x; a="(", y`,
 		"x; a=\"\x80\xff\"",
 		"x; a=\"tab\there\"",
+		`x; a=""`,
+		`x; a="b", y; c="\d"`,
 		// Outside the grammar.
 		"permessage-deflate;",
 		"permessage-deflate; a=",

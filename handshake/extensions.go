@@ -7,6 +7,7 @@ import (
 
 	"github.com/gobwas/httphead"
 
+	"github.com/colibri-ws/colibri/internal/token"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -16,7 +17,8 @@ import (
 // the first value that does not follow the header's grammar: extensions
 // separated by commas (empty elements allowed, RFC 9110 §5.6.1), each a
 // token followed by parameters, ";" token [ "=" ( token / quoted-string ) ],
-// with optional whitespace (spaces and tabs) around the separators.
+// with optional whitespace (spaces and tabs) around the separators; a
+// quoted value, once unquoted, must be a token too.
 func ParseExtensions(values ...string) ([]wsconn.Extension, error) {
 	var exts []wsconn.Extension
 	for _, v := range values {
@@ -55,7 +57,8 @@ func appendParsed(exts []wsconn.Extension, v string) ([]wsconn.Extension, bool) 
 			if s.skip('=') {
 				s.ows()
 				if p.Value, ok = s.token(); !ok {
-					if p.Value, ok = s.quoted(); !ok {
+					// RFC 6455 §9.1: unquoted, the value must be a token.
+					if p.Value, ok = s.quoted(); !ok || !token.Valid(p.Value) {
 						return nil, false
 					}
 				}

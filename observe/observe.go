@@ -200,7 +200,7 @@ func (o *OTel) instruments() error {
 		metric.WithDescription("Messages queued to the members of a hub or being written to them."))
 	o.queueBytes, errs[11] = m.Int64ObservableGauge("colibri.topics.queue.bytes",
 		metric.WithUnit("By"),
-		metric.WithDescription("Bytes on the wire of the messages queued to the members of a hub or being written to them."))
+		metric.WithDescription("Size, as uncompressed frames, of the messages queued to the members of a hub or being written to them."))
 	o.queueLongest, errs[12] = m.Int64ObservableGauge("colibri.topics.queue.longest",
 		metric.WithUnit("{message}"),
 		metric.WithDescription("Messages held by the member of a hub with the longest queue."))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,8 +67,9 @@ type Options struct {
 	// the goroutine that gave up on it (a publisher, the broker's, or the
 	// member's clean-up when its connection ends, which the connection
 	// waits for: see wsconn.Conn.AfterFunc), after the hub's locks are
-	// released. It must return quickly. Default nil: the first drop of each
-	// member is logged as a warning and later ones only counted.
+	// released. It must return quickly. A panic in it is recovered and
+	// logged. Default nil: the first drop of each member is logged as a
+	// warning and later ones only counted.
 	OnDrop func(Drop)
 
 	// Logger receives the hub's log lines. Default slog.Default().
@@ -254,7 +256,7 @@ func (h *Hub) deliver(ctx context.Context, pub *Publication, from *Member, toSel
 func (h *Hub) report(drops []Drop) {
 	for _, d := range drops {
 		if h.onDrop != nil {
-			h.onDrop(d)
+			h.callOnDrop(d)
 			continue
 		}
 		if !d.Member.warned.Swap(true) {
@@ -264,6 +266,18 @@ func (h *Hub) report(drops []Drop) {
 				slog.String("policy", d.Member.policy.String()))
 		}
 	}
+}
+
+// callOnDrop hands d to OnDrop. A panic in it is logged with its stack and
+// goes no further: the drops after it are still reported, and a member's
+// clean-up, which reports what it held, still ends (Drain waits for it).
+func (h *Hub) callOnDrop(d Drop) {
+	defer func() {
+		if v := recover(); v != nil {
+			h.log.Error("topics: OnDrop panicked", slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	h.onDrop(d)
 }
 
 // Subscribers returns the number of this hub's members that a publish to

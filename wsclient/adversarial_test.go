@@ -187,23 +187,25 @@ func TestAdversarialClientMalformedTokens(t *testing.T) {
 // not 8 to 15 in plain digits, a window parameter without a value, or a
 // client_max_window_bits without a value (§7.1.2.2: the response's must
 // have one) fail with ErrCompressionResponse; a quoted valid value is
-// accepted (§7.1: quoted-string values are allowed).
+// accepted (§7.1: quoted-string values are allowed), a quoted empty one
+// is malformed (RFC 6455 §9.1: unquoted, a value is a token).
 func TestAdversarialClientDeflateAnswers(t *testing.T) {
 	const granted = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 	for _, tc := range []struct {
-		answer  string
-		ownWBit bool // offer client_max_window_bits through Options.Extensions
-		ok      bool
+		answer    string
+		ownWBit   bool // offer client_max_window_bits through Options.Extensions
+		ok        bool
+		malformed bool // refused as outside the header's grammar
 	}{
-		{granted + `; server_max_window_bits="10"`, false, true},
-		{granted + "; server_max_window_bits=+9", false, false},
-		{granted + "; server_max_window_bits= 9", false, true},
-		{granted + "; server_max_window_bits", false, false},
-		{granted + `; server_max_window_bits=""`, false, false},
-		{granted + "; client_max_window_bits", true, false},
-		{granted + "; client_max_window_bits=8", true, true},
-		{granted + "; client_max_window_bits=15; client_max_window_bits=15", true, false},
-		{granted + "; client_no_context_takeover", false, false},
+		{granted + `; server_max_window_bits="10"`, false, true, false},
+		{granted + "; server_max_window_bits=+9", false, false, false},
+		{granted + "; server_max_window_bits= 9", false, true, false},
+		{granted + "; server_max_window_bits", false, false, false},
+		{granted + `; server_max_window_bits=""`, false, false, true},
+		{granted + "; client_max_window_bits", true, false, false},
+		{granted + "; client_max_window_bits=8", true, true, false},
+		{granted + "; client_max_window_bits=15; client_max_window_bits=15", true, false, false},
+		{granted + "; client_no_context_takeover", false, false, false},
 	} {
 		t.Run(tc.answer, func(t *testing.T) {
 			addr := advAnswer(t, func(req *http.Request) string {
@@ -227,6 +229,12 @@ func TestAdversarialClientDeflateAnswers(t *testing.T) {
 				return
 			}
 			err := advDialFails(t, addr, o, 5*time.Second, true)
+			if tc.malformed {
+				if !errors.Is(err, wsclient.ErrHandshake) || !strings.Contains(err.Error(), "malformed Sec-WebSocket-Extensions") {
+					t.Fatalf("got %v, want a malformed-header HandshakeError", err)
+				}
+				return
+			}
 			if !errors.Is(err, wsclient.ErrCompressionResponse) {
 				t.Fatalf("got %v, want ErrCompressionResponse", err)
 			}

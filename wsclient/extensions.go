@@ -43,8 +43,8 @@ func deflateOffer(c wsconn.Compression) wsconn.Extension {
 }
 
 // formatOffers returns the Sec-WebSocket-Extensions value that offers
-// exts, or an error when a name is not a token, which the header could not
-// carry.
+// exts, or an error when a name or a value is not a token, which the header
+// could not carry (RFC 6455 §9.1).
 func formatOffers(exts []wsconn.Extension) (string, error) {
 	var b strings.Builder
 	for i, e := range exts {
@@ -54,6 +54,9 @@ func formatOffers(exts []wsconn.Extension) (string, error) {
 		for _, p := range e.Params {
 			if !token.Valid(p.Name) {
 				return "", fmt.Errorf("wsclient: extension %s: parameter name %q is not a token", e.Name, p.Name)
+			}
+			if p.Value != "" && !token.Valid(p.Value) {
+				return "", fmt.Errorf("wsclient: extension %s: parameter %s: value %q is not a token", e.Name, p.Name, p.Value)
 			}
 		}
 		if i > 0 {

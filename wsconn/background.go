@@ -70,8 +70,14 @@ func (c *Conn) readAhead() {
 			if h, err = c.checkHeader(hb); err != nil {
 				return
 			}
-		} else if h, err = frames.ParseHeader(hb); err != nil || h.Check(!c.client, c.allowedRsv) != nil {
-			return // the loop will judge it when it gets there
+		} else if h, err = c.parseHeader(hb); err != nil {
+			// The peer broke the protocol here, behind data kept for a
+			// loop that may never come: fail now, unless the data kept
+			// holds a violation of its own, which came first.
+			if !c.judgeKept(off) {
+				_ = c.violation(err)
+			}
+			return
 		} else {
 			c.heardFrame(h)
 		}

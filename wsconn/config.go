@@ -26,9 +26,10 @@ type Config struct {
 	// Default DefaultMaxMessageSize (1 MiB).
 	MaxMessageSize int64
 
-	// MaxFrameSize is the largest frame payload, in bytes, accepted from the
-	// peer; a larger frame closes the connection with 1009 before its
-	// payload is read. Default 0: frames are bounded by the message limit
+	// MaxFrameSize is the largest data frame payload, in bytes, accepted
+	// from the peer; a larger frame closes the connection with 1009 before
+	// its payload is read. Control frames carry at most 125 bytes and are
+	// not held to it. Default 0: frames are bounded by the message limit
 	// of the loop that reads them (Messages' maxSize; MaxMessageSize for
 	// Frames; none for Readers). Browsers send each message as one frame,
 	// so a value below the message limit refuses their large messages.

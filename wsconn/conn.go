@@ -418,7 +418,7 @@ func (c *Conn) Context() context.Context { return c.ctx }
 // delivered) is done before Serve returns and before a graceful shutdown
 // that waits for the connection does. If the context has ended already, f
 // runs at once in the calling goroutine, before AfterFunc returns. A panic
-// in f's own goroutine is recovered and logged with its stack. Calling
+// in f is recovered and logged with its stack, wherever f runs. Calling
 // stop keeps f from running, and reports whether it did, as
 // context.AfterFunc's stop does.
 func (c *Conn) AfterFunc(f func()) (stop func() bool) {
@@ -428,7 +428,10 @@ func (c *Conn) AfterFunc(f func()) (stop func() bool) {
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		c.mu.Unlock()
-		f()
+		func() {
+			defer c.recoverAfterFunc()
+			f()
+		}()
 		return func() bool { return false }
 	}
 	c.bg.Add(1)
@@ -447,9 +450,9 @@ func (c *Conn) AfterFunc(f func()) (stop func() bool) {
 	}
 }
 
-// recoverAfterFunc, deferred in the goroutine that runs a function given
-// to AfterFunc, logs its panic with the stack, as a task's is: the
-// connection is closing by then, so there is no close code to change.
+// recoverAfterFunc, deferred around a function given to AfterFunc, logs
+// its panic with the stack, as a task's is: the connection is closing by
+// then, so there is no close code to change.
 func (c *Conn) recoverAfterFunc() {
 	if v := recover(); v != nil {
 		c.logger().Error("AfterFunc panicked", slog.Any("panic", v), slog.String("stack", string(debug.Stack())))

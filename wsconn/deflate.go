@@ -20,7 +20,8 @@ import (
 // only Level, Threshold and ContextTakeover from here. With
 // context takeover off (the default), compressors and decompressors are
 // pooled and an idle compressed connection holds none, and a prepared
-// message is compressed once for every connection that receives it.
+// message is compressed once for every server connection that receives it
+// at the same Level and window; the others compress it themselves.
 type Compression struct {
 	// Enabled offers (client) or accepts (server) permessage-deflate.
 	Enabled bool

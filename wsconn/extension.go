@@ -35,7 +35,9 @@ func (e Extension) Param(name string) (value string, ok bool) {
 
 // String returns e as it appears in a Sec-WebSocket-Extensions header:
 // "permessage-deflate; server_max_window_bits=10". A value that is not a
-// token is quoted.
+// token is quoted, which keeps the list readable, but RFC 6455 §9.1 wants
+// every value to be a token, quoted or not: peers, colibri among them,
+// refuse such a header.
 func (e Extension) String() string {
 	return string(e.appendTo(nil))
 }

@@ -296,7 +296,7 @@ func (r *messageReader) finish() error {
 func (c *Conn) received(kind messages.Kind, size int64) {
 	c.stats.messagesIn.Add(1)
 	if c.obs != nil {
-		c.obs.Received(kind, size)
+		c.observe(func() { c.obs.Received(kind, size) })
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -48,7 +49,8 @@ type Observer interface {
 // handler's loop, a writer, the reader of a PONG), several at a time, so
 // it must be safe for concurrent use. They run in the connection's hot
 // path: they must return quickly and must not write to or close the
-// connection.
+// connection. A panic in one is recovered and logged ("connection observer
+// panicked"); the connection goes on.
 //
 // Closed is called once, when the connection is over, after its handler
 // and tasks have returned; only a write made by a goroutine outside the
@@ -200,7 +202,7 @@ func (f *frameCount) add(c *Conn, op frames.Opcode, n int, last bool) {
 	}
 	f.size += int64(n)
 	if last {
-		c.obs.Received(f.kind, f.size)
+		c.observe(func() { c.obs.Received(f.kind, f.size) })
 	}
 }
 
@@ -238,8 +240,21 @@ func (c *Conn) reportClose() {
 			slog.Int64("bytes_in", info.BytesIn), slog.Int64("bytes_out", info.BytesOut))
 	}
 	if c.obs != nil {
-		c.obs.Closed(info)
+		c.observe(func() { c.obs.Closed(info) })
 	}
+}
+
+// observe calls f, which calls a method of the ConnObserver. The observer
+// is the application's code run on the connection's goroutines, the
+// background reader and the closing among them, which have no recover of
+// their own: a panic in it is logged with its stack and goes no further.
+func (c *Conn) observe(f func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.logger().Error("connection observer panicked", slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	f()
 }
 
 // logAttrs are the attributes of every line the connection logs.

@@ -59,6 +59,17 @@ func (c *Conn) nextData() (frames.Header, error) {
 // checkHeader parses and checks the frame header hb at a frame boundary;
 // a violation fails the connection.
 func (c *Conn) checkHeader(hb []byte) (frames.Header, error) {
+	h, err := c.parseHeader(hb)
+	if err != nil {
+		return h, c.violation(err)
+	}
+	c.heardFrame(h)
+	return h, nil
+}
+
+// parseHeader parses the frame header hb and checks what a header alone
+// shows: a violation it returns, without failing the connection.
+func (c *Conn) parseHeader(hb []byte) (frames.Header, error) {
 	h, err := frames.ParseHeader(hb)
 	if err == nil {
 		err = h.Check(!c.client, c.allowedRsv)
@@ -70,11 +81,7 @@ func (c *Conn) checkHeader(hb []byte) (frames.Header, error) {
 	if err == nil && !h.Op.IsControl() && c.set.maxFrame > 0 && h.Length > c.set.maxFrame {
 		err = messages.ErrTooLarge
 	}
-	if err != nil {
-		return h, c.violation(err)
-	}
-	c.heardFrame(h)
-	return h, nil
+	return h, err
 }
 
 // heardFrame tells the timer that a frame arrived. Each flag is written
@@ -220,7 +227,7 @@ func (c *Conn) violation(err error) error {
 		c.logger().Debug("protocol violation", "code", int(v.Code), "reason", v.Reason)
 	}
 	if c.obs != nil {
-		c.obs.ProtocolError(v)
+		c.observe(func() { c.obs.ProtocolError(v) })
 	}
 	c.fail(ce)
 	return ce

@@ -416,10 +416,19 @@ func (c *Conn) flushClose() {
 	c.unlockSock()
 }
 
+// closeLinger is how long teardown reads, after a close the peer did not
+// answer in time, for what the peer sent as our CLOSE went out: its CLOSE
+// crossing ours most often. Long enough for that on loopback and a LAN;
+// short enough that a peer that is not answering costs nothing.
+const closeLinger = 50 * time.Millisecond
+
 // teardown closes the transport. After a clean handshake the server closes
 // TCP first (RFC 6455 §7.1.1). Otherwise it shuts its sending side and
 // reads until the peer closes, so that unread bytes do not turn the close
-// into a reset that could swallow the CLOSE frame in flight.
+// into a reset that could swallow the CLOSE frame in flight: for up to
+// CloseTimeout after a violation (the peer is talking) and on the client
+// side, for up to closeLinger when the peer did not answer our CLOSE (a
+// timeout, a close deadline passed).
 func (c *Conn) teardown() {
 	c.mu.Lock()
 	clean := c.st.peerClosed
@@ -436,12 +445,16 @@ func (c *Conn) teardown() {
 		return
 	}
 	// A client waits for the server to close TCP first (RFC 6455 §7.1.1)
-	// once the server has answered; one that never answered (our CLOSE
+	// once the server has answered; a peer that never answered (our CLOSE
 	// went unanswered for CloseTimeout, or keep-alive gave up on it) is
-	// not waited for twice.
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && (violated || c.client && clean) {
+	// not waited for twice, only for what crossed our CLOSE.
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		wait := min(closeLinger, c.set.closeTimeout)
+		if violated || c.client && clean {
+			wait = c.set.closeTimeout
+		}
 		_ = cw.CloseWrite()
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.set.closeTimeout))
+		_ = c.nc.SetReadDeadline(time.Now().Add(wait))
 		var scratch [512]byte
 		for range 1 << 11 { // at most 1 MiB
 			if _, err := c.nc.Read(scratch[:]); err != nil {

@@ -10,7 +10,6 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -205,14 +204,6 @@ func scShutdown(g *group.Group) func() {
 // scFinish waits for the wire and CloseInfo of one round and checks them.
 func scFinish(t *testing.T, p *scPeer, obs *scObserver) error {
 	t.Helper()
-	return scFinishReset(t, p, obs, false)
-}
-
-// scFinishReset is scFinish that, with resetOK, accepts a reset after the
-// server's one CLOSE: colibri does not read the peer's CLOSE after a
-// timeout, and closing with it unread resets the connection.
-func scFinishReset(t *testing.T, p *scPeer, obs *scObserver, resetOK bool) error {
-	t.Helper()
 	var w scWire
 	select {
 	case w = <-p.done:
@@ -224,9 +215,6 @@ func scFinishReset(t *testing.T, p *scPeer, obs *scObserver, resetOK bool) error
 	case info = <-obs.closed:
 	case <-time.After(15 * time.Second):
 		return fmt.Errorf("no CloseInfo [wire: %v]", w)
-	}
-	if resetOK && len(w.closes) == 1 && errors.Is(w.err, syscall.ECONNRESET) {
-		w.err = nil
 	}
 	return scCheck(w, info)
 }

@@ -136,7 +136,7 @@ func (t *connTimer) pong(c *Conn, p []byte) {
 	}
 	t.mu.Unlock()
 	if ours && c.obs != nil {
-		c.obs.PingRTT(rtt)
+		c.observe(func() { c.obs.PingRTT(rtt) })
 	}
 }
 

@@ -146,7 +146,7 @@ func (c *Conn) writeMessage(ctx context.Context, op frames.Opcode, p []byte, pla
 func (c *Conn) sentMessage(kind messages.Kind, size int64) {
 	c.stats.messagesOut.Add(1)
 	if c.obs != nil {
-		c.obs.Sent(kind, size)
+		c.observe(func() { c.obs.Sent(kind, size) })
 	}
 }
 
