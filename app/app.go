@@ -128,7 +128,8 @@ type Config struct {
 	Logger *slog.Logger
 
 	// OnListen is called with the bound address once the listener is up,
-	// before serving: tests use it with port 0.
+	// before serving: tests use it with port 0. If it panics, the listener
+	// is closed and the panic goes on to Run's (or Serve's) caller.
 	OnListen func(addr net.Addr)
 
 	// UpgradeHooks see every upgrade request, in order, before routing.
@@ -336,7 +337,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.addr = ln.Addr()
 	a.mu.Unlock()
 	if a.cfg.OnListen != nil {
-		a.cfg.OnListen(ln.Addr())
+		a.onListen(ln)
 	}
 	base := logctx.With(group.With(context.Background(), &a.sessions), a.log)
 	srv := &http.Server{
@@ -396,6 +397,18 @@ func (a *App) listen() (net.Listener, error) {
 }
 
 // withTLS wraps ln in TLS when the Config asks for it.
+// onListen calls OnListen, closing ln if it panics: nothing else could.
+func (a *App) onListen(ln net.Listener) {
+	ok := false
+	defer func() {
+		if !ok {
+			ln.Close()
+		}
+	}()
+	a.cfg.OnListen(ln.Addr())
+	ok = true
+}
+
 func (a *App) withTLS(ln net.Listener) (net.Listener, error) {
 	tlsCfg := a.cfg.TLSConfig
 	if a.cfg.CertFile != "" || a.cfg.KeyFile != "" {

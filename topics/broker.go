@@ -42,7 +42,8 @@ type Broker interface {
 	// order each publisher published, with a context that ends when the
 	// Link closes (and, for a delivery made in the publisher's goroutine,
 	// when the publisher's context ends). deliver may block for as long as
-	// a Block policy allows.
+	// a Block policy allows. It ignores a Publication whose Topic is not a
+	// valid topic or whose Message is nil.
 	Open(deliver func(context.Context, Publication)) (Link, error)
 }
 

@@ -125,6 +125,12 @@ func NewHub(opts *Options) (*Hub, error) {
 	}
 	if o.Broker != nil {
 		link, err := o.Broker.Open(func(ctx context.Context, p Publication) {
+			if p.Message == nil || checkTopic(p.Topic) != nil {
+				// A broker hands on what it received from other nodes,
+				// which are not all colibri's.
+				h.log.Debug("topics: ignoring an invalid publication from the broker", slog.String("topic", p.Topic))
+				return
+			}
 			h.deliver(ctx, &p, nil, false)
 		})
 		if err != nil {
@@ -384,7 +390,20 @@ func (h *Hub) loseInterest(filter string) {
 	if h.closed.Load() {
 		return
 	}
-	if err := h.link.Unsubscribe(filter); err != nil {
+	if err := h.unsubscribe(filter); err != nil {
 		h.log.Warn("topics: broker unsubscribe failed", slog.String("filter", filter), slog.Any("err", err))
 	}
+}
+
+// unsubscribe tells the broker that filter lost its last subscription. It
+// runs in a member's clean-up too, which must finish whatever the broker
+// does (Stats, Drain and the drops it reports depend on it): a panic in
+// the broker is an error here.
+func (h *Hub) unsubscribe(filter string) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("topics: broker Unsubscribe panicked: %v\n%s", v, debug.Stack())
+		}
+	}()
+	return h.link.Unsubscribe(filter)
 }

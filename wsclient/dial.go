@@ -268,6 +268,9 @@ func (d *dialer) dial(ctx context.Context) (wsconn.Upgraded, *http.Response, err
 		netDial = (&net.Dialer{}).DialContext
 	}
 	conn, err := netDial(ctx, "tcp", addr)
+	if err == nil && conn == nil {
+		err = errors.New("wsclient: NetDial returned neither a connection nor an error")
+	}
 	if err != nil {
 		return wsconn.Upgraded{}, nil, ctxErr(ctx, err)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/internal/bufpool"
+	"github.com/colibri-ws/colibri/messages"
 )
 
 // The background reader reads the socket while nobody else does: while no
@@ -18,7 +19,8 @@ import (
 // keeps in the read buffer for the loop, up to ReadAhead bytes; control
 // frames found behind them are handled and cut out of the buffer, so that
 // the loop later sees only data. When the kept data reaches the bound, or
-// a frame it cannot judge yet, it stops: from there the peer feels TCP
+// (for a running loop to meet in order) a header that breaks the protocol,
+// it stops: from there the peer feels TCP
 // backpressure until a loop reads.
 
 // startBackground starts the background reader unless it runs already, a
@@ -71,10 +73,11 @@ func (c *Conn) readAhead() {
 				return
 			}
 		} else if h, err = c.parseHeader(hb); err != nil {
-			// The peer broke the protocol here, behind data kept for a
-			// loop that may never come: fail now, unless the data kept
-			// holds a violation of its own, which came first.
-			if !c.judgeKept(off) {
+			// The peer broke the protocol here. A running loop (its body
+			// busy) meets the header in order, after the data kept before
+			// it; with no loop, nothing would: fail now, unless the data
+			// kept holds a violation of its own, which came first.
+			if !c.loopRunning() && !c.judgeKept(off) {
 				_ = c.violation(err)
 			}
 			return
@@ -123,13 +126,11 @@ func (c *Conn) judgeKept(end int64) bool {
 		return false
 	}
 	a := c.asm // a copy: the loop's own state is not touched
-	limit := a.Limit
-	c.mu.Lock()
-	if !c.st.looping {
-		// The last loop's limit is not the next one's, which sets its own.
-		limit = 0
+	limit, frameCap := a.Limit, c.frameCap
+	if !c.loopRunning() {
+		// The last loop's limits are not the next one's, which sets its own.
+		limit, frameCap = 0, 0
 	}
-	c.mu.Unlock()
 	lenient := a.Active() // begun before: it may be compressed
 	var scratch *[]byte
 	defer func() {
@@ -150,8 +151,12 @@ func (c *Conn) judgeKept(end int64) bool {
 			lenient = h.Rsv&frames.Rsv1 != 0
 		}
 		a.Limit, a.SkipUTF8 = limit, c.asm.SkipUTF8 || lenient
+		maxFrame := frameCap
 		if lenient {
-			a.Limit = compressedLimit(limit)
+			a.Limit, maxFrame = compressedLimit(limit), compressedLimit(frameCap)
+		}
+		if maxFrame > 0 && h.Length > maxFrame {
+			return c.judged(messages.ErrTooLarge)
 		}
 		if err := a.Begin(h.Op, h.Fin, h.Length); err != nil {
 			return c.judged(err)
@@ -174,6 +179,14 @@ func (c *Conn) judgeKept(end int64) bool {
 		off += len(hb) + int(h.Length)
 	}
 	return false
+}
+
+// loopRunning reports whether a loop ranges over the Inbound, its body
+// busy while the background reader runs.
+func (c *Conn) loopRunning() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.looping
 }
 
 // judged fails the connection for err when it is a violation, and

@@ -130,6 +130,7 @@ type Conn struct {
 	remaining int64         // its payload bytes not yet read
 	maskPos   int
 	asm       messages.Assembler
+	frameCap  int64         // the running loop's limit per frame, beside asm's per message (Frames)
 	body      atomic.Uint64 // odd while a loop body runs; counts bodies (see background.go)
 	heard     atomic.Bool   // a frame arrived since the timer last looked
 	heardData atomic.Bool   // a data frame arrived since the timer last looked
@@ -249,7 +250,7 @@ func open[T any](ctx context.Context, u Upgraded, value T, handler Handler[T], c
 // so the recovery from a panic is a deferred call rather than a wrapper.
 func (s *Session[T]) serve() (err error) {
 	defer func() { err = s.end(recovered(recover(), err)) }()
-	return s.handler(s.ctx, &s.in, &s.out, s)
+	return vetted(s.handler(s.ctx, &s.in, &s.out, s))
 }
 
 // recovered turns v, a recovered panic if not nil, into the error that
@@ -264,7 +265,21 @@ func recovered(v any, err error) error {
 // run calls f with the handler's context, turning a panic into an error.
 func (c *Conn) run(f func(ctx context.Context) error) (err error) {
 	defer func() { err = recovered(recover(), err) }()
-	return f(c.ctx)
+	return vetted(f(c.ctx))
+}
+
+// vetted returns err once the methods the closing will call on it (Error,
+// and Unwrap, Is and As through errors.Is and errors.As) have run: one that
+// panics, as a method of a typed nil pointer often does, panics here, where
+// the caller's recover turns it into a panicError, rather than in the
+// closing, where nothing would.
+func vetted(err error) error {
+	if err != nil {
+		_ = err.Error()
+		_, _ = errors.AsType[*CloseError](err)
+		_ = errors.Is(err, ErrClosed)
+	}
+	return err
 }
 
 // begin sets up everything the handler runs with.
@@ -284,7 +299,8 @@ func (c *Conn) begin(parent context.Context, cfg *Config) {
 		})
 	}
 	if cfg.Observer != nil {
-		c.obs = cfg.Observer.ConnOpened(c)
+		// A panic leaves the connection unobserved, not unserved.
+		c.observe(func() { c.obs = cfg.Observer.ConnOpened(c) })
 	}
 	if !cfg.KeepRequest {
 		c.req = nil

@@ -84,10 +84,10 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 			return
 		}
 		defer c.endLoop()
-		c.asm.Limit = 0
+		c.asm.Limit, c.frameCap = 0, c.frameLimit()
 		for {
 			c.awaitFrame()
-			h, err := c.nextFrame(c.frameLimit())
+			h, err := c.nextFrame(c.frameCap)
 			if err != nil {
 				in.setErr(c.loopErr(err))
 				return
@@ -146,7 +146,7 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 		if maxSize <= 0 {
 			maxSize = c.set.maxMessage
 		}
-		c.asm.Limit = maxSize
+		c.asm.Limit, c.frameCap = maxSize, 0
 		var buf *[]byte
 		defer func() { bufpool.Put(buf) }()
 		for {
@@ -214,7 +214,7 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 				r.over = true
 			}
 		}()
-		c.asm.Limit = 0
+		c.asm.Limit, c.frameCap = 0, 0
 		for {
 			c.awaitFrame()
 			h, err := c.nextFrame(0)

@@ -39,7 +39,8 @@ type Observer interface {
 	// returns receives that connection's events; nil ignores them.
 	// Returning a value made for the connection keeps its state at hand
 	// for each event with no lookup; an observer without per-connection
-	// state may return itself.
+	// state may return itself. If it panics, the panic is logged and the
+	// connection is served unobserved.
 	ConnOpened(c *Conn) ConnObserver
 }
 

@@ -583,11 +583,6 @@ func (l *link) receive(msg *nats.Msg) {
 	if node == l.node || (kind != messages.KindText && kind != messages.KindBinary) {
 		return
 	}
-	if strings.HasPrefix(topic, "$") && !l.hasFilterFor(topic) {
-		// NATS wildcards match a '$' level; a filter's '+' and '#' do not
-		// (topics.Match), so such a topic reached us through one of them.
-		return
-	}
 	klen, n := binary.Uvarint(d[header:])
 	if n <= 0 || uint64(len(d)-header-n) < klen {
 		return
@@ -597,6 +592,14 @@ func (l *link) receive(msg *nats.Msg) {
 
 	deliver, lost := l.tracker.accept(node, seq, topic, tseq, msg.Sub, time.Now())
 	if !deliver {
+		return
+	}
+	if strings.HasPrefix(topic, "$") && !l.hasFilterFor(topic) {
+		// NATS wildcards match a '$' level; a filter's '+' and '#' do not
+		// (topics.Match), so such a topic reached us through one of them:
+		// no member takes it, and no loss before it counts. It is
+		// numbered all the same (accept above), so that the next one,
+		// once a member subscribes, does not count it as a gap.
 		return
 	}
 	if lost > 0 {
