@@ -396,7 +396,6 @@ func (a *App) listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// withTLS wraps ln in TLS when the Config asks for it.
 // onListen calls OnListen, closing ln if it panics: nothing else could.
 func (a *App) onListen(ln net.Listener) {
 	ok := false
@@ -409,6 +408,7 @@ func (a *App) onListen(ln net.Listener) {
 	ok = true
 }
 
+// withTLS wraps ln in TLS when the Config asks for it.
 func (a *App) withTLS(ln net.Listener) (net.Listener, error) {
 	tlsCfg := a.cfg.TLSConfig
 	if a.cfg.CertFile != "" || a.cfg.KeyFile != "" {
