@@ -46,6 +46,10 @@ func checkExtendedConnect(r *http.Request) *Error {
 	if p := r.Header.Get(":protocol"); !strings.EqualFold(p, "websocket") {
 		return refuse(http.StatusBadRequest, "this endpoint speaks WebSocket only: :protocol must be websocket, not %q", p)
 	}
+	if r.Host == "" {
+		// :authority stands for Host (RFC 8441 §5, RFC 6455 §4.2.1).
+		return refuse(http.StatusBadRequest, "a WebSocket handshake needs an :authority")
+	}
 	if v := r.Header[hdrVersion]; len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
 		e := refuse(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q: this server speaks version 13", strings.Join(v, ", "))
 		e.Header = http.Header{"Sec-Websocket-Version": {"13"}}
@@ -56,10 +60,12 @@ func checkExtendedConnect(r *http.Request) *Error {
 
 // connectionHeaders may not appear in an HTTP/2 response: RFC 9113
 // §8.2.2 makes a response carrying one malformed, and net/http removes
-// only Connection. The HTTP/1.1 handshake's own headers go too.
+// only Connection. The HTTP/1.1 handshake's own headers go too, and
+// Trailer: a connected CONNECT stream carries DATA only (RFC 9113 §8.5),
+// so no trailers may follow it.
 var connectionHeaders = []string{
 	"Upgrade", "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Te",
-	"Content-Length", "Sec-Websocket-Accept",
+	"Content-Length", "Sec-Websocket-Accept", "Trailer",
 }
 
 // acceptStream completes an extended CONNECT that passed the checks and the
@@ -83,7 +89,7 @@ func acceptStream(w http.ResponseWriter, r *http.Request, o *AcceptOptions, prot
 	// Whatever their spelling: a name set straight into the map need not
 	// be canonical, and net/http sends it as it is.
 	for k := range h {
-		if handshakeField(k) || slices.Contains(connectionHeaders, http.CanonicalHeaderKey(k)) {
+		if handshakeField(k) || slices.Contains(connectionHeaders, http.CanonicalHeaderKey(k)) || strings.HasPrefix(k, http.TrailerPrefix) {
 			delete(h, k)
 		}
 	}

@@ -61,6 +61,7 @@ type Client struct {
 	subprotocol string
 	asm         messages.Assembler
 	closeSent   bool
+	closeRead   bool // the server's CLOSE was read
 	gone        bool // the transport is closed
 }
 
@@ -262,6 +263,9 @@ func (c *Client) readFrame() (frames.Header, []byte, error) {
 	}
 	if h.Masked {
 		frames.Mask(p, h.Mask, 0)
+	}
+	if h.Op == frames.OpClose {
+		c.closeRead = true
 	}
 	return h, p, nil
 }
@@ -481,9 +485,11 @@ func (c *Client) expectEOF(after string) {
 // Close performs a closing handshake started by the client: it sends a
 // CLOSE with 1000 unless one was sent already (best effort: the server may
 // have closed first), reads past any data the server still sends until the
-// server's CLOSE, and waits for the server to close the transport. The test fails if the server does not answer within
-// Timeout. Close does nothing on a client that is already closed; use
-// ExpectClose instead to check the server's code.
+// server's CLOSE (unless a read returned it already, as ReadFrame can),
+// and waits for the server to close the transport. The test fails if the
+// server does not answer within Timeout. Close does nothing on a client
+// that is already closed; use ExpectClose instead to check the server's
+// code.
 func (c *Client) Close() {
 	c.tb.Helper()
 	if c.gone {
@@ -498,14 +504,10 @@ func (c *Client) Close() {
 		_, _ = c.conn.Write(encode(maskedHeader(frames.OpClose, true, 0, p), p))
 	}
 	c.setReadDeadline()
-	for {
-		h, _, err := c.readFrame()
-		if err != nil {
+	for !c.closeRead {
+		if _, _, err := c.readFrame(); err != nil {
 			c.CloseNow()
 			c.tb.Fatalf("wstest: close: no CLOSE from the server: %v", c.readErr(err))
-		}
-		if h.Op == frames.OpClose {
-			break
 		}
 	}
 	c.expectEOF("close")
