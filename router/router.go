@@ -114,12 +114,14 @@ func (r *Router) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Re
 // were open. Both fields count what Connections counts: connections, and
 // upgrades their route accepted whose handshake had not finished.
 type ShutdownReport struct {
-	// Graceful connections finished their closing handshake (1001 Going
-	// Away) before the deadline; an accepted upgrade whose handshake ended
-	// (or never began) before it counts here too.
+	// Graceful connections were over before the deadline: their closing
+	// handshake (1001 Going Away) finished, or their peer was given up on
+	// after CloseTimeout without answering; an accepted upgrade whose
+	// handshake ended (or never began) before it counts here too.
 	Graceful int
-	// Forced connections were still open at the deadline and had their
-	// transport closed without a handshake.
+	// Forced connections were still open at the deadline, this call's or
+	// that of an earlier or concurrent Shutdown, and had their transport
+	// closed without a handshake.
 	Forced int
 }
 

@@ -126,11 +126,14 @@ func (c *Conn) judgeKept(end int64) bool {
 		return false
 	}
 	a := c.asm // a copy: the loop's own state is not touched
-	limit, frameCap := a.Limit, c.frameCap
-	if !c.loopRunning() {
-		// The last loop's limits are not the next one's, which sets its own.
+	// The running loop's limits; a loop that ended left none (the next
+	// one brings its own).
+	c.mu.Lock()
+	limit, frameCap := c.st.limit, c.st.frameLimit
+	if !c.st.looping {
 		limit, frameCap = 0, 0
 	}
+	c.mu.Unlock()
 	lenient := a.Active() // begun before: it may be compressed
 	var scratch *[]byte
 	defer func() {

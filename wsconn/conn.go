@@ -130,7 +130,6 @@ type Conn struct {
 	remaining int64         // its payload bytes not yet read
 	maskPos   int
 	asm       messages.Assembler
-	frameCap  int64         // the running loop's limit per frame, beside asm's per message (Frames)
 	body      atomic.Uint64 // odd while a loop body runs; counts bodies (see background.go)
 	heard     atomic.Bool   // a frame arrived since the timer last looked
 	heardData atomic.Bool   // a data frame arrived since the timer last looked

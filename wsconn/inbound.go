@@ -17,8 +17,8 @@ import (
 // ends, and Err then says why (nil when the peer closed cleanly). Leaving a
 // loop early does not close the connection; ranging again continues where
 // the last loop stopped. Once the handler's context has ended, a new loop
-// yields nothing (a running one still yields what was kept before the
-// peer's CLOSE; see below).
+// yields nothing (a running one, or one begun before it ended, still
+// yields what was kept before the peer's CLOSE; see below).
 //
 // One goroutine at a time may range over an Inbound; a second concurrent
 // loop ends at once with ErrBusyReading. Payloads yielded by the iterators
@@ -80,14 +80,15 @@ func (in *Inbound) setErr(err error) {
 func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 	return func(yield func(frames.Frame) bool) {
 		c := in.c
-		if !c.startLoop(in) {
+		frameLimit := c.frameLimit()
+		if !c.startLoop(in, 0, frameLimit) {
 			return
 		}
 		defer c.endLoop()
-		c.asm.Limit, c.frameCap = 0, c.frameLimit()
+		c.asm.Limit = 0
 		for {
 			c.awaitFrame()
-			h, err := c.nextFrame(c.frameCap)
+			h, err := c.nextFrame(frameLimit)
 			if err != nil {
 				in.setErr(c.loopErr(err))
 				return
@@ -139,14 +140,14 @@ func (in *Inbound) Frames() iter.Seq[frames.Frame] {
 func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 	return func(yield func(messages.Message) bool) {
 		c := in.c
-		if !c.startLoop(in) {
-			return
-		}
-		defer c.endLoop()
 		if maxSize <= 0 {
 			maxSize = c.set.maxMessage
 		}
-		c.asm.Limit, c.frameCap = maxSize, 0
+		if !c.startLoop(in, maxSize, 0) {
+			return
+		}
+		defer c.endLoop()
+		c.asm.Limit = maxSize
 		var buf *[]byte
 		defer func() { bufpool.Put(buf) }()
 		for {
@@ -203,7 +204,7 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 	return func(yield func(messages.Kind, io.Reader) bool) {
 		c := in.c
-		if !c.startLoop(in) {
+		if !c.startLoop(in, 0, 0) {
 			return
 		}
 		defer c.endLoop()
@@ -214,7 +215,7 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 				r.over = true
 			}
 		}()
-		c.asm.Limit, c.frameCap = 0, 0
+		c.asm.Limit = 0
 		for {
 			c.awaitFrame()
 			h, err := c.nextFrame(0)
@@ -302,19 +303,26 @@ func (c *Conn) received(kind messages.Kind, size int64) {
 
 // ---- who reads ----
 
-// startLoop makes the calling loop the connection's reader. It reports
+// startLoop makes the calling loop the connection's reader, with its limits
+// per message and per frame (0: none), which the background reader judges
+// kept data by (judgeKept) from the moment the loop is running. It reports
 // false, with in's Err set, when the loop must end at once.
-func (c *Conn) startLoop(in *Inbound) bool {
+func (c *Conn) startLoop(in *Inbound, limit, frameLimit int64) bool {
 	c.mu.Lock()
 	if c.st.looping {
 		c.mu.Unlock()
 		in.setErr(ErrBusyReading)
 		return false
 	}
-	c.st.looping = true
+	c.st.looping, c.st.limit, c.st.frameLimit = true, limit, frameLimit
+	late := c.ctx.Err() != nil
 	c.mu.Unlock()
 	c.takeRead()
-	if err := c.endOfLoop(); err != nil || c.ctx.Err() != nil {
+	// A loop begun after the context ended yields nothing. One that
+	// claimed the Inbound before, and waited for the background reader to
+	// step aside while it took the peer's CLOSE, is running: it yields
+	// what was kept before the CLOSE, as it would had it read the CLOSE.
+	if err := c.endOfLoop(); late || (err != nil || c.ctx.Err() != nil) && !c.keptBeforeClose() {
 		in.setErr(err)
 		c.endLoop()
 		return false

@@ -23,7 +23,9 @@ import (
 // failed task, a broken transport, out.Close), every write returns an
 // error matching ErrClosed that also wraps the cause (a *CloseError with
 // the close code, ErrShutdown, ...); only a Writer opened before may
-// finish its message, which the CLOSE frame then follows. A message of
+// finish its message, which the CLOSE frame then follows, until the
+// handler returns: that abandons the Writer, and the CLOSE goes out
+// between its fragments. A message of
 // neither kind (see ErrInvalidKind) is refused first, closing or not. A write that returned nil was handed
 // to the socket; it is delivered before colibri's CLOSE frame.
 type Outbound struct {

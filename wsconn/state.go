@@ -43,10 +43,12 @@ type state struct {
 	returned bool // the handler returned: Go starts no task, Writer opens no message
 
 	// Who reads (see inbound.go and background.go).
-	looping   bool // a loop ranges over the Inbound
-	bgRunning bool
-	handover  bool // a loop or the closing handshake waits for the background reader to step aside
-	draining  bool // the closing handshake reads, for the peer's CLOSE
+	looping    bool  // a loop ranges over the Inbound, with:
+	limit      int64 // its limit per message (Messages), and
+	frameLimit int64 // per frame (Frames); 0: none
+	bgRunning  bool
+	handover   bool // a loop or the closing handshake waits for the background reader to step aside
+	draining   bool // the closing handshake reads, for the peer's CLOSE
 
 	closeDeadline time.Time // reads end by then once our CLOSE is out
 }

@@ -35,11 +35,10 @@ type Member interface {
 
 // Report says how a shutdown ended the connections that were open.
 type Report struct {
-	// Graceful connections finished their closing handshake before the
-	// deadline.
+	// Graceful connections were over before the deadline.
 	Graceful int
-	// Forced connections were still open at the deadline and had their
-	// transport closed without a handshake.
+	// Forced connections were still open at a Shutdown's deadline and had
+	// their transport closed without a handshake.
 	Forced int
 }
 
@@ -64,6 +63,9 @@ type Group struct {
 	held    int // places claimed by Enter and not yet given back
 	closed  bool
 	forced  bool // Shutdown's deadline passed: a member that joins now is closed at once
+	// forcedHeld is how many places were held when the deadline passed:
+	// they were forced, whichever Shutdown call reports them.
+	forcedHeld int
 	// empty is closed once the Group is closed and holds no place; made
 	// by the first Shutdown. A channel rather than a WaitGroup, so that
 	// Shutdown can stop waiting at its deadline without leaving a
@@ -197,6 +199,24 @@ func (g *Group) Len() int {
 	return g.held
 }
 
+// report says how the open places a Shutdown call found fared. No place
+// is claimed once the Group is closed, so the places held when the
+// deadline of any call passed, all forced, are among them; those that
+// were given back before it closed gracefully (a call that began after the
+// deadline finds only forced places).
+func (g *Group) report(open int, wasForced bool) Report {
+	if wasForced {
+		return Report{Forced: open}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.forced {
+		return Report{Graceful: open}
+	}
+	forced := min(g.forcedHeld, open)
+	return Report{Graceful: open - forced, Forced: forced}
+}
+
 // forcedGrace is how long Shutdown waits for handlers after it closed
 // their transports.
 const forcedGrace = time.Second
@@ -215,7 +235,7 @@ func (g *Group) Shutdown(ctx context.Context) (Report, error) {
 		}
 	}
 	empty := g.empty
-	open := g.held
+	open, wasForced := g.held, g.forced
 	members := make([]Member, 0, len(g.members))
 	for m := range g.members {
 		members = append(members, m)
@@ -228,12 +248,13 @@ func (g *Group) Shutdown(ctx context.Context) (Report, error) {
 
 	select {
 	case <-empty:
-		return Report{Graceful: open}, nil
+		return g.report(open, wasForced), nil
 	case <-ctx.Done():
 	}
 	g.mu.Lock()
-	g.forced = true
-	forced := g.held
+	if !g.forced {
+		g.forced, g.forcedHeld = true, g.held
+	}
 	members = members[:0]
 	for m := range g.members {
 		members = append(members, m)
@@ -242,7 +263,7 @@ func (g *Group) Shutdown(ctx context.Context) (Report, error) {
 	for _, m := range members {
 		m.CloseNow()
 	}
-	report := Report{Graceful: max(open-forced, 0), Forced: forced}
+	report := g.report(open, wasForced)
 	timer := time.NewTimer(forcedGrace)
 	defer timer.Stop()
 	select {
