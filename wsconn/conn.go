@@ -273,11 +273,14 @@ func (c *Conn) run(f func(ctx context.Context) error) (err error) {
 // the caller's recover turns it into a panicError, rather than in the
 // closing, where nothing would.
 func vetted(err error) error {
-	if err != nil {
-		_ = err.Error()
-		_, _ = errors.AsType[*CloseError](err)
-		_ = errors.Is(err, ErrClosed)
+	if err == nil || colibriMade(err) {
+		// Such as in.Err(), returned as it is: colibri's own, whose
+		// Error would only build a string nobody reads.
+		return err
 	}
+	_ = err.Error()
+	_, _ = errors.AsType[*CloseError](err)
+	_ = errors.Is(err, ErrClosed)
 	return err
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -435,6 +436,8 @@ func (c *Conn) teardown() {
 	c.mu.Lock()
 	clean := c.st.peerClosed
 	_, violated := errors.AsType[*frames.Violation](c.st.readErr)
+	// The peer shut its sending side: everything it sent has been read.
+	peerDone := errors.Is(c.st.readErr, io.EOF) || errors.Is(c.st.readErr, io.ErrUnexpectedEOF)
 	c.mu.Unlock()
 	c.sockMu.Lock()
 	broken := c.w.broken || !c.w.closeOut
@@ -442,7 +445,7 @@ func (c *Conn) teardown() {
 	c.sockMu.Unlock()
 
 	defer c.rd.release()
-	if (clean && !c.client) || broken {
+	if (clean && !c.client) || broken || peerDone {
 		_ = c.nc.Close()
 		return
 	}
