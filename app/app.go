@@ -15,11 +15,12 @@
 //
 // # Upgrade requests
 //
-// Every WebSocket upgrade request first meets the application: the
-// connection limit (503 beyond Config.MaxConnections), then the
+// Every WebSocket upgrade request first meets the application's
 // Config.UpgradeHooks in order (each may refuse, go on, or take the
 // connection over), then the closure form (Config.WebSocket) if set, and
-// finally the handler.
+// finally the handler. The connection limit (503 beyond
+// Config.MaxConnections) applies where a route decides to upgrade, so a
+// request that would not have become a connection gets its own answer.
 package app
 
 import (
@@ -95,8 +96,10 @@ type Config struct {
 
 	// MaxConnections caps open WebSocket connections (those of colibri's
 	// router, counted from their route's decision to upgrade, as
-	// Connections counts them); upgrade requests beyond it get 503
-	// Service Unavailable with Retry-After. Default 0: no cap.
+	// Connections counts them); a decision to upgrade beyond it gets 503
+	// Service Unavailable with Retry-After, while a request that would not
+	// become a connection (no ws route, a refused handshake, a rejection)
+	// gets its own answer. Default 0: no cap.
 	MaxConnections int
 
 	// RetryAfter is the Retry-After value sent with that 503, and with
@@ -243,13 +246,6 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !handshake.IsUpgradeRequest(r) {
 		a.plain.ServeHTTP(w, r)
-		return
-	}
-	if max := a.cfg.MaxConnections; max > 0 && a.sessions.Len() >= max {
-		// Refused before the hooks and the decision run; upgrades that
-		// pass here together are counted again when their connection
-		// claims its place, and refused alike.
-		a.refuse(w, r, group.ErrFull)
 		return
 	}
 	if group.From(r.Context()) != &a.sessions {

@@ -91,7 +91,12 @@ func TestAppRejectUnderTheLimit(t *testing.T) {
 	if n := a.Connections(); n != 1 {
 		t.Errorf("%d connections, want 1", n)
 	}
-	resp := rvtDialErr(t, url, nil)
+	// At the limit a rejection is still a rejection (it would not have
+	// become a connection); an upgrade gets the App's 503.
+	if resp := rvtDialErr(t, url, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("at the limit, unauthenticated: %d, want the route's 401", resp.StatusCode)
+	}
+	resp := rvtDialErr(t, url, http.Header{"Authorization": {"Bearer ok"}})
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("at the limit: %d %v, want the App's 503 with Retry-After", resp.StatusCode, resp.Header)
 	}

@@ -96,7 +96,15 @@ func CheckRequest(r *http.Request) *Error {
 		return refuse(http.StatusBadRequest, "WebSocket handshake needs Connection: Upgrade")
 	}
 	if v := r.Header[hdrVersion]; len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
-		e := refuse(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q: this server speaks version 13", strings.Join(v, ", "))
+		var e *Error
+		switch len(v) {
+		case 0:
+			e = refuse(http.StatusUpgradeRequired, "WebSocket handshake needs a Sec-WebSocket-Version header: this server speaks version 13")
+		case 1:
+			e = refuse(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q: this server speaks version 13", v[0])
+		default:
+			e = refuse(http.StatusUpgradeRequired, "WebSocket handshake needs exactly one Sec-WebSocket-Version header: this server speaks version 13")
+		}
 		// RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
 		e.Header = http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Sec-Websocket-Version": {"13"}}
 		return e

@@ -56,7 +56,7 @@ func TestPromiseHandshakeRefusalsBeforeTheDecision(t *testing.T) {
 		{"version 8", "", func(h http.Header) { h.Set("Sec-Websocket-Version", "8") }, 426,
 			`unsupported Sec-WebSocket-Version "8": this server speaks version 13`, [2]string{"Sec-WebSocket-Version", "13"}},
 		{"no version", "", func(h http.Header) { h.Del("Sec-Websocket-Version") }, 426,
-			`unsupported Sec-WebSocket-Version "": this server speaks version 13`, [2]string{"Sec-WebSocket-Version", "13"}},
+			"WebSocket handshake needs a Sec-WebSocket-Version header: this server speaks version 13", [2]string{"Sec-WebSocket-Version", "13"}},
 		{"no key", "", func(h http.Header) { h.Del("Sec-Websocket-Key") }, 400,
 			"WebSocket handshake needs exactly one Sec-WebSocket-Key header", [2]string{}},
 		{"repeated key", "", func(h http.Header) { h.Add("Sec-Websocket-Key", "dGhlIHNhbXBsZSBub25jZQ==") }, 400,

@@ -114,14 +114,15 @@ func (r *Router) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Re
 // were open. Both fields count what Connections counts: connections, and
 // upgrades their route accepted whose handshake had not finished.
 type ShutdownReport struct {
-	// Graceful connections were over before the deadline: their closing
-	// handshake (1001 Going Away) finished, or their peer was given up on
-	// after CloseTimeout without answering; an accepted upgrade whose
-	// handshake ended (or never began) before it counts here too.
+	// Graceful connections were over before the deadline: their handler
+	// and tasks returned and the transport was closed, after the closing
+	// handshake (1001 Going Away) or after their peer was given up on
+	// (CloseTimeout); an accepted upgrade whose handshake ended (or never
+	// began) before it counts here too.
 	Graceful int
-	// Forced connections were still open at the deadline, this call's or
-	// that of an earlier or concurrent Shutdown, and had their transport
-	// closed without a handshake.
+	// Forced connections were still held at the deadline, this call's or
+	// that of an earlier or concurrent Shutdown (their handler still
+	// running, or their peer silent), and had their transport closed then.
 	Forced int
 }
 
@@ -225,6 +226,19 @@ func (rt *root) chain() http.Handler {
 func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 	if p, _ := req.Context().Value(pendingKey{}).(*pending); p != nil {
 		if route := rt.wsRoute(req); route != nil {
+			if req.Method != http.MethodGet && !handshake.IsExtendedConnect(req) {
+				// Not a handshake, which is a GET (RFC 6455 §4.1): an
+				// HTTP route for the method serves it, its Upgrade
+				// ignored (RFC 9110 §7.8), or the 405 names every method.
+				if _, pattern := rt.mux.Handler(req); pattern != "" {
+					rt.mux.ServeHTTP(w, req)
+					return
+				}
+				if allow := rt.otherMethods(req); len(allow) > 0 {
+					methodNotAllowed(w, allow)
+					return
+				}
+			}
 			route.ServeHTTP(w, req)
 			if !p.declined {
 				return
@@ -244,14 +258,7 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 		if _, pattern := rt.mux.Handler(req); pattern == "" {
 			if route := rt.wsRoute(req); route != nil {
 				if allow := rt.otherMethods(req); req.Method != http.MethodGet && len(allow) > 0 {
-					// HTTP routes serve the path with other methods: their
-					// 405, whose Allow names the ws route's GET too (RFC
-					// 9110 §15.5.6).
-					if !slices.Contains(allow, http.MethodGet) {
-						allow = append(allow, http.MethodGet)
-					}
-					w.Header().Set("Allow", strings.Join(allow, ", "))
-					http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+					methodNotAllowed(w, allow)
 					return
 				}
 				route.ServeHTTP(w, req)
@@ -268,6 +275,17 @@ func (rt *root) wsRoute(req *http.Request) http.Handler {
 		return &rt.ws // sets the pattern's path values on req
 	}
 	return rt.everywhere
+}
+
+// methodNotAllowed answers 405 to a request for a path that HTTP routes
+// serve with the methods allow, and the ws route with GET: the Allow
+// header names them all (RFC 9110 §15.5.6).
+func methodNotAllowed(w http.ResponseWriter, allow []string) {
+	if !slices.Contains(allow, http.MethodGet) {
+		allow = append(allow, http.MethodGet)
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 }
 
 // otherMethods returns the methods for which an HTTP route serves req's
@@ -340,13 +358,24 @@ func (r *recorder) WriteHeader(code int) {
 
 func (r *recorder) Write(p []byte) (int, error) {
 	r.writes()
+	r.implicitOK()
 	return r.ResponseWriter.Write(p)
 }
 
 func (r *recorder) Flush() {
 	r.writes()
+	r.implicitOK()
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
+	}
+}
+
+// implicitOK records the 200 that net/http sends with a body or a flush
+// when no final status was written (an informational one, such as 103
+// Early Hints, may have been).
+func (r *recorder) implicitOK() {
+	if r.status < 200 && r.status != http.StatusSwitchingProtocols {
+		r.status = http.StatusOK
 	}
 }
 
