@@ -258,6 +258,13 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if a.cfg.WebSocket != nil && r.Method != http.MethodGet && !handshake.IsExtendedConnect(r) {
+		// No handshake (RFC 6455 §4.1): the application's handler serves
+		// it, its Upgrade ignored (RFC 9110 §7.8), as it serves the same
+		// request without one, not through the closure form's ServeMux.
+		a.plain.ServeHTTP(w, r)
+		return
+	}
 	a.handler.ServeHTTP(w, r)
 }
 

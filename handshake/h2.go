@@ -50,8 +50,7 @@ func checkExtendedConnect(r *http.Request) *Error {
 		// :authority stands for Host (RFC 8441 §5, RFC 6455 §4.2.1).
 		return refuse(http.StatusBadRequest, "a WebSocket handshake needs an :authority")
 	}
-	if v := r.Header[hdrVersion]; len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
-		e := refuse(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q: this server speaks version 13", strings.Join(v, ", "))
+	if e := checkVersion(r); e != nil {
 		e.Header = http.Header{"Sec-Websocket-Version": {"13"}}
 		return e
 	}

@@ -46,6 +46,20 @@ func refuse(status int, format string, args ...any) *Error {
 	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
 }
 
+// checkVersion refuses, with 426, a request that does not ask for
+// version 13 in exactly one Sec-WebSocket-Version header, saying which.
+func checkVersion(r *http.Request) *Error {
+	switch v := r.Header[hdrVersion]; {
+	case len(v) == 0:
+		return refuse(http.StatusUpgradeRequired, "WebSocket handshake needs a Sec-WebSocket-Version header: this server speaks version 13")
+	case len(v) > 1:
+		return refuse(http.StatusUpgradeRequired, "WebSocket handshake needs exactly one Sec-WebSocket-Version header: this server speaks version 13")
+	case strings.TrimSpace(v[0]) != "13":
+		return refuse(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q: this server speaks version 13", v[0])
+	}
+	return nil
+}
+
 // IsUpgradeRequest reports whether r asks to be upgraded to a WebSocket:
 // its Connection header has the token "upgrade" and its Upgrade header the
 // token "websocket", or, over HTTP/2, it is an extended CONNECT for
@@ -95,16 +109,7 @@ func CheckRequest(r *http.Request) *Error {
 	if !headerHasToken(r.Header, "Connection", "upgrade") {
 		return refuse(http.StatusBadRequest, "WebSocket handshake needs Connection: Upgrade")
 	}
-	if v := r.Header[hdrVersion]; len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
-		var e *Error
-		switch len(v) {
-		case 0:
-			e = refuse(http.StatusUpgradeRequired, "WebSocket handshake needs a Sec-WebSocket-Version header: this server speaks version 13")
-		case 1:
-			e = refuse(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q: this server speaks version 13", v[0])
-		default:
-			e = refuse(http.StatusUpgradeRequired, "WebSocket handshake needs exactly one Sec-WebSocket-Version header: this server speaks version 13")
-		}
+	if e := checkVersion(r); e != nil {
 		// RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
 		e.Header = http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}, "Sec-Websocket-Version": {"13"}}
 		return e

@@ -55,10 +55,11 @@ func (r *Router) upgradeEnded(req *http.Request, began time.Time, status int, er
 }
 
 // statusSent returns the status the client receives for what the chain
-// wrote: 200 when it wrote no status of its own.
+// wrote: 200 when it wrote no final status of its own (none, or only an
+// informational one such as 103 Early Hints).
 func (r *recorder) statusSent() int {
-	if r.status == 0 {
-		return http.StatusOK
+	if r.status < 200 && r.status != http.StatusSwitchingProtocols {
+		return http.StatusOK // nothing final was written: net/http sends 200
 	}
 	return r.status
 }

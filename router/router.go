@@ -226,19 +226,6 @@ func (rt *root) chain() http.Handler {
 func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 	if p, _ := req.Context().Value(pendingKey{}).(*pending); p != nil {
 		if route := rt.wsRoute(req); route != nil {
-			if req.Method != http.MethodGet && !handshake.IsExtendedConnect(req) {
-				// Not a handshake, which is a GET (RFC 6455 §4.1): an
-				// HTTP route for the method serves it, its Upgrade
-				// ignored (RFC 9110 §7.8), or the 405 names every method.
-				if _, pattern := rt.mux.Handler(req); pattern != "" {
-					rt.mux.ServeHTTP(w, req)
-					return
-				}
-				if allow := rt.otherMethods(req); len(allow) > 0 {
-					methodNotAllowed(w, allow)
-					return
-				}
-			}
 			route.ServeHTTP(w, req)
 			if !p.declined {
 				return
@@ -296,11 +283,19 @@ func (rt *root) otherMethods(req *http.Request) []string {
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
 		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
 		probe.Method = m
-		if _, pattern := rt.mux.Handler(&probe); pattern != "" && m != req.Method {
+		if m != req.Method && rt.serves(&probe) {
 			allow = append(allow, m)
 		}
 	}
 	return allow
+}
+
+// serves reports whether an HTTP route serves req as it is (a redirect
+// to a cleaned path does not count).
+func (rt *root) serves(req *http.Request) bool {
+	h, _ := rt.mux.Handler(req)
+	_, ok := h.(*httpRoute)
+	return ok
 }
 
 // chain wraps h in mws, the first outermost.
@@ -358,24 +353,13 @@ func (r *recorder) WriteHeader(code int) {
 
 func (r *recorder) Write(p []byte) (int, error) {
 	r.writes()
-	r.implicitOK()
 	return r.ResponseWriter.Write(p)
 }
 
 func (r *recorder) Flush() {
 	r.writes()
-	r.implicitOK()
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
-	}
-}
-
-// implicitOK records the 200 that net/http sends with a body or a flush
-// when no final status was written (an informational one, such as 103
-// Early Hints, may have been).
-func (r *recorder) implicitOK() {
-	if r.status < 200 && r.status != http.StatusSwitchingProtocols {
-		r.status = http.StatusOK
 	}
 }
 

@@ -139,11 +139,25 @@ func (rt *wsRoute[T]) config(r *http.Request) *wsconn.Config {
 // that is no upgrade, sent by dispatch through the route's middleware,
 // gets the handshake's error (426 for a plain GET).
 func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, _ := r.Context().Value(pendingKey{}).(*pending)
 	if e := handshake.CheckRequest(r); e != nil {
+		if e.Status == http.StatusMethodNotAllowed && !handshake.IsExtendedConnect(r) {
+			// Not a handshake, which is a GET (RFC 6455 §4.1): an HTTP
+			// route for its method serves it, its Upgrade ignored (RFC
+			// 9110 §7.8), as a declined upgrade; otherwise the 405 names
+			// every method the path is served with.
+			if p != nil && rt.root.serves(r) {
+				rt.decline(w, r, p)
+				return
+			}
+			if allow := rt.root.otherMethods(r); len(allow) > 0 {
+				methodNotAllowed(w, allow)
+				return
+			}
+		}
 		e.Write(w)
 		return
 	}
-	p, _ := r.Context().Value(pendingKey{}).(*pending)
 	if p == nil {
 		http.Error(w, "router: ws route served outside its Router", http.StatusInternalServerError)
 		return

@@ -426,12 +426,12 @@ func (c *Conn) flushClose() {
 const closeLinger = 50 * time.Millisecond
 
 // teardown closes the transport. After a clean handshake the server closes
-// TCP first (RFC 6455 §7.1.1). Otherwise it shuts its sending side and
-// reads until the peer closes, so that unread bytes do not turn the close
-// into a reset that could swallow the CLOSE frame in flight: for up to
-// CloseTimeout after a violation (the peer is talking) and on the client
-// side, for up to closeLinger when the peer did not answer our CLOSE (a
-// timeout, a close deadline passed).
+// TCP first (RFC 6455 §7.1.1), and the client waits for it. Otherwise it
+// shuts its sending side and reads until the peer closes, so that unread
+// bytes do not turn the close into a reset that could swallow the CLOSE
+// frame in flight: for up to CloseTimeout after a violation (the peer is
+// talking), for up to closeLinger when the peer did not answer our CLOSE
+// (a timeout, a close deadline passed).
 func (c *Conn) teardown() {
 	c.mu.Lock()
 	clean := c.st.peerClosed
@@ -449,23 +449,34 @@ func (c *Conn) teardown() {
 		_ = c.nc.Close()
 		return
 	}
-	// A client waits for the server to close TCP first (RFC 6455 §7.1.1)
-	// once the server has answered; a peer that never answered (our CLOSE
-	// went unanswered for CloseTimeout, or keep-alive gave up on it) is
-	// not waited for twice, only for what crossed our CLOSE.
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+	switch cw, ok := c.nc.(interface{ CloseWrite() error }); {
+	case c.client && clean:
+		// Once the server has answered, the client waits for it to close
+		// TCP first (RFC 6455 §7.1.1), sending nothing, not even its FIN:
+		// whoever closes first holds TIME_WAIT, and that is the server.
+		c.drain(c.set.closeTimeout)
+	case ok:
+		// A peer that never answered (our CLOSE went unanswered for
+		// CloseTimeout, or keep-alive gave up on it) is not waited for
+		// twice, only for what crossed our CLOSE.
 		wait := min(closeLinger, c.set.closeTimeout)
-		if violated || c.client && clean {
+		if violated {
 			wait = c.set.closeTimeout
 		}
 		_ = cw.CloseWrite()
-		_ = c.nc.SetReadDeadline(time.Now().Add(wait))
-		var scratch [512]byte
-		for range 1 << 11 { // at most 1 MiB
-			if _, err := c.nc.Read(scratch[:]); err != nil {
-				break
-			}
-		}
+		c.drain(wait)
 	}
 	_ = c.nc.Close()
+}
+
+// drain reads and discards what the peer sends, at most 1 MiB, until it
+// closes its side or wait has passed.
+func (c *Conn) drain(wait time.Duration) {
+	_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+	var scratch [512]byte
+	for range 1 << 11 {
+		if _, err := c.nc.Read(scratch[:]); err != nil {
+			return
+		}
+	}
 }
