@@ -140,9 +140,10 @@ type Config struct {
 
 	// WebSocket is the closure form: one shouldUpgrade and handler for
 	// every upgrade request, made with router.Everywhere. Requests it
-	// declines, and requests that are not upgrades, go to the handler
-	// (a declined upgrade to a path ServeMux would clean, "/a//b", gets
-	// ServeMux's redirect instead).
+	// declines, non-GET requests carrying Upgrade (no handshake), and
+	// requests that are not upgrades go to the handler (a declined upgrade
+	// to a path ServeMux would clean, "/a//b", gets ServeMux's redirect
+	// instead).
 	WebSocket func(*router.Router)
 
 	// Observer is told about the upgrade requests the application refuses
@@ -234,10 +235,11 @@ func (a *App) Addr() net.Addr {
 	return a.addr
 }
 
-// ServeHTTP puts the App's logger in the request's context, applies the
-// connection limit and the upgrade hooks to upgrade requests, has the App
-// count and shut down the connections colibri's router serves for them,
-// and serves the handler.
+// ServeHTTP puts the App's logger in the request's context, runs the
+// upgrade hooks on upgrade requests and names the App's group, whose
+// limit the route applies when it decides to upgrade, so that the App
+// counts and shuts down the connections colibri's router serves, and
+// serves the handler.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if logctx.From(r.Context()) != a.log {
 		// Served by an http.Server other than Serve's, whose base

@@ -77,8 +77,9 @@ func IsUpgradeRequest(r *http.Request) bool {
 // an upgrade or asks for another protocol version.
 //
 // An HTTP/2 request is checked as an extended CONNECT (RFC 8441 §4, §5)
-// instead: 405 for another method, 400 when :protocol is not websocket,
-// 426 for another version; there is no Sec-WebSocket-Key over HTTP/2.
+// instead: 405 for another method, 400 when :protocol is not websocket or
+// :authority is missing, 426 for another version; there is no
+// Sec-WebSocket-Key over HTTP/2.
 func CheckRequest(r *http.Request) *Error {
 	if r.ProtoMajor == 2 {
 		return checkExtendedConnect(r)

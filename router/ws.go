@@ -454,7 +454,8 @@ func WithHandshakeTimeout(d time.Duration) Option {
 // take as it is ("/a//b"): the closure form for applications without ws
 // routes (see app.Config.WebSocket). Requests that are declined or not
 // upgrades go to the application's handler, except a declined upgrade to a
-// path ServeMux would clean ("/a//b"), which gets ServeMux's redirect.
+// path ServeMux would clean ("/a//b"), which gets ServeMux's redirect; an
+// app hands a non-GET request carrying Upgrade to its handler directly.
 // Registered on a router with ws routes, it takes the upgrades none of
 // them matches.
 func Everywhere[T any](shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T], opts ...Option) func(*Router) {

@@ -69,7 +69,10 @@ type Config struct {
 
 	// CloseTimeout is how long the closing handshake waits for the peer's
 	// CLOSE frame before closing the TCP connection, from the moment
-	// colibri's CLOSE went out. Default 5 s (also for negative values).
+	// colibri's CLOSE went out; also how long a client that got the
+	// server's CLOSE waits for the server to close TCP, and how long the
+	// lingering close after a violation reads. Default 5 s (also for
+	// negative values).
 	CloseTimeout time.Duration
 
 	// SkipUTF8Check turns off UTF-8 validation of text messages (RFC 6455

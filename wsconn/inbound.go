@@ -199,8 +199,9 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 // Readers yields each message as an io.Reader, for payloads too large to
 // hold in memory. The reader streams the message's frames as they arrive,
 // checking UTF-8 as it goes; it is valid until the loop body returns, and
-// what the body leaves unread is discarded. No size limit applies beyond
-// what the body chooses to read (wrap it with io.LimitReader).
+// what the body leaves unread is discarded. No limit applies per message
+// beyond what the body chooses to read (wrap it with io.LimitReader);
+// Config.MaxFrameSize, when set, caps each frame.
 func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 	return func(yield func(messages.Kind, io.Reader) bool) {
 		c := in.c

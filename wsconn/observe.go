@@ -24,8 +24,8 @@ import (
 // Without an Observer a connection pays one nil check per event.
 type Observer interface {
 	// Upgraded reports how an upgrade request ended. The router (and the
-	// app, for the requests it refuses itself: before routing, or when the
-	// connection claims its place with its decision) calls it once for
+	// app, for the requests it refuses itself when the connection claims
+	// its place with its route's decision) calls it once for
 	// every request that asks for a WebSocket upgrade, on the request's
 	// goroutine, after the 101 response or the refusal was written and,
 	// for an accepted connection, after it was handed over. r is the
