@@ -226,6 +226,14 @@ func (rt *root) chain() http.Handler {
 func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 	if p, _ := req.Context().Value(pendingKey{}).(*pending); p != nil {
 		if route := rt.wsRoute(req); route != nil {
+			if req.Method != http.MethodGet && !handshake.IsExtendedConnect(req) && rt.serves(req) {
+				// No handshake (RFC 6455 §4.1), and an HTTP route serves
+				// its method: it answers, through its own middleware, the
+				// Upgrade ignored (RFC 9110 §7.8). Without one, the ws
+				// route answers after its group's middleware (405).
+				rt.mux.ServeHTTP(w, req)
+				return
+			}
 			route.ServeHTTP(w, req)
 			if !p.declined {
 				return

@@ -142,14 +142,9 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p, _ := r.Context().Value(pendingKey{}).(*pending)
 	if e := handshake.CheckRequest(r); e != nil {
 		if e.Status == http.StatusMethodNotAllowed && !handshake.IsExtendedConnect(r) {
-			// Not a handshake, which is a GET (RFC 6455 §4.1): an HTTP
-			// route for its method serves it, its Upgrade ignored (RFC
-			// 9110 §7.8), as a declined upgrade; otherwise the 405 names
-			// every method the path is served with.
-			if p != nil && rt.root.serves(r) {
-				rt.decline(w, r, p)
-				return
-			}
+			// Not a handshake, which is a GET (RFC 6455 §4.1), and no HTTP
+			// route serves its method (dispatch sent it there otherwise):
+			// the 405 names every method the path is served with.
 			if allow := rt.root.otherMethods(r); len(allow) > 0 {
 				methodNotAllowed(w, allow)
 				return

@@ -25,12 +25,14 @@ import (
 type Observer interface {
 	// Upgraded reports how an upgrade request ended. The router (and the
 	// app, for the requests it refuses itself when the connection claims
-	// its place with its route's decision) calls it once for
-	// every request that asks for a WebSocket upgrade, on the request's
-	// goroutine, after the 101 response or the refusal was written and,
-	// for an accepted connection, after it was handed over. r is the
-	// request as the router received it. Accept and Serve, used without a
-	// router, do not call it: their caller sees the handshake's outcome.
+	// its place with its route's decision) calls it once for every request
+	// that asks for a WebSocket upgrade (except, under the app's closure
+	// form, a non-GET one, which goes to the app's handler), on the
+	// request's goroutine, after the 101 response or the refusal was
+	// written and, for an accepted connection, after it was handed over.
+	// r is the request as the router received it. Accept and Serve, used
+	// without a router, do not call it: their caller sees the handshake's
+	// outcome.
 	Upgraded(r *http.Request, res UpgradeResult)
 
 	// ConnOpened is called once per connection, after the opening

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/colibri-ws/colibri/frames"
@@ -454,7 +455,19 @@ func (c *Conn) teardown() {
 		// Once the server has answered, the client waits for it to close
 		// TCP first (RFC 6455 §7.1.1), sending nothing, not even its FIN:
 		// whoever closes first holds TIME_WAIT, and that is the server.
-		c.drain(c.set.closeTimeout)
+		deadline := time.Now().Add(c.set.closeTimeout)
+		if drain(c.nc, deadline) {
+			if tc, ok := c.nc.(interface{ NetConn() net.Conn }); ok {
+				// TLS: its end (close_notify) may come before TCP's.
+				// Wait for that on the TCP connection, and close it
+				// without a close_notify of ours, which, written once
+				// the server has closed, would only draw a reset.
+				raw := tc.NetConn()
+				drain(raw, deadline)
+				_ = raw.Close()
+				return
+			}
+		}
 	case ok:
 		// A peer that never answered (our CLOSE went unanswered for
 		// CloseTimeout, or keep-alive gave up on it) is not waited for
@@ -464,19 +477,21 @@ func (c *Conn) teardown() {
 			wait = c.set.closeTimeout
 		}
 		_ = cw.CloseWrite()
-		c.drain(wait)
+		drain(c.nc, time.Now().Add(wait))
 	}
 	_ = c.nc.Close()
 }
 
-// drain reads and discards what the peer sends, at most 1 MiB, until it
-// closes its side or wait has passed.
-func (c *Conn) drain(wait time.Duration) {
-	_ = c.nc.SetReadDeadline(time.Now().Add(wait))
+// drain reads and discards what the peer sends on nc, at most 1 MiB,
+// until it closes its side or the deadline passes, and reports whether it
+// closed.
+func drain(nc net.Conn, deadline time.Time) (closed bool) {
+	_ = nc.SetReadDeadline(deadline)
 	var scratch [512]byte
 	for range 1 << 11 {
-		if _, err := c.nc.Read(scratch[:]); err != nil {
-			return
+		if _, err := nc.Read(scratch[:]); err != nil {
+			return errors.Is(err, io.EOF)
 		}
 	}
+	return false
 }
