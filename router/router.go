@@ -26,10 +26,6 @@ type Router struct {
 	mws  []func(http.Handler) http.Handler
 	opts wsOptions
 	top  bool // made by New, not by Group or With
-	// parent is the group this one was made from (nil for New's), whose
-	// first inherited middleware begin mws.
-	parent    *Router
-	inherited int
 	// routed is set once a route was registered in this group, after
 	// which Use would not apply to it any more.
 	routed bool
@@ -88,31 +84,9 @@ func (r *Router) Group(fn func(r *Router)) {
 // With returns a group of r with mws added, for inline use:
 // r.With(auth).HandleFunc("GET /me", me).
 func (r *Router) With(mws ...func(http.Handler) http.Handler) *Router {
-	g := &Router{root: r.root, opts: r.opts, parent: r, inherited: len(r.mws)}
+	g := &Router{root: r.root, opts: r.opts}
 	g.mws = append(append(make([]func(http.Handler) http.Handler, 0, len(r.mws)+len(mws)), r.mws...), mws...)
 	return g
-}
-
-// shared returns how many of the first middleware of groups a and b are
-// the same: those of their nearest common group, as each inherited them
-// (a group's later Use does not reach the groups made from it before).
-func shared(a, b *Router) int {
-	// prefixes maps each group above a (a included) to how many of its
-	// middleware a carries.
-	prefixes := map[*Router]int{}
-	for g, n := a, len(a.mws); g != nil; g = g.parent {
-		n = min(n, len(g.mws))
-		prefixes[g] = n
-		n = min(n, g.inherited)
-	}
-	for g, n := b, len(b.mws); g != nil; g = g.parent {
-		n = min(n, len(g.mws))
-		if m, ok := prefixes[g]; ok {
-			return min(n, m)
-		}
-		n = min(n, g.inherited)
-	}
-	return 0
 }
 
 // Handle registers h for pattern, in ServeMux syntax: "[METHOD ][HOST]/[PATH]"
@@ -264,7 +238,7 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 			if !p.declined {
 				return
 			}
-			// Declined, to a path ServeMux redirects (see decline).
+			// Declined, for an HTTP route of another group (see decline).
 		} else if handshake.IsExtendedConnect(req) {
 			// A 2xx answer to an extended CONNECT would open the stream
 			// as a WebSocket, so HTTP routes never answer one.

@@ -251,23 +251,21 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// decline sends a declined upgrade on as an ordinary request. The HTTP
-// route on its path answers here, inside this route's middleware, which
-// has run for this request already, wrapped in the middleware of its own
-// group that this one does not share (none when both routes are in one
-// group), so that each middleware runs once. Without one, and for an
-// extended CONNECT, which is never an ordinary request (a 2xx answer
-// would open the stream as a WebSocket), the answer is 403, written here
-// so that the middleware sees it. A path ServeMux would clean gets its
-// redirect from dispatch.
+// decline sends a declined upgrade on as an ordinary request. When the
+// HTTP route on its path was registered in the same group, whose
+// middleware has run for this request already, its handler answers here,
+// inside that middleware, as if this ws route were not there; a route of
+// another group answers through its own middleware (dispatch sends it
+// there). Without one, and for an extended CONNECT, which is never an
+// ordinary request (a 2xx answer would open the stream as a WebSocket),
+// the answer is 403, written here so that the middleware sees it.
 func (rt *wsRoute[T]) decline(w http.ResponseWriter, r *http.Request, p *pending) {
 	h, pattern := rt.root.mux.Handler(r)
 	switch hr, ok := h.(*httpRoute); {
 	case pattern == "" || handshake.IsExtendedConnect(r):
 		http.Error(w, "this WebSocket endpoint declined the upgrade", http.StatusForbidden)
-	case ok:
-		// The inner mux sets the route's path values, as mux would.
-		chain(hr.group.mws[shared(rt.group, hr.group):], &rt.root.inner).ServeHTTP(w, r)
+	case ok && hr.group == rt.group:
+		rt.root.inner.ServeHTTP(w, r)
 	default:
 		p.declined = true
 	}
