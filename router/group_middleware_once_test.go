@@ -49,8 +49,8 @@ func (c *r5Counter) take() map[string]int {
 // route's chain runs the parent's middleware again: twice for one request
 // (an auth check, a rate limiter, a request log counting it twice).
 // dispatch sends such a request to the HTTP route, through its own
-// middleware only. (A GET the decision declines still runs the shared
-// parent's middleware twice in these layouts: see the closing note.)
+// middleware only. (A GET the decision declines runs the shared parent's
+// middleware twice in these layouts, as docs/routing.md says.)
 func TestCornerNonGETUpgradeRunsAParentGroupsMiddlewareOnce(t *testing.T) {
 	for _, layout := range []string{"With", "nested Group", "ws route nested"} {
 		t.Run(layout, func(t *testing.T) {
