@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -368,7 +369,11 @@ func TestAppCornerHTTP2PlainRequestInFlightFinishesAtShutdown(t *testing.T) {
 // back to zero and the cap admits as many sockets as before.
 func TestAppCornerPlacesComeBackAfterMixedFailures(t *testing.T) {
 	const max = 2
-	r := router.New(router.WithConfig(wsconn.Config{Logger: quiet}))
+	// Every upgrade request is reported once it ended: the test waits for
+	// that before it counts places, lest a request still on its way (the
+	// client that hangs up) claim one after the count.
+	upgrades := &upgradeCounter{}
+	r := router.New(router.WithConfig(wsconn.Config{Logger: quiet}), router.WithObserver(upgrades))
 	router.WS(r, "/echo", nil, echo)
 	router.WS(r, "/panic", nil, func(context.Context, *wsconn.Inbound, *wsconn.Outbound, *wsconn.Session[struct{}]) error {
 		panic("boom")
@@ -452,6 +457,11 @@ func TestAppCornerPlacesComeBackAfterMixedFailures(t *testing.T) {
 		io.WriteString(raw, cornerUpgradeReq(host, "/echo"))
 		raw.Close()
 
+		// Seven upgrade requests a round.
+		deadline := time.Now().Add(5 * time.Second)
+		for upgrades.n.Load() < int64(7*(round+1)) && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
 		advWaitConns(t, a, 0)
 	}
 	// The cap admits max sockets again, and no more.
@@ -652,3 +662,11 @@ func TestAppCornerServeReturnsListenerFailure(t *testing.T) {
 		t.Fatalf("Connections() = %d", n)
 	}
 }
+
+// upgradeCounter is an Observer that counts the upgrade requests reported.
+type upgradeCounter struct {
+	wsconn.NopObserver
+	n atomic.Int64
+}
+
+func (u *upgradeCounter) Upgraded(*http.Request, wsconn.UpgradeResult) { u.n.Add(1) }
