@@ -8,12 +8,12 @@ import (
 	"net"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	gorilla "github.com/gorilla/websocket"
 
+	"github.com/colibri-ws/colibri/internal/testlog"
 	"github.com/colibri-ws/colibri/router"
 	"github.com/colibri-ws/colibri/topics"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -35,24 +35,6 @@ func (reviewCBLink) Unsubscribe(string) error                          { panic("
 func (reviewCBLink) Publish(context.Context, topics.Publication) error { return nil }
 func (reviewCBLink) Close() error                                      { return nil }
 
-// reviewCBLog is a concurrency-safe log sink.
-type reviewCBLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *reviewCBLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *reviewCBLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestCallbackBrokerPanicOnLeaveKeepsTheHubConsistent: a member leaves
 // in a function given to Conn.AfterFunc, whose panic colibri recovers
 // and logs ("AfterFunc panicked"), so the connection ends. But the
@@ -62,7 +44,7 @@ func (l *reviewCBLog) String() string {
 // left wrong, what it had queued is never reported to OnDrop, and a
 // Drain waiting for it is never released.
 func TestCallbackBrokerPanicOnLeaveKeepsTheHubConsistent(t *testing.T) {
-	var logs reviewCBLog
+	var logs testlog.Buffer
 	hub := newHub(t, &topics.Options{Broker: reviewCBBroker{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	r := router.New(router.WithConfig(wsconn.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil)), CloseTimeout: 200 * time.Millisecond}))
 	router.WS(r, "/ws", nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {

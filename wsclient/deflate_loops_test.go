@@ -11,55 +11,11 @@ import (
 
 	coder "github.com/coder/websocket"
 
+	"github.com/colibri-ws/colibri/internal/readloop"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsclient"
 	"github.com/colibri-ws/colibri/wsconn"
 )
-
-// rvdReadOne reads one message with the loop i picks: Messages, Frames
-// (a compressed message comes whole, a plain one maybe in fragments) or
-// Readers in reads of random sizes.
-func rvdReadOne(in *wsconn.Inbound, i int, r *rand.Rand) (messages.Message, error) {
-	var m messages.Message
-	got := false
-	switch i % 3 {
-	case 0:
-		for x := range in.Messages(0) {
-			m, got = x.Clone(), true
-			break
-		}
-	case 1:
-		for f := range in.Frames() {
-			if !got {
-				m.Kind, got = messages.Kind(f.Op), true
-			}
-			m.Payload = append(m.Payload, f.Payload...)
-			if f.Fin {
-				break
-			}
-		}
-	case 2:
-		for k, rd := range in.Readers() {
-			m.Kind, got = k, true
-			buf := make([]byte, 1+r.IntN(3000))
-			for {
-				n, err := rd.Read(buf)
-				m.Payload = append(m.Payload, buf[:n]...)
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					return m, err
-				}
-			}
-			break
-		}
-	}
-	if !got {
-		return m, fmt.Errorf("no message: %w", in.Err())
-	}
-	return m, nil
-}
 
 // TestDeflateClientLoopChangesKeepTheWindow: colibri's client, with
 // ContextTakeover on and off, against coder/websocket servers in both
@@ -135,7 +91,7 @@ func TestDeflateClientLoopChangesKeepTheWindow(t *testing.T) {
 					})
 					rr := rand.New(rand.NewPCG(6, 6))
 					for i, want := range msgs {
-						got, err := rvdReadOne(in, i+1, rr)
+						got, err := readloop.One(in, i+1, rr)
 						if err != nil {
 							return fmt.Errorf("message %d: %w", i, err)
 						}

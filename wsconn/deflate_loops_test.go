@@ -14,7 +14,7 @@ import (
 	coder "github.com/coder/websocket"
 	gorilla "github.com/gorilla/websocket"
 
-	"github.com/colibri-ws/colibri/messages"
+	"github.com/colibri-ws/colibri/internal/readloop"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -26,47 +26,10 @@ import (
 func rvdLoopEcho(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
 	r := rand.New(rand.NewPCG(5, 5))
 	for i := 0; ; i++ {
-		var m messages.Message
-		got := false
-		switch i % 3 {
-		case 0:
-			for x := range in.Messages(0) {
-				m, got = x.Clone(), true
-				break
-			}
-		case 1:
-			for f := range in.Frames() {
-				// A compressed message comes whole; an uncompressed one
-				// may come in fragments.
-				if !got {
-					m.Kind, got = messages.Kind(f.Op), true
-				}
-				m.Payload = append(m.Payload, f.Payload...)
-				if f.Fin {
-					break
-				}
-			}
-		case 2:
-			for k, rd := range in.Readers() {
-				m.Kind, got = k, true
-				buf := make([]byte, 1+r.IntN(3000))
-				for {
-					n, err := rd.Read(buf)
-					m.Payload = append(m.Payload, buf[:n]...)
-					if err == io.EOF {
-						break
-					}
-					if err != nil {
-						return err
-					}
-				}
-				break
-			}
-		}
-		if !got {
+		m, err := readloop.One(in, i, r)
+		if err != nil {
 			return in.Err()
 		}
-		var err error
 		switch (i / 3) % 3 {
 		case 0:
 			err = out.WriteMessage(ctx, m)
