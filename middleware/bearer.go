@@ -21,8 +21,9 @@ type BearerOptions struct {
 	// access logs of proxies and servers, and kept in browser history. Enable
 	// this only for WebSocket routes, and use short-lived tokens minted for
 	// the one connection. To keep the token out of this server's own logs,
-	// the parameter is removed from the URL that later handlers see, and Log
-	// never logs the query string; r.RequestURI still holds it.
+	// the parameter is removed from the URL that later handlers see,
+	// whichever token was checked (the Authorization header wins over it),
+	// and Log never logs the query string; r.RequestURI still holds it.
 	QueryParam string
 }
 
@@ -57,7 +58,7 @@ func BearerWith(verify func(ctx context.Context, token string) (user string, err
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			token, fromQuery := bearerToken(r, opts.QueryParam)
+			token := bearerToken(r, opts.QueryParam)
 			if token == "" {
 				w.Header().Set("WWW-Authenticate", "Bearer")
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
@@ -70,7 +71,9 @@ func BearerWith(verify func(ctx context.Context, token string) (user string, err
 				return
 			}
 			r = r.WithContext(withUser(r.Context(), user))
-			if fromQuery {
+			if opts.QueryParam != "" && r.URL.RawQuery != "" {
+				// Removed whichever token was checked: a token left in the
+				// URL would reach the logs.
 				u := *r.URL
 				u.RawQuery = removeQueryParam(u.RawQuery, opts.QueryParam)
 				r.URL = &u
@@ -80,28 +83,28 @@ func BearerWith(verify func(ctx context.Context, token string) (user string, err
 	}
 }
 
-// bearerToken returns the token of r and whether it came from the query.
+// bearerToken returns the token of r, from its Authorization header or
+// else from the query parameter param.
 // An Authorization header with another scheme, a token with blanks inside
 // (RFC 6750 §2.1 allows none) and two Authorization headers (RFC 9110
 // §11.6.2 allows one; a proxy might have checked the other) count as no
 // token.
-func bearerToken(r *http.Request, param string) (token string, fromQuery bool) {
+func bearerToken(r *http.Request, param string) string {
 	if auths := r.Header.Values("Authorization"); len(auths) > 1 || len(auths) == 1 && auths[0] != "" {
 		if len(auths) > 1 {
-			return "", false
+			return ""
 		}
 		scheme, rest, _ := strings.Cut(auths[0], " ")
-		token = strings.Trim(rest, " ")
+		token := strings.Trim(rest, " ")
 		if !strings.EqualFold(scheme, "Bearer") || strings.ContainsAny(token, " \t") {
-			return "", false
+			return ""
 		}
-		return token, false
+		return token
 	}
 	if param == "" {
-		return "", false
+		return ""
 	}
-	token = r.URL.Query().Get(param)
-	return token, token != ""
+	return r.URL.Query().Get(param)
 }
 
 // removeQueryParam returns rawQuery without the pairs named name, keeping

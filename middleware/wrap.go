@@ -46,12 +46,15 @@ func (r *Recorder) Header() http.Header { return r.rw.Header() }
 // passed on without being recorded, because net/http lets a handler send
 // any number of them before the final response.
 func (r *Recorder) WriteHeader(code int) {
-	final := code < 100 || code > 199 || code == http.StatusSwitchingProtocols
+	// Passed on first: net/http panics on a code outside 100–999 and
+	// sends nothing, which must not count as written (Recover answers
+	// 500 then).
+	r.rw.WriteHeader(code)
+	final := code > 199 || code == http.StatusSwitchingProtocols
 	if final && !r.wroteHeader && !r.hijacked {
 		r.status = code
 		r.wroteHeader = true
 	}
-	r.rw.WriteHeader(code)
 }
 
 // Write writes p to the wrapped writer and counts the bytes it accepted. As
