@@ -3,6 +3,7 @@ package observe
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -31,7 +32,10 @@ func (o *OTel) Upgraded(req *http.Request, u wsconn.UpgradeResult) {
 	}
 	route, out := AttrRoute.String(u.Route), AttrOutcome.String(outcome)
 	o.upgrades.Add(background, 1, metric.WithAttributes(route, AttrStatus.Int(u.Status), out))
-	o.upgradeTime.Record(background, u.Duration.Seconds(), metric.WithAttributes(route, out))
+	if u.Duration > 0 {
+		// Zero: a refusal the app made and did not time.
+		o.upgradeTime.Record(background, u.Duration.Seconds(), metric.WithAttributes(route, out))
+	}
 	// Only the span Handler started, which the router's own request
 	// carries when Handler wraps the router.
 	span, ok := req.Context().Value(upgradeSpanKey{}).(trace.Span)
@@ -109,7 +113,15 @@ func (o *OTel) Handler(next http.Handler) http.Handler {
 		ctx, span := o.tracer.Start(ctx, r.Method,
 			trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(attrs...))
-		defer span.End() // for a panic
+		defer func() {
+			if v := recover(); v != nil {
+				// The request goes down (net/http recovers it): the span
+				// says so, then the panic goes on.
+				span.SetStatus(codes.Error, fmt.Sprint("panic: ", v))
+				span.End()
+				panic(v)
+			}
+		}()
 		ctx = context.WithValue(ctx, upgradeSpanKey{}, span)
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(ctx))

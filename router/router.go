@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -164,17 +165,26 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	began := r.upgradeBegins()
 	p := &pending{}
+	var reported bool
 	defer func() {
 		// A place the decision claimed for a handshake that never began
 		// (middleware answered after the decision, or panicked) is
-		// given back, the panic going on.
+		// given back, and a panic is reported as a failed upgrade before
+		// it goes on (net/http drops the request).
 		if p.place != nil {
 			group.Leave(p.place)
+		}
+		if v := recover(); v != nil {
+			if !reported && !p.reported {
+				r.upgradeEnded(req, began, http.StatusInternalServerError, fmt.Errorf("router: panic: %v", v))
+			}
+			panic(v)
 		}
 	}()
 	req = req.WithContext(context.WithValue(req.Context(), pendingKey{}, p))
 	rec := &recorder{ResponseWriter: w, p: p}
 	h.ServeHTTP(rec, req)
+	reported = true // from here on, by the paths below
 	if p.start == nil {
 		if !p.reported {
 			r.upgradeEnded(req, began, rec.statusSent(), nil)
