@@ -19,32 +19,27 @@ import (
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
-// ixDial returns Options whose connections report their local address.
+// ixDial returns Options whose connections report their local and remote
+// addresses, separated by a space.
 func ixDial(cfg *wsconn.Config, local chan<- string) *wsclient.Options {
 	return &wsclient.Options{Config: cfg, NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var d net.Dialer
 		nc, err := d.DialContext(ctx, network, addr)
 		if err == nil {
-			local <- nc.LocalAddr().String()
+			local <- nc.LocalAddr().String() + " " + nc.RemoteAddr().String()
 		}
 		return nc, err
 	}}
 }
 
-// timeWait reports whether the client's end (local address local, an
-// IPv4 loopback address) and the server's end of a TCP connection are in
-// TIME-WAIT, as the kernel lists them in /proc/net/tcp, looking for up to
-// a second for either.
-func timeWait(t *testing.T, local string) (client, server bool) {
+// timeWait reports whether the client's end and the server's end of a TCP
+// connection (ends: the client's local and remote IPv4 addresses,
+// separated by a space) are in TIME-WAIT, as the kernel lists them in
+// /proc/net/tcp, looking for up to a second for either.
+func timeWait(t *testing.T, ends string) (client, server bool) {
 	t.Helper()
-	ap, err := netip.ParseAddrPort(local)
-	if err != nil || !ap.Addr().Is4() {
-		t.Fatalf("local address %q: want IPv4", local)
-	}
-	ip := ap.Addr().As4()
-	// The kernel writes an IPv4 address as its 32 bits in host order
-	// (little-endian here), then the port, in hex.
-	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
+	local, remote, _ := strings.Cut(ends, " ")
+	l, r := procAddr(t, local), procAddr(t, remote)
 	const timeWaitState = "06"
 	for range 20 {
 		out, err := os.ReadFile("/proc/net/tcp")
@@ -52,10 +47,11 @@ func timeWait(t *testing.T, local string) (client, server bool) {
 			t.Fatalf("read /proc/net/tcp: %v", err)
 		}
 		for line := range strings.Lines(string(out)) {
-			// sl local_address rem_address st ...
+			// sl local_address rem_address st ...: the whole pair, lest
+			// an older connection on one of the addresses count.
 			if f := strings.Fields(line); len(f) >= 4 && f[3] == timeWaitState {
-				client = client || f[1] == want
-				server = server || f[2] == want
+				client = client || f[1] == l && f[2] == r
+				server = server || f[1] == r && f[2] == l
 			}
 		}
 		if client || server {
@@ -64,6 +60,18 @@ func timeWait(t *testing.T, local string) (client, server bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false, false
+}
+
+// procAddr writes an IPv4 address as /proc/net/tcp does: its 32 bits in
+// host order (little-endian here), then the port, in hex.
+func procAddr(t *testing.T, addr string) string {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		t.Fatalf("address %q: want IPv4", addr)
+	}
+	ip := ap.Addr().As4()
+	return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
 }
 
 // TestInteropCornerClientHoldsTimeWait: after a clean closing handshake with ws's and

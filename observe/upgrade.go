@@ -138,10 +138,12 @@ type statusWriter struct {
 }
 
 func (w *statusWriter) WriteHeader(code int) {
+	// Passed on before it is recorded: net/http panics on a code outside
+	// 100–999 and sends nothing.
+	w.ResponseWriter.WriteHeader(code)
 	if w.status < 200 {
 		w.status = code
 	}
-	w.ResponseWriter.WriteHeader(code)
 }
 
 // Write notes 200 when no final status was written: after an interim

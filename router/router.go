@@ -164,7 +164,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	began := r.upgradeBegins()
+	if outer, _ := req.Context().Value(pendingKey{}).(*pending); outer != nil {
+		// A router serving this one: the innermost router reports.
+		outer.reported = true
+	}
 	p := &pending{}
+	rec := &recorder{ResponseWriter: w, p: p}
 	var reported bool
 	defer func() {
 		// A place the decision claimed for a handshake that never began
@@ -176,13 +181,16 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		if v := recover(); v != nil {
 			if !reported && !p.reported {
-				r.upgradeEnded(req, began, http.StatusInternalServerError, fmt.Errorf("router: panic: %v", v))
+				status := http.StatusInternalServerError
+				if rec.wrote {
+					status = rec.statusSent() // it went out before the panic
+				}
+				r.upgradeEnded(req, began, status, fmt.Errorf("router: panic: %v", v))
 			}
 			panic(v)
 		}
 	}()
 	req = req.WithContext(context.WithValue(req.Context(), pendingKey{}, p))
-	rec := &recorder{ResponseWriter: w, p: p}
 	h.ServeHTTP(rec, req)
 	reported = true // from here on, by the paths below
 	if p.start == nil {
@@ -363,10 +371,12 @@ func (r *recorder) WriteHeader(code int) {
 	if code >= 200 || code == http.StatusSwitchingProtocols {
 		r.writes()
 	}
+	// Passed on before it is recorded: net/http panics on a code outside
+	// 100–999 and sends nothing (Recover's 500 follows).
+	r.ResponseWriter.WriteHeader(code)
 	if r.status < 200 {
 		r.status = code
 	}
-	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(p []byte) (int, error) {

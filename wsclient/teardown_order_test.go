@@ -28,23 +28,21 @@ import (
 // r5TimeWait reports whether the client's end (local) or the server's end
 // of a loopback TCP connection is in TIME-WAIT in /proc/net/tcp, looking
 // for up to 500 ms.
-func r5TimeWait(t *testing.T, local string) (client, server bool) {
+func r5TimeWait(t *testing.T, ends string) (client, server bool) {
 	t.Helper()
-	ap, err := netip.ParseAddrPort(local)
-	if err != nil || !ap.Addr().Is4() {
-		t.Fatalf("local address %q: want IPv4", local)
-	}
-	ip := ap.Addr().As4()
-	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
+	local, remote, _ := strings.Cut(ends, " ")
+	l, r := r5ProcAddr(t, local), r5ProcAddr(t, remote)
 	for range 10 {
 		out, err := os.ReadFile("/proc/net/tcp")
 		if err != nil {
 			t.Skipf("no /proc/net/tcp: %v", err)
 		}
 		for line := range strings.Lines(string(out)) {
+			// The whole pair, lest an older connection on one of the
+			// addresses count.
 			if f := strings.Fields(line); len(f) >= 4 && f[3] == "06" {
-				client = client || f[1] == want
-				server = server || f[2] == want
+				client = client || f[1] == l && f[2] == r
+				server = server || f[1] == r && f[2] == l
 			}
 		}
 		if client || server {
@@ -53,6 +51,18 @@ func r5TimeWait(t *testing.T, local string) (client, server bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false, false
+}
+
+// r5ProcAddr writes an IPv4 address as /proc/net/tcp does: its 32 bits
+// in host order (little-endian here), then the port, in hex.
+func r5ProcAddr(t *testing.T, addr string) string {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		t.Fatalf("address %q: want IPv4", addr)
+	}
+	ip := ap.Addr().As4()
+	return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
 }
 
 // docs/client.md: "the client waits, up to Config.CloseTimeout, for the
@@ -89,7 +99,7 @@ func TestCornerServerHoldsTimeWaitOverTLS(t *testing.T) {
 			o.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 				c, err := (&net.Dialer{}).DialContext(ctx, "tcp4", addr)
 				if err == nil {
-					local <- c.LocalAddr().String()
+					local <- c.LocalAddr().String() + " " + c.RemoteAddr().String()
 				}
 				return c, err
 			}
