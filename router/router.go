@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
+	"github.com/colibri-ws/colibri/wsconn"
 )
 
 // Router is an http.Handler that routes by Go's ServeMux patterns
@@ -164,11 +166,13 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	began := r.upgradeBegins()
-	if outer, _ := req.Context().Value(pendingKey{}).(*pending); outer != nil {
-		// A router serving this one: the innermost router reports.
+	obs := r.opts.upgradeObserver()
+	if outer, _ := req.Context().Value(pendingKey{}).(*pending); outer != nil && sameObserver(outer.observer, obs) {
+		// A router serving this one, with the same Observer: the
+		// innermost router reports, once.
 		outer.reported = true
 	}
-	p := &pending{}
+	p := &pending{observer: obs}
 	rec := &recorder{ResponseWriter: w, p: p}
 	var reported bool
 	defer func() {
@@ -182,7 +186,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if v := recover(); v != nil {
 			if !reported && !p.reported {
 				status := http.StatusInternalServerError
-				if rec.wrote {
+				if rec.flushed {
 					status = rec.statusSent() // it went out before the panic
 				}
 				r.upgradeEnded(req, began, status, fmt.Errorf("router: panic: %v", v))
@@ -338,8 +342,9 @@ type pending struct {
 	start    func(w http.ResponseWriter, place context.Context, header http.Header) (status int, err error)
 	serve    func()          // set by start for an HTTP/2 stream (see startStream)
 	place    context.Context // the connection's place in its group, claimed with the decision
-	reported bool            // the group's owner answered and reported a refusal itself
+	reported bool            // the group's owner, or a router this one serves, reported it
 	declined bool
+	observer wsconn.Observer // the router's, for a router it serves (see ServeHTTP)
 	logger   *slog.Logger
 	route    string      // the ws route's pattern, for logger's lines
 	header   http.Header // the decision's headers, for the 101 alone
@@ -354,9 +359,10 @@ type pendingKey struct{}
 // decision set. It unwraps for http.ResponseController.
 type recorder struct {
 	http.ResponseWriter
-	p      *pending
-	wrote  bool
-	status int // the final status written, 0 before
+	p       *pending
+	wrote   bool
+	flushed bool // the response went out (Flush)
+	status  int  // the final status written, 0 before
 }
 
 // writes notes that a response begins.
@@ -388,6 +394,7 @@ func (r *recorder) Flush() {
 	r.writes()
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
+		r.flushed = true
 	}
 }
 
@@ -407,4 +414,14 @@ func wsPath(pattern string) string {
 		panic("router: ws route " + pattern + ": WebSocket handshakes use GET")
 	}
 	return strings.TrimLeft(rest, " \t")
+}
+
+// sameObserver reports whether a and b are the same Observer. One whose
+// type cannot be compared is the same as none.
+func sameObserver(a, b wsconn.Observer) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	t := reflect.TypeOf(a)
+	return t == reflect.TypeOf(b) && t.Comparable() && a == b
 }
