@@ -165,6 +165,13 @@ func TestObserveCornerNoopTracerProvider(t *testing.T) {
 		t.Fatalf("dial /nowhere: %v %v", resp, err)
 	}
 	shutdown(t, r)
+	// The router reports an accepted upgrade after handing the
+	// connection over, on the request's goroutine, which may come after
+	// the connection is over.
+	waitUntil(t, "the accepted upgrade's report", func() bool {
+		n, _ := h.collect(t).int64Point(t, "colibri.upgrades", attrRoute("/ws/echo"), attrStatus(101), attrOutcome("accepted"))
+		return n == 1
+	})
 	m := h.collect(t)
 	m.want(t, 1, "colibri.upgrades", attrRoute("/ws/echo"), attrStatus(101), attrOutcome("accepted"))
 	m.want(t, 1, "colibri.upgrades", attrRoute(""), attrStatus(404), attrOutcome("refused"))
