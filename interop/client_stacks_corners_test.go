@@ -6,14 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/colibri-ws/colibri/internal/tcpstate"
 	"github.com/colibri-ws/colibri/messages"
 	"github.com/colibri-ws/colibri/wsclient"
 	"github.com/colibri-ws/colibri/wsconn"
@@ -34,25 +33,15 @@ func ixDial(cfg *wsconn.Config, local chan<- string) *wsclient.Options {
 
 // timeWait reports whether the client's end and the server's end of a TCP
 // connection (ends: the client's local and remote IPv4 addresses,
-// separated by a space) are in TIME-WAIT, as the kernel lists them in
-// /proc/net/tcp, looking for up to a second for either.
+// separated by a space) are in TIME-WAIT, looking for up to a second for
+// either.
 func timeWait(t *testing.T, ends string) (client, server bool) {
 	t.Helper()
 	local, remote, _ := strings.Cut(ends, " ")
-	l, r := procAddr(t, local), procAddr(t, remote)
-	const timeWaitState = "06"
 	for range 20 {
-		out, err := os.ReadFile("/proc/net/tcp")
-		if err != nil {
-			t.Fatalf("read /proc/net/tcp: %v", err)
-		}
-		for line := range strings.Lines(string(out)) {
-			// sl local_address rem_address st ...: the whole pair, lest
-			// an older connection on one of the addresses count.
-			if f := strings.Fields(line); len(f) >= 4 && f[3] == timeWaitState {
-				client = client || f[1] == l && f[2] == r
-				server = server || f[1] == r && f[2] == l
-			}
+		var err error
+		if client, server, err = tcpstate.TimeWait(local, remote); err != nil {
+			t.Fatal(err)
 		}
 		if client || server {
 			return client, server
@@ -60,18 +49,6 @@ func timeWait(t *testing.T, ends string) (client, server bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false, false
-}
-
-// procAddr writes an IPv4 address as /proc/net/tcp does: its 32 bits in
-// host order (little-endian here), then the port, in hex.
-func procAddr(t *testing.T, addr string) string {
-	t.Helper()
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil || !ap.Addr().Is4() {
-		t.Fatalf("address %q: want IPv4", addr)
-	}
-	ip := ap.Addr().As4()
-	return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
 }
 
 // TestInteropCornerClientHoldsTimeWait: after a clean closing handshake with ws's and

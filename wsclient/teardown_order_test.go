@@ -8,12 +8,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
-	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,29 +21,24 @@ import (
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/colibri-ws/colibri/frames"
+	"github.com/colibri-ws/colibri/internal/tcpstate"
 	"github.com/colibri-ws/colibri/wsclient"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
-// r5TimeWait reports whether the client's end (local) or the server's end
-// of a loopback TCP connection is in TIME-WAIT in /proc/net/tcp, looking
-// for up to 500 ms.
+// r5TimeWait reports whether the client's end and the server's end of a
+// TCP connection (ends: the client's local and remote IPv4 addresses,
+// separated by a space) are in TIME_WAIT, looking for up to half a second
+// for either.
 func r5TimeWait(t *testing.T, ends string) (client, server bool) {
 	t.Helper()
 	local, remote, _ := strings.Cut(ends, " ")
-	l, r := r5ProcAddr(t, local), r5ProcAddr(t, remote)
 	for range 10 {
-		out, err := os.ReadFile("/proc/net/tcp")
-		if err != nil {
-			t.Skipf("no /proc/net/tcp: %v", err)
-		}
-		for line := range strings.Lines(string(out)) {
-			// The whole pair, lest an older connection on one of the
-			// addresses count.
-			if f := strings.Fields(line); len(f) >= 4 && f[3] == "06" {
-				client = client || f[1] == l && f[2] == r
-				server = server || f[1] == r && f[2] == l
-			}
+		var err error
+		if client, server, err = tcpstate.TimeWait(local, remote); errors.Is(err, fs.ErrNotExist) {
+			t.Skipf("no TCP table: %v", err)
+		} else if err != nil {
+			t.Fatal(err)
 		}
 		if client || server {
 			return client, server
@@ -51,18 +46,6 @@ func r5TimeWait(t *testing.T, ends string) (client, server bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false, false
-}
-
-// r5ProcAddr writes an IPv4 address as /proc/net/tcp does: its 32 bits
-// in host order (little-endian here), then the port, in hex.
-func r5ProcAddr(t *testing.T, addr string) string {
-	t.Helper()
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil || !ap.Addr().Is4() {
-		t.Fatalf("address %q: want IPv4", addr)
-	}
-	ip := ap.Addr().As4()
-	return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], ap.Port())
 }
 
 // docs/client.md: "the client waits, up to Config.CloseTimeout, for the
