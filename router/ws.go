@@ -139,7 +139,6 @@ func (rt *wsRoute[T]) config(r *http.Request) *wsconn.Config {
 // that is no upgrade, sent by dispatch through the route's middleware,
 // gets the handshake's error (426 for a plain GET).
 func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p, _ := r.Context().Value(pendingKey{}).(*pending)
 	if e := handshake.CheckRequest(r); e != nil {
 		if e.Status == http.StatusMethodNotAllowed && !handshake.IsExtendedConnect(r) {
 			// Not a handshake, which is a GET (RFC 6455 §4.1), and no HTTP
@@ -153,6 +152,7 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.Write(w)
 		return
 	}
+	p, _ := r.Context().Value(pendingKey{}).(*pending)
 	if p == nil {
 		http.Error(w, "router: ws route served outside its Router", http.StatusInternalServerError)
 		return
