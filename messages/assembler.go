@@ -33,7 +33,7 @@ var (
 	errNegative   = errors.New("messages: Assembler given a negative frame length")
 	errInFrame    = errors.New("messages: Assembler.Begin called before End of the previous frame")
 	errNoFrame    = errors.New("messages: Assembler.Chunk or End called without Begin")
-	errMixed      = errors.New("messages: Assembler.Push given a continuation of a message begun with Begin")
+	errMixed      = errors.New("messages: a message given frame by frame to both Push and Begin")
 	errOverlong   = errors.New("messages: Assembler.Chunk given more bytes than Begin declared")
 	errIncomplete = errors.New("messages: Assembler.End called before Chunk was given the whole payload")
 )
@@ -94,6 +94,14 @@ type Assembler struct {
 // the excess is never buffered. op must be OpText, OpBinary or
 // OpContinuation. Begin does not allocate.
 func (a *Assembler) Begin(op frames.Opcode, fin bool, length int64) error {
+	if op == frames.OpContinuation && a.kind != 0 && a.pushing {
+		return errMixed
+	}
+	return a.begin(op, fin, length)
+}
+
+// begin is Begin without the check that the message was not begun by Push.
+func (a *Assembler) begin(op frames.Opcode, fin bool, length int64) error {
 	if a.inFrame {
 		return errInFrame
 	}
@@ -204,7 +212,8 @@ func (a *Assembler) Reset() {
 // never passes Limit, its capacity follows append's growth. It is reused
 // from one message to the next. A message is given to Push frame by frame
 // or to Begin, Chunk and End, not both: Push refuses a continuation of a
-// message begun with Begin. That, and a control frame, give an error that
+// message begun with Begin, and Begin one of a message begun with Push.
+// That, and a control frame, give an error that
 // is not a Violation, as it belongs to the caller and not to a message.
 func (a *Assembler) Push(f frames.Frame) (Message, bool, error) {
 	if f.Op.IsControl() {
@@ -213,7 +222,7 @@ func (a *Assembler) Push(f frames.Frame) (Message, bool, error) {
 	if f.Op == frames.OpContinuation && a.kind != 0 && !a.pushing {
 		return Message{}, false, errMixed
 	}
-	if err := a.Begin(f.Op, f.Fin, int64(len(f.Payload))); err != nil {
+	if err := a.begin(f.Op, f.Fin, int64(len(f.Payload))); err != nil {
 		return Message{}, false, err
 	}
 	if f.Op != frames.OpContinuation {

@@ -119,7 +119,8 @@ const maxControlFrame = frames.MaxHeaderSize + frames.MaxControlPayload
 // CLOSE and decides the code (RFC 6455 §7.1.7): judgeKept fails the
 // connection with it and reports true. What it cannot judge here it leaves
 // to the loop, never refusing what the loop would accept: a frame under
-// way, and the text of a compressed message or of one begun before.
+// way (the rest of one a Readers body left when it broke out or
+// panicked), and the text of a compressed message or of one begun before.
 // The caller holds readMu.
 func (c *Conn) judgeKept(end int64) bool {
 	if c.remaining != 0 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"iter"
 	"sync"
+	"sync/atomic"
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/internal/bufpool"
@@ -199,7 +200,9 @@ func (in *Inbound) Messages(maxSize int64) iter.Seq[messages.Message] {
 // Readers yields each message as an io.Reader, for payloads too large to
 // hold in memory. The reader streams the message's frames as they arrive,
 // checking UTF-8 as it goes; it is valid until the loop body returns, and
-// what the body leaves unread is discarded. No limit applies per message
+// what the body leaves unread is discarded before the next message (when
+// the body breaks out, by the next loop, if one comes: the loop ends at
+// once, however long the message). No limit applies per message
 // beyond what the body chooses to read (wrap it with io.LimitReader);
 // Config.MaxFrameSize, when set, caps each frame.
 func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
@@ -209,11 +212,13 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 			return
 		}
 		defer c.endLoop()
-		// A body that panics leaves a reader behind that reads no more,
-		// and its message's rest for the next loop to discard.
+		// A body that panics or breaks out leaves a reader behind that
+		// reads no more, and its message's rest for the next loop to
+		// discard: a handler that stops reading returns at once, however
+		// long the peer's message.
 		defer func() {
 			if r := in.unfinished; r != nil {
-				r.over = true
+				r.over.Store(true)
 			}
 		}()
 		c.asm.Limit = 0
@@ -232,14 +237,24 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 			in.unfinished = r
 			c.bodyBegins()
 			more := yield(kind, r)
+			r.over.Store(true)
 			c.bodyEnds()
+			if !more {
+				if r.ended {
+					// Read to its end, or to the error that ended it:
+					// counted, or reported, now.
+					in.unfinished = nil
+					if err := r.finish(); err != nil {
+						in.setErr(c.loopErr(err))
+						return
+					}
+				}
+				in.setErr(nil) // the body broke out
+				return
+			}
 			in.unfinished = nil
 			if err := r.finish(); err != nil {
 				in.setErr(c.loopErr(err))
-				return
-			}
-			if !more {
-				in.setErr(nil) // the body broke out
 				return
 			}
 		}
@@ -255,7 +270,8 @@ type messageReader struct {
 	frames frameReader
 	src    io.Reader        // frames, or inflating them
 	ir     *inflatingReader // when the message is compressed
-	over   bool             // the body returned or panicked
+	over   atomic.Bool      // the body returned or panicked
+	ended  bool             // src returned an error or io.EOF, which it keeps returning
 }
 
 func (c *Conn) newMessageReader(kind messages.Kind, compressed bool) *messageReader {
@@ -269,20 +285,28 @@ func (c *Conn) newMessageReader(kind messages.Kind, compressed bool) *messageRea
 }
 
 func (r *messageReader) Read(p []byte) (int, error) {
-	if r.over {
+	if r.over.Load() {
 		return 0, ErrClosed
 	}
 	c := r.c
 	c.body.Add(2) // reading: the body is not stuck
 	c.takeRead()
 	defer c.readMu.Unlock()
-	return r.src.Read(p)
+	if r.over.Load() {
+		// The body ended while this call waited for the reading side.
+		return 0, ErrClosed
+	}
+	n, err := r.src.Read(p)
+	if err != nil {
+		r.ended = true
+	}
+	return n, err
 }
 
 // finish discards what the body left unread, still checking sequencing
 // and UTF-8, and counts the message; the caller holds the reading side.
 func (r *messageReader) finish() error {
-	r.over = true
+	r.over.Store(true)
 	_, err := io.Copy(io.Discard, r.src)
 	if r.ir != nil {
 		r.ir.close()
