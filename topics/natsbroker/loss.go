@@ -8,6 +8,10 @@ import (
 // ErrNotSent is wrapped by the error of a publish that did not leave for
 // the other nodes: NATS refused it (its reconnect buffer full during an
 // outage, a payload above the server's limit, the connection closed).
+// What goes to NATS is the message behind an envelope of 27 bytes and the
+// topic (a byte more for a topic over 127 bytes): a message within that
+// much of the server's max_payload reaches the subscribers on the
+// publishing node, not the other nodes.
 // The subscribers on the publishing node have it; the message is counted
 // in Losses.NotSent. Hub.Publish returns it wrapped, with the NATS error:
 //
