@@ -188,24 +188,29 @@ func TestAdversarialClientMalformedTokens(t *testing.T) {
 // client_max_window_bits without a value (§7.1.2.2: the response's must
 // have one) fail with ErrCompressionResponse; a quoted valid value is
 // accepted (§7.1: quoted-string values are allowed), a quoted empty one
-// is malformed (RFC 6455 §9.1: unquoted, a value is a token).
+// is malformed (RFC 6455 §9.1: unquoted, a value is a token). An offer
+// client_max_window_bits=10 is answered with at most 10 (§7.1.2.2).
 func TestAdversarialClientDeflateAnswers(t *testing.T) {
 	const granted = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 	for _, tc := range []struct {
 		answer    string
 		ownWBit   bool // offer client_max_window_bits through Options.Extensions
 		ok        bool
-		malformed bool // refused as outside the header's grammar
+		malformed bool   // refused as outside the header's grammar
+		offerBits string // the value of that offer
 	}{
-		{granted + `; server_max_window_bits="10"`, false, true, false},
-		{granted + "; server_max_window_bits=+9", false, false, false},
-		{granted + "; server_max_window_bits= 9", false, true, false},
-		{granted + "; server_max_window_bits", false, false, false},
-		{granted + `; server_max_window_bits=""`, false, false, true},
-		{granted + "; client_max_window_bits", true, false, false},
-		{granted + "; client_max_window_bits=8", true, true, false},
-		{granted + "; client_max_window_bits=15; client_max_window_bits=15", true, false, false},
-		{granted + "; client_no_context_takeover", false, false, false},
+		{granted + `; server_max_window_bits="10"`, false, true, false, ""},
+		{granted + "; server_max_window_bits=+9", false, false, false, ""},
+		{granted + "; server_max_window_bits= 9", false, true, false, ""},
+		{granted + "; server_max_window_bits", false, false, false, ""},
+		{granted + `; server_max_window_bits=""`, false, false, true, ""},
+		{granted + "; client_max_window_bits", true, false, false, ""},
+		{granted + "; client_max_window_bits=8", true, true, false, ""},
+		{granted + "; client_max_window_bits=15; client_max_window_bits=15", true, false, false, ""},
+		{granted + "; client_no_context_takeover", false, false, false, ""},
+		{granted + "; client_max_window_bits=9", true, true, false, "10"},
+		{granted + "; client_max_window_bits=10", true, true, false, "10"},
+		{granted + "; client_max_window_bits=11", true, false, false, "10"},
 	} {
 		t.Run(tc.answer, func(t *testing.T) {
 			addr := advAnswer(t, func(req *http.Request) string {
@@ -215,7 +220,7 @@ func TestAdversarialClientDeflateAnswers(t *testing.T) {
 			o.Config.Compression.Enabled = true
 			if tc.ownWBit {
 				o.Extensions = []wsconn.Extension{{Name: "permessage-deflate", Params: []wsconn.ExtensionParam{
-					{Name: "client_no_context_takeover"}, {Name: "server_no_context_takeover"}, {Name: "client_max_window_bits"}}}}
+					{Name: "client_no_context_takeover"}, {Name: "server_no_context_takeover"}, {Name: "client_max_window_bits", Value: tc.offerBits}}}}
 			}
 			if tc.ok {
 				u, _, err := wsclient.Dial(testCtx(t), "ws://"+addr, o)

@@ -47,7 +47,9 @@ type Options struct {
 	// Subprotocols are offered to the server in order of preference
 	// (Sec-WebSocket-Protocol, RFC 6455 §1.9). The server's choice is
 	// Upgraded.Subprotocol and Session.Subprotocol; an answer naming one
-	// that was not offered fails the handshake. Default none.
+	// that was not offered fails the handshake. Each must be a token
+	// (RFC 6455 §4.1): Dial refuses any other before dialing. Default
+	// none.
 	Subprotocols []string
 
 	// Extensions are offered to the server in Sec-WebSocket-Extensions
@@ -59,7 +61,10 @@ type Options struct {
 	// For permessage-deflate, which wsconn implements, set
 	// Config.Compression; an offer of it here replaces the one Compression
 	// makes (to add client_max_window_bits, say; the client then
-	// compresses with the window the server answers). Default none.
+	// compresses with the window the server answers, or with the one it
+	// offered when the answer names none, as RFC 7692 §7.1.2.2 has it;
+	// an answer with a larger window than offered fails the handshake).
+	// Default none.
 	Extensions []wsconn.Extension
 
 	// TLSConfig is used for wss:// URLs. Dial works on a clone: when
@@ -203,6 +208,12 @@ func newRequest(rawURL string, o *Options) (req *http.Request, target string, se
 	h.Set("Sec-WebSocket-Version", "13")
 	h.Del("Sec-WebSocket-Protocol")
 	if len(o.Subprotocols) > 0 {
+		for _, p := range o.Subprotocols {
+			if !token.Valid(p) {
+				// RFC 6455 §4.1: each is a token; "a, b" would offer two.
+				return nil, "", false, fmt.Errorf("wsclient: subprotocol %q is not a token", p)
+			}
+		}
 		h.Set("Sec-WebSocket-Protocol", strings.Join(o.Subprotocols, ", "))
 	}
 	h.Del("Sec-WebSocket-Extensions")

@@ -102,6 +102,9 @@ func checkExtensions(h http.Header, offered []wsconn.Extension) ([]wsconn.Extens
 		}
 		if reason == "" && e.Name == deflateName {
 			reason = checkDeflate(e, mine)
+			if reason == "" {
+				exts[i] = keepWindowHint(e, mine)
+			}
 		}
 		switch {
 		case reason != "" && e.Name == deflateName:
@@ -140,10 +143,15 @@ func checkDeflate(resp wsconn.Extension, offers []wsconn.Extension) string {
 			if !windowBits(p.Value) {
 				return fmt.Sprintf("%s=%q is not 8 to 15", p.Name, p.Value)
 			}
-			// client_max_window_bits is allowed only if offered (RFC 7692
-			// §7.1.2.2).
-			if _, any := offered(p.Name); p.Name == "client_max_window_bits" && !any {
-				return "client_max_window_bits was not offered"
+			// client_max_window_bits is allowed only if offered, and no
+			// larger than offered (RFC 7692 §7.1.2.2).
+			if p.Name == "client_max_window_bits" {
+				if _, any := offered(p.Name); !any {
+					return "client_max_window_bits was not offered"
+				}
+				if _, most, anyWindow := offeredWindows(offers); !anyWindow && atoi(p.Value) > most {
+					return fmt.Sprintf("client_max_window_bits=%s is larger than offered (%d)", p.Value, most)
+				}
 			}
 		default:
 			return fmt.Sprintf("unknown parameter %q", p.Name)
@@ -155,6 +163,55 @@ func checkDeflate(resp wsconn.Extension, offers []wsconn.Extension) string {
 		return "server_no_context_takeover was asked for and not granted"
 	}
 	return ""
+}
+
+// offeredWindows returns the smallest and the largest client_max_window_bits
+// value among the offers (0 when none carries one) and whether an offer
+// carries the parameter without a value (any window then).
+func offeredWindows(offers []wsconn.Extension) (least, most int, anyWindow bool) {
+	for _, o := range offers {
+		v, has := o.Param("client_max_window_bits")
+		switch {
+		case !has:
+		case v == "":
+			anyWindow = true
+		default:
+			n := atoi(v)
+			if least == 0 || n < least {
+				least = n
+			}
+			most = max(most, n)
+		}
+	}
+	return least, most, anyWindow
+}
+
+// keepWindowHint returns the accepted permessage-deflate extension resp
+// with the client's window: a client_max_window_bits value in an offer
+// tells the server the client will not use a larger window (RFC 7692
+// §7.1.2.2), so an answer that names no window, or a larger one than some
+// offer, gets the smallest offered.
+func keepWindowHint(resp wsconn.Extension, offers []wsconn.Extension) wsconn.Extension {
+	least, _, _ := offeredWindows(offers)
+	if least == 0 {
+		return resp
+	}
+	if v, has := resp.Param("client_max_window_bits"); has && atoi(v) <= least {
+		return resp
+	}
+	params := make([]wsconn.ExtensionParam, 0, len(resp.Params)+1)
+	for _, p := range resp.Params {
+		if p.Name != "client_max_window_bits" {
+			params = append(params, p)
+		}
+	}
+	resp.Params = append(params, wsconn.ExtensionParam{Name: "client_max_window_bits", Value: strconv.Itoa(least)})
+	return resp
+}
+
+func atoi(v string) int {
+	n, _ := strconv.Atoi(v)
+	return n
 }
 
 // windowBits reports whether v is a window size RFC 7692 §7.1.2 allows: 8
