@@ -73,6 +73,10 @@ func logRequest(logger *slog.Logger, rec *Recorder, r *http.Request, d time.Dura
 	asked := isUpgradeRequest(r)
 	upgrade := ""
 	switch {
+	case rec.Hijacked() && asked && upgradeAccepted(rec.Header()):
+		// A colibri router behind this middleware accepted it: it
+		// hijacks, writes the 101 and says so in the header map.
+		status, upgrade = http.StatusSwitchingProtocols, "accepted"
 	case rec.Hijacked():
 		if asked {
 			upgrade = "hijacked"

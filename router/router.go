@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"reflect"
@@ -218,7 +219,16 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// not carry them.
 	putBack(w.Header(), p.before)
 	p.start, p.logger, p.place, p.before, p.header = nil, nil, nil, nil, nil
-	status, err := start(w, place, header)
+	// The request's own body: over HTTP/2 it is the WebSocket's inbound
+	// stream, which a body limit in middleware must not cut.
+	status, err := start(w, req.Body, place, header)
+	if status == http.StatusSwitchingProtocols {
+		// The 101 went out on the hijacked connection, past the header
+		// map: put its Upgrade there for middleware in front of the
+		// router (middleware.Log) to tell an accepted WebSocket from
+		// another hijack. net/http no longer reads the map.
+		w.Header()["Upgrade"] = []string{"websocket"}
+	}
 	if serve := p.serve; serve != nil {
 		// An HTTP/2 stream is served here, once reported: net/http ends
 		// the stream when ServeHTTP returns.
@@ -339,7 +349,7 @@ func chain(mws []func(http.Handler) http.Handler, h http.Handler) http.Handler {
 // pending carries a ws route's decision from inside the middleware chain
 // out to Router.ServeHTTP.
 type pending struct {
-	start    func(w http.ResponseWriter, place context.Context, header http.Header) (status int, err error)
+	start    func(w http.ResponseWriter, body io.ReadCloser, place context.Context, header http.Header) (status int, err error)
 	serve    func()          // set by start for an HTTP/2 stream (see startStream)
 	place    context.Context // the connection's place in its group, claimed with the decision
 	reported bool            // the group's owner, or a router this one serves, reported it

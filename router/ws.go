@@ -246,7 +246,11 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	p.logger, p.route = rt.logger(r), rt.route
-	p.start = func(w http.ResponseWriter, place context.Context, header http.Header) (int, error) {
+	p.start = func(w http.ResponseWriter, body io.ReadCloser, place context.Context, header http.Header) (int, error) {
+		if r.ProtoMajor != 1 && r.Body != body {
+			r = r.WithContext(r.Context())
+			r.Body = body
+		}
 		return rt.start(w, r, place, value, header)
 	}
 }
