@@ -31,7 +31,7 @@ func (c *Conn) startBackground() {
 	if c.st.bgRunning || c.st.readEnded || c.st.draining || c.ctx.Err() != nil {
 		return
 	}
-	if c.st.looping && c.body.Load()&1 == 0 {
+	if c.st.looping && !c.inBody.Load() {
 		return // the loop reads
 	}
 	c.st.bgRunning = true

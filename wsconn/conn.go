@@ -119,7 +119,7 @@ type Conn struct {
 	st state // under mu
 
 	tasks *errgroup.Group // the handler's sibling tasks; made by the first Go, under mu
-	bg    sync.WaitGroup  // background readers (see background.go), ticks, AfterFunc
+	bg    sync.WaitGroup  // background readers (see background.go), ticks, AfterFunc, the parent context's watch
 	timer connTimer       // keep-alive, idle timeout, background starts
 
 	// Reading. The holder of readMu reads the socket and owns the frame
@@ -130,7 +130,8 @@ type Conn struct {
 	remaining int64         // its payload bytes not yet read
 	maskPos   int
 	asm       messages.Assembler
-	body      atomic.Uint64 // odd while a loop body runs; counts bodies (see background.go)
+	bodySeq   atomic.Uint32 // counts loop bodies begun and Readers reads: a body's progress (see connTimer.tick)
+	inBody    atomic.Bool   // a loop body runs: the loop has let readMu go
 	heard     atomic.Bool   // a frame arrived since the timer last looked
 	heardData atomic.Bool   // a data frame arrived since the timer last looked
 

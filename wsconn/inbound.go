@@ -289,7 +289,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	c := r.c
-	c.body.Add(2) // reading: the body is not stuck
+	c.bodySeq.Add(1) // reading: the body is not stuck
 	c.takeRead()
 	defer c.readMu.Unlock()
 	if r.over.Load() {
@@ -369,9 +369,7 @@ func (c *Conn) startLoop(in *Inbound, limit, frameLimit int64) bool {
 // inside its body only when the body panics (or calls runtime.Goexit):
 // the body had let the reading side go, so there is nothing to give up.
 func (c *Conn) endLoop() {
-	if c.body.Load()&1 == 1 {
-		c.body.Add(1) // the body is over
-	} else {
+	if !c.inBody.Swap(false) { // else the body is over, without readMu
 		c.readMu.Unlock()
 	}
 	c.mu.Lock()
@@ -402,13 +400,14 @@ func (c *Conn) takeRead() {
 // makes sure the timer looks.
 func (c *Conn) bodyBegins() {
 	c.readMu.Unlock()
-	c.body.Add(1)
+	c.bodySeq.Add(1)
+	c.inBody.Store(true)
 	c.timer.watchBody(c)
 }
 
 // bodyEnds takes the reading side back after a loop body.
 func (c *Conn) bodyEnds() {
-	c.body.Add(1)
+	c.inBody.Store(false)
 	c.takeRead()
 }
 

@@ -276,8 +276,11 @@ func compressedLimit(limit int64) int64 {
 // more than the headers of a deflate block of any kind.
 const deflateAllowance = 1 << 10
 
-// errBadDeflate is a compressed message that does not inflate.
-var errBadDeflate = &frames.Violation{Code: frames.CloseInvalidPayload, Reason: "invalid compressed data"}
+// badDeflate is the violation of a compressed message that does not
+// inflate: a value of its own each time, since users receive it.
+func badDeflate() error {
+	return &frames.Violation{Code: frames.CloseInvalidPayload, Reason: "invalid compressed data"}
+}
 
 // readCompressed inflates the compressed message whose first header is h
 // into buf, up to limit bytes (0: none), checking UTF-8 of text once
@@ -301,7 +304,7 @@ func (c *Conn) readCompressed(buf *[]byte, h frames.Header, limit int64) (*[]byt
 	case err != nil && src.err != nil:
 		return buf, src.err
 	case err != nil:
-		return buf, c.violation(errBadDeflate)
+		return buf, c.violation(badDeflate())
 	}
 	// Whatever the decompressor left unread of the message is discarded,
 	// and the message's last frame is checked.
@@ -429,7 +432,7 @@ func (r *inflatingReader) Read(p []byte) (int, error) {
 	case err != nil && r.src.err != nil:
 		r.err = r.src.err
 	case err != nil:
-		r.err = r.c.violation(errBadDeflate)
+		r.err = r.c.violation(badDeflate())
 	}
 	return n, r.err
 }

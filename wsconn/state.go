@@ -13,7 +13,8 @@ import (
 )
 
 // state is where a connection is in its life. It lives in Conn.st under
-// Conn.mu, which is a leaf lock: nothing else is locked while it is held.
+// Conn.mu, which is a leaf lock: under it only the transport's
+// SetReadDeadline runs (applyReadDeadline).
 //
 // A connection is open until closing begins, which happens once, for the
 // first of: the handler returns, a task fails, the peer's CLOSE arrives,
@@ -224,9 +225,7 @@ func (c *Conn) fail(ce *CloseError) {
 // failed, or CloseNow): no CLOSE frame can follow.
 func (c *Conn) transportFailed(ce *CloseError, by Side) {
 	c.mu.Lock()
-	if !c.st.closing {
-		c.st.closing, c.st.by, c.st.code, c.st.reason, c.st.cause = true, by, frames.CloseAbnormal, ce.Reason, ce
-	}
+	c.markClosing(by, frames.CloseAbnormal, ce.Reason, ce)
 	first := c.st.cause // ends the context, if out.Close left it open
 	c.st.noFrame = true
 	c.mu.Unlock()

@@ -40,8 +40,8 @@ type connTimer struct {
 	lastHeard, lastData time.Duration // as seen at the ticks
 	pingSent            time.Duration // when our PING left; notYet while it waits to leave
 	pingPayload         [8]byte
-	lastBody            uint64 // Conn.body at the last tick
-	bgBody              uint64 // the body the background reader was started for
+	lastBody            uint32 // Conn.bodySeq at the last tick
+	bgBody              uint32 // the body the background reader was started for (Conn.bodySeq)
 
 	stopped bool
 	pingOut bool // our PING waits for an answer
@@ -232,7 +232,7 @@ func (t *connTimer) tick(c *Conn) {
 
 	startBg := t.startBg
 	t.startBg = false
-	if b := c.body.Load(); b&1 == 1 && b != t.bgBody {
+	if b := c.bodySeq.Load(); c.inBody.Load() && b != t.bgBody {
 		if b == t.lastBody {
 			t.bgBody, startBg = b, true
 		} else {

@@ -21,7 +21,7 @@ type writer struct {
 	deadline time.Time // the write deadline last set
 	hdr      [frames.MaxHeaderSize]byte
 	closeOut bool // our CLOSE frame is on the wire: nothing may follow it
-	broken   bool // a write failed: the stream is unusable
+	broken   bool // a write failed or the transport is torn down: nothing more may be written
 }
 
 // smallWrite is the payload size up to which header and payload are copied
@@ -266,8 +266,10 @@ func (c *Conn) setWriteDeadline() {
 	_ = c.nc.SetWriteDeadline(c.w.deadline)
 }
 
-// unlockSock releases the socket lock, first sending control frames that
-// were queued while it was held.
+// unlockSock releases the socket lock, then sends the control frames
+// queued while it was held, taking the lock again if it is free. None is
+// missed: a frame's queueControl sets pending before its TryLock fails,
+// which comes before this Unlock, which comes before the Load here.
 func (c *Conn) unlockSock() {
 	for {
 		c.sockMu.Unlock()
