@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +41,37 @@ func BenchmarkEchoFrames(b *testing.B) {
 	}
 	for _, size := range []int{32, 16 << 10} {
 		b.Run(byteSize(size), func(b *testing.B) { benchEcho(b, size, h) })
+	}
+}
+
+// BenchmarkWriteText answers each message with a prebuilt string of the
+// same size through WriteText, which hands the string's bytes to the
+// writer without a copy (docs/architecture.md): 0 allocs/op, where
+// WriteBinary(ctx, []byte(s)) allocates the message's size each time
+// (the "bytes" case).
+func BenchmarkWriteText(b *testing.B) {
+	for _, size := range []int{32, 16 << 10} {
+		s := strings.Repeat("x", size)
+		b.Run(byteSize(size)+"/string", func(b *testing.B) {
+			benchEcho(b, size, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
+				for range in.Frames() {
+					if err := out.WriteText(ctx, s); err != nil {
+						return err
+					}
+				}
+				return in.Err()
+			})
+		})
+		b.Run(byteSize(size)+"/bytes", func(b *testing.B) {
+			benchEcho(b, size, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, _ *wsconn.Session[struct{}]) error {
+				for range in.Frames() {
+					if err := out.WriteBinary(ctx, []byte(s)); err != nil {
+						return err
+					}
+				}
+				return in.Err()
+			})
+		})
 	}
 }
 
