@@ -77,8 +77,10 @@ func TestH2ChiStackAroundRouter(t *testing.T) {
 		return rvEcoEcho(ctx, in, out, s)
 	})
 	cr := chi.NewRouter()
+	//lint:ignore SA1019 RealIP rewrites RemoteAddr, a request change the socket must keep
+	realIP := chimw.RealIP
 	cr.Use(chimw.RequestLogger(&chimw.DefaultLogFormatter{Logger: log.New(io.Discard, "", 0), NoColor: true}),
-		chimw.Compress(5), chimw.RealIP, chimw.Recoverer, chimw.Timeout(50*time.Millisecond))
+		chimw.Compress(5), realIP, chimw.Recoverer, chimw.Timeout(50*time.Millisecond))
 	cr.Mount("/api", r)
 	h := h2pServe(t, r, func(srv *http.Server) { srv.Handler = cr })
 

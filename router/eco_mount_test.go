@@ -173,8 +173,10 @@ func TestChiMountWithChiMiddleware(t *testing.T) {
 	r := router.New(rvEcoKeep)
 	router.WS(r, "/api/ws/{room}", nil, rvEcoReport(seen))
 	cr := chi.NewRouter()
+	//lint:ignore SA1019 RealIP rewrites RemoteAddr, a request change the socket must keep
+	realIP := chimw.RealIP
 	cr.Use(chimw.RequestLogger(&chimw.DefaultLogFormatter{Logger: log.New(io.Discard, "", 0), NoColor: true}),
-		chimw.Compress(5), chimw.RealIP, chimw.Recoverer, chimw.ThrottleBacklog(1, 1, 5*time.Second), chimw.Timeout(50*time.Millisecond),
+		chimw.Compress(5), realIP, chimw.Recoverer, chimw.ThrottleBacklog(1, 1, 5*time.Second), chimw.Timeout(50*time.Millisecond),
 		func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 				next.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), rvEcoKey{}, "chi")))

@@ -18,10 +18,9 @@ import (
 // It answers PINGs, sees PONGs and takes the peer's CLOSE. Data frames it
 // keeps in the read buffer for the loop, up to ReadAhead bytes; control
 // frames found behind them are handled and cut out of the buffer, so that
-// the loop later sees only data. When the kept data reaches the bound, or
-// (for a running loop to meet in order) a header that breaks the protocol,
-// it stops: from there the peer feels TCP
-// backpressure until a loop reads.
+// the loop later sees only data. When the kept data reaches the bound it
+// stops: from there the peer feels TCP backpressure until a loop reads. A
+// header that breaks the protocol fails the connection at once.
 
 // startBackground starts the background reader unless it runs already, a
 // loop reads itself, or the connection is past reading.
@@ -73,11 +72,17 @@ func (c *Conn) readAhead() {
 				return
 			}
 		} else if h, err = c.parseHeader(hb); err != nil {
-			// The peer broke the protocol here. A running loop (its body
-			// busy) meets the header in order, after the data kept before
-			// it; with no loop, nothing would: fail now, unless the data
-			// kept holds a violation of its own, which came first.
-			if !c.loopRunning() && !c.judgeKept(off) {
+			// The peer broke the protocol here, behind data kept for the
+			// loop: fail now (a busy body watching its context learns it
+			// at once), unless the data kept holds a violation of its own,
+			// which came first. The header and what follows are dropped;
+			// the data before it stays for a running loop to yield, as
+			// data kept before the peer's CLOSE does.
+			if !c.judgeKept(off) {
+				c.rd.truncate(int(off))
+				c.mu.Lock()
+				c.st.cutAtViolation = true
+				c.mu.Unlock()
 				_ = c.violation(err)
 			}
 			return
@@ -183,14 +188,6 @@ func (c *Conn) judgeKept(end int64) bool {
 		off += len(hb) + int(h.Length)
 	}
 	return false
-}
-
-// loopRunning reports whether a loop ranges over the Inbound, its body
-// busy while the background reader runs.
-func (c *Conn) loopRunning() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.st.looping
 }
 
 // judged fails the connection for err when it is a violation, and

@@ -473,16 +473,18 @@ func (c *Conn) stopped() bool {
 	return c.ctx.Err() != nil && !c.keptBeforeClose()
 }
 
-// keptBeforeClose reports whether the peer's CLOSE has come and data
-// sent before it is still in the read buffer (the buffer ends where the
-// CLOSE was: see controlAt). The caller holds readMu.
+// keptBeforeClose reports whether the peer's input has ended at a known
+// place, its CLOSE or a violation the background reader found behind
+// kept data, and data sent before it is still in the read buffer (the
+// buffer ends there: see controlAt and readAhead). The caller holds
+// readMu.
 func (c *Conn) keptBeforeClose() bool {
 	if c.rd.buffered() == 0 && c.remaining == 0 {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.st.peerClosed
+	return c.st.peerClosed || c.st.cutAtViolation
 }
 
 // errStop ends a loop because the handler's context ended.

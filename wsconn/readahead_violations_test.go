@@ -64,17 +64,13 @@ func rtaExpect(t *testing.T, c *rawClient, l *eventLog, errc <-chan error, want 
 	}
 }
 
-// docs/closing.md ("Protocol violations"): "The order holds while a loop
-// body is busy too": a violation in data the peer sent before a later
-// violation decides the code. Here a Readers body is busy with the first
-// message (its frame not yet read, so the background reader reads ahead
-// from the middle of it); behind it come a complete text message that is
-// not UTF-8 (1007) and then a frame header with RSV2 set (1002). The loop
-// would meet the 1007 first, as it does when the body is not busy; the
-// background reader skips judging the kept data while a frame is under
-// way (judgeKept returns false when c.remaining != 0) and fails the
-// connection with the header's 1002, and the loop never gets to judge the
-// kept message.
+// docs/closing.md ("Protocol violations"): what the background reader
+// cannot judge behind a busy body, here the data behind a frame the body
+// is still reading, gives way to a bad header's 1002, which goes out at
+// once. A Readers body is busy with the first message (its frame not yet
+// read, so the background reader reads ahead from the middle of it);
+// behind it come a complete text message that is not UTF-8 and then a
+// frame header with RSV2 set: 1002, not 1007.
 func TestCornerBusyReadersBodyKeptViolationBeforeBadHeader(t *testing.T) {
 	errc := make(chan error, 1)
 	l := newEventLog()
@@ -86,15 +82,14 @@ func TestCornerBusyReadersBodyKeptViolationBeforeBadHeader(t *testing.T) {
 	b = append(b, maskedFrame(frames.Header{Op: frames.OpText, Fin: true}, []byte{'a', 0xff, 'b'})...)
 	b = append(b, maskedFrame(frames.Header{Op: frames.OpBinary, Fin: true, Rsv: frames.Rsv2}, []byte("x"))...)
 	c.write(b)
-	rtaExpect(t, c, l, errc, frames.CloseInvalidPayload)
+	rtaExpect(t, c, l, errc, frames.CloseProtocolError)
 }
 
 // The same with a Frames loop whose body is busy with the first fragment
-// of a text message: the continuation kept behind it is not UTF-8 (1007),
-// and a frame with RSV2 (1002) follows. The message is not compressed
-// (Frames reads a compressed message whole before its body), yet
-// judgeKept skips the UTF-8 of a message begun before the kept data
-// ("it may be compressed"), so the 1002 wins.
+// of a text message: the continuation kept behind it is not UTF-8, and a
+// frame with RSV2 follows. judgeKept skips the UTF-8 of a message begun
+// before the kept data ("it may be compressed"), so the header's 1002
+// wins.
 func TestCornerBusyFramesBodyKeptContinuationNotUTF8BeforeBadHeader(t *testing.T) {
 	errc := make(chan error, 1)
 	l := newEventLog()
@@ -106,7 +101,7 @@ func TestCornerBusyFramesBodyKeptContinuationNotUTF8BeforeBadHeader(t *testing.T
 	b = append(b, maskedFrame(frames.Header{Op: frames.OpContinuation, Fin: true}, []byte{'c', 0xff})...)
 	b = append(b, maskedFrame(frames.Header{Op: frames.OpBinary, Fin: true, Rsv: frames.Rsv2}, []byte("x"))...)
 	c.write(b)
-	rtaExpect(t, c, l, errc, frames.CloseInvalidPayload)
+	rtaExpect(t, c, l, errc, frames.CloseProtocolError)
 }
 
 // docs/closing.md: the background reader judges kept data "as the loop

@@ -36,6 +36,8 @@ type state struct {
 	noFrame bool // no CLOSE frame can go out: the transport failed
 	queued  bool // our CLOSE frame is queued for the socket
 
+	cutAtViolation bool // the background reader found a violation behind kept data, and dropped it and what followed
+
 	peerClosed bool // the peer's CLOSE arrived, with:
 	peerCode   frames.CloseCode
 	peerReason string

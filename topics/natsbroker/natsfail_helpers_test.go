@@ -32,7 +32,6 @@ type rvNatsfailOpts struct {
 	policy  topics.Policy // the hub's
 	limits  topics.Limits // the hub's
 	noServe bool          // no WebSocket server
-	noConn  bool          // do not fail when NATS cannot be reached
 }
 
 // rvNatsfailNode is an application node: a hub on its own NATS connection
