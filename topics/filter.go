@@ -25,8 +25,11 @@ var (
 	ErrInvalidFilter = errors.New("topics: invalid filter")
 )
 
-// checkTopic reports why topic cannot be published to, or nil.
-func checkTopic(topic string) error {
+// CheckTopic reports why topic cannot be published to, as an error
+// matching ErrInvalidTopic, or nil. A Broker checks the topics it
+// receives from other nodes with it before it delivers them, since a
+// Publication's topic must be valid.
+func CheckTopic(topic string) error {
 	if why := checkCommon(topic); why != "" {
 		return fmt.Errorf("%w %q: %s", ErrInvalidTopic, topic, why)
 	}
@@ -79,7 +82,7 @@ func checkCommon(s string) string {
 // first level starts with '$' is matched only by filters whose first
 // level is literal. An invalid filter or topic matches nothing.
 func Match(filter, topic string) bool {
-	if checkFilter(filter) != nil || checkTopic(topic) != nil {
+	if checkFilter(filter) != nil || CheckTopic(topic) != nil {
 		return false
 	}
 	if topic[0] == '$' && (filter[0] == '+' || filter[0] == '#') {

@@ -125,7 +125,7 @@ func NewHub(opts *Options) (*Hub, error) {
 	}
 	if o.Broker != nil {
 		link, err := o.Broker.Open(func(ctx context.Context, p Publication) {
-			if p.Message == nil || checkTopic(p.Topic) != nil {
+			if p.Message == nil || CheckTopic(p.Topic) != nil {
 				// A broker hands on what it received from other nodes,
 				// which are not all colibri's.
 				h.log.Debug("topics: ignoring an invalid publication from the broker", slog.String("topic", p.Topic))
@@ -175,7 +175,7 @@ func (h *Hub) Publish(ctx context.Context, topic string, msg messages.Message, o
 }
 
 func (h *Hub) publish(ctx context.Context, from *Member, topic string, msg messages.Message, opts []PublishOption) error {
-	if err := checkTopic(topic); err != nil {
+	if err := CheckTopic(topic); err != nil {
 		return err
 	}
 	if msg.Kind != messages.KindText && msg.Kind != messages.KindBinary {
@@ -290,7 +290,7 @@ func (h *Hub) callOnDrop(d Drop) {
 // topic would reach (not counting a publisher without ToSelf). Members on
 // other nodes are not counted. An invalid topic has none.
 func (h *Hub) Subscribers(topic string) int {
-	if checkTopic(topic) != nil {
+	if CheckTopic(topic) != nil {
 		return 0
 	}
 	var nodeBuf [8]*node

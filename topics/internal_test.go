@@ -93,7 +93,7 @@ func TestTrieAgreesWithMatch(t *testing.T) {
 			filters = append(filters, tc.filter)
 			tr.add(&subscription{m: m, filter: tc.filter, policy: DropOldest})
 		}
-		if checkTopic(tc.topic) == nil && !slices.Contains(topics, tc.topic) {
+		if CheckTopic(tc.topic) == nil && !slices.Contains(topics, tc.topic) {
 			topics = append(topics, tc.topic)
 		}
 	}
@@ -154,13 +154,13 @@ func TestInvalidFiltersAndTopics(t *testing.T) {
 		}
 	}
 	for _, topic := range []string{"", "a/+", "#", "a/b#", "a+", "a\x00", "\xc3", long} {
-		if err := checkTopic(topic); !errors.Is(err, ErrInvalidTopic) {
-			t.Errorf("checkTopic(%q) = %v, want ErrInvalidTopic", topic, err)
+		if err := CheckTopic(topic); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("CheckTopic(%q) = %v, want ErrInvalidTopic", topic, err)
 		}
 	}
 	for _, topic := range []string{"a", "/", "a//b", "$sys/x", "a*b/>", "café"} {
-		if err := checkTopic(topic); err != nil {
-			t.Errorf("checkTopic(%q) = %v, want nil", topic, err)
+		if err := CheckTopic(topic); err != nil {
+			t.Errorf("CheckTopic(%q) = %v, want nil", topic, err)
 		}
 	}
 	if err := checkFilter("a/#/b"); err == nil || !strings.Contains(err.Error(), "last level") {

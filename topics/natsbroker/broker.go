@@ -561,6 +561,9 @@ func (l *link) run() {
 
 func (l *link) receive(msg *nats.Msg) {
 	topic, ok := topicOf(l.b.prefix, msg.Subject)
+	if ok && topics.CheckTopic(topic) != nil {
+		ok = false // another client's subject: no colibri node sends it
+	}
 	d := msg.Data
 	header := 0
 	switch {
