@@ -151,7 +151,7 @@ func (p plainWrapper) Header() http.Header         { return p.w.Header() }
 func (p plainWrapper) Write(b []byte) (int, error) { return p.w.Write(b) }
 func (p plainWrapper) WriteHeader(code int)        { p.w.WriteHeader(code) }
 
-// middleware doc / Recorder doc: "colibri's router does not need this: it
+// middleware doc / recorder doc: "colibri's router does not need this: it
 // hijacks after the middleware chain has returned, on the writer it was
 // given". A middleware that wraps the writer without Unwrap or Hijack,
 // outside and inside Log, does not stop the upgrade, and Log still

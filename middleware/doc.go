@@ -57,7 +57,9 @@
 //
 // Browsers let any page open a WebSocket to any server and send that
 // server's cookies along. [Origins] turns away pages whose origin is not on
-// an allowlist.
+// an allowlist. colibri's ws routes make the same check on every handshake,
+// with the patterns of router.WithOrigins: a pattern given to Origins
+// alone lets a page past the middleware, and the route still refuses it.
 //
 // # Rate limiting
 //
@@ -67,7 +69,9 @@
 //
 // # Writing middleware
 //
-// [Recorder] wraps a ResponseWriter and records the status, the bytes
-// written and whether the header was sent, while keeping Flush, Hijack,
-// ReadFrom and [http.ResponseController] working.
+// Middleware of your own that needs the status a handler answered can
+// wrap the ResponseWriter with an Unwrap method, so that
+// [http.ResponseController] still reaches Flush, Hijack and deadlines
+// underneath; colibri's router needs none of that, since it hijacks only
+// after the middleware chain has returned.
 package middleware

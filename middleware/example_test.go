@@ -262,22 +262,3 @@ func ExampleUpgradeRateLimit() {
 	// 429 [1]
 	// 200
 }
-
-// A Recorder lets middleware of your own see what the handler answered.
-func ExampleRecorder() {
-	timing := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			rec := middleware.NewRecorder(w)
-			next.ServeHTTP(rec, r)
-			fmt.Println("status", rec.Status(), "bytes", rec.BytesWritten())
-		})
-	}
-	h := timing(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusCreated)
-		fmt.Fprint(w, "created")
-	}))
-
-	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/items", nil))
-	// Output:
-	// status 201 bytes 7
-}

@@ -51,7 +51,7 @@ func Log(logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rec := NewRecorder(w)
+			rec := newRecorder(w)
 			completed := false
 			// Deferred, so that a panic on its way out still gets its line;
 			// recovering here would cut the panicking stack off before
@@ -65,7 +65,7 @@ func Log(logger *slog.Logger) func(http.Handler) http.Handler {
 	}
 }
 
-func logRequest(logger *slog.Logger, rec *Recorder, r *http.Request, d time.Duration, panicked bool) {
+func logRequest(logger *slog.Logger, rec *recorder, r *http.Request, d time.Duration, panicked bool) {
 	if logger == nil {
 		logger = logctx.From(r.Context())
 	}

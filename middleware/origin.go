@@ -43,6 +43,12 @@ import (
 // upgrades, it also guards form posts and fetches. With no patterns, only
 // pages of the server's own host get through.
 //
+// In front of colibri's ws routes, Origins adds nothing to what the route
+// checks itself, except that it answers before the middleware behind it
+// runs; and the route keeps its own patterns: an origin let through here
+// is still refused by a route whose router.WithOrigins does not list it.
+// Give both the same patterns.
+//
 // Origins panics if a pattern is malformed or holds a scheme or a path:
 // patterns name hosts, not URLs.
 func Origins(patterns ...string) func(http.Handler) http.Handler {

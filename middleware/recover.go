@@ -38,7 +38,7 @@ import (
 func Recover(logger *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			rec := NewRecorder(w)
+			rec := newRecorder(w)
 			var before http.Header // nil while the header is empty, the usual case
 			if h := w.Header(); len(h) > 0 {
 				before = h.Clone()

@@ -8,12 +8,12 @@ import (
 	"net/http"
 )
 
-// Recorder is an [http.ResponseWriter] that passes everything through to
+// recorder is an [http.ResponseWriter] that passes everything through to
 // the writer it wraps and records what went by: the status code, the number
 // of body bytes and whether the header was written or the connection
-// hijacked. Log uses one; it is exported for middleware of your own.
+// hijacked. Log uses one.
 //
-// A Recorder keeps the optional interfaces of the writer it wraps working.
+// A recorder keeps the optional interfaces of the writer it wraps working.
 // It implements [http.Flusher] and [http.Hijacker], which reach the wrapped
 // writer by way of [http.ResponseController] and so through its own Unwrap
 // chain too; [io.ReaderFrom], which uses the wrapped writer's ReadFrom when
@@ -21,11 +21,11 @@ import (
 // and full-duplex support underneath. FlushError and Hijack return an error
 // matching [http.ErrNotSupported] when nothing underneath can do it.
 //
-// Like the writer it wraps, a Recorder belongs to the handler serving the
+// Like the writer it wraps, a recorder belongs to the handler serving the
 // request and must not be used from other goroutines without
 // synchronisation; its accessors are meant to be read after the inner
 // handler has returned.
-type Recorder struct {
+type recorder struct {
 	rw          http.ResponseWriter
 	status      int
 	bytes       int64
@@ -33,19 +33,19 @@ type Recorder struct {
 	hijacked    bool
 }
 
-// NewRecorder returns a Recorder that writes through to w.
-func NewRecorder(w http.ResponseWriter) *Recorder {
-	return &Recorder{rw: w}
+// newRecorder returns a recorder that writes through to w.
+func newRecorder(w http.ResponseWriter) *recorder {
+	return &recorder{rw: w}
 }
 
 // Header returns the wrapped writer's header map.
-func (r *Recorder) Header() http.Header { return r.rw.Header() }
+func (r *recorder) Header() http.Header { return r.rw.Header() }
 
 // WriteHeader records code as the status, unless a status was already
 // recorded, and passes it on. Informational codes (1xx other than 101) are
 // passed on without being recorded, because net/http lets a handler send
 // any number of them before the final response.
-func (r *Recorder) WriteHeader(code int) {
+func (r *recorder) WriteHeader(code int) {
 	// Passed on first: net/http panics on a code outside 100–999 and
 	// sends nothing, which must not count as written (Recover answers
 	// 500 then).
@@ -59,7 +59,7 @@ func (r *Recorder) WriteHeader(code int) {
 
 // Write writes p to the wrapped writer and counts the bytes it accepted. As
 // in net/http, a Write before WriteHeader means status 200.
-func (r *Recorder) Write(p []byte) (int, error) {
+func (r *recorder) Write(p []byte) (int, error) {
 	r.implicitHeader()
 	n, err := r.rw.Write(p)
 	r.bytes += int64(n)
@@ -69,7 +69,7 @@ func (r *Recorder) Write(p []byte) (int, error) {
 // ReadFrom copies src to the response, letting the wrapped writer use its
 // own ReadFrom (net/http's may use sendfile) when it has one, and counts the
 // bytes copied.
-func (r *Recorder) ReadFrom(src io.Reader) (int64, error) {
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	r.implicitHeader()
 	var n int64
 	var err error
@@ -85,12 +85,12 @@ func (r *Recorder) ReadFrom(src io.Reader) (int64, error) {
 
 // Flush sends buffered data to the client, if the wrapped writer can flush;
 // otherwise it does nothing. FlushError says which.
-func (r *Recorder) Flush() { _ = r.FlushError() }
+func (r *recorder) Flush() { _ = r.FlushError() }
 
 // FlushError is Flush that reports failure, including an error matching
 // [http.ErrNotSupported] when the wrapped writer cannot flush.
 // [http.ResponseController.Flush] calls it.
-func (r *Recorder) FlushError() error {
+func (r *recorder) FlushError() error {
 	err := http.NewResponseController(r.rw).Flush()
 	if !errors.Is(err, http.ErrNotSupported) {
 		// Flushing sends the header, with status 200 unless one was set.
@@ -104,7 +104,7 @@ func (r *Recorder) FlushError() error {
 // true and nothing written through r reaches the client any more.
 // colibri's router does not need this: it hijacks after the middleware chain
 // has returned, on the writer it was given.
-func (r *Recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(r.rw).Hijack()
 	if err == nil {
 		r.hijacked = true
@@ -113,24 +113,24 @@ func (r *Recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // Unwrap returns the wrapped writer, for [http.ResponseController].
-func (r *Recorder) Unwrap() http.ResponseWriter { return r.rw }
+func (r *recorder) Unwrap() http.ResponseWriter { return r.rw }
 
 // Status returns the status code of the response, or 0 if nothing was
 // written (net/http then sends 200 when the handler returns, and colibri's
 // router answers 101 if a ws route accepted an upgrade).
-func (r *Recorder) Status() int { return r.status }
+func (r *recorder) Status() int { return r.status }
 
 // BytesWritten returns the number of body bytes the wrapped writer accepted.
-func (r *Recorder) BytesWritten() int64 { return r.bytes }
+func (r *recorder) BytesWritten() int64 { return r.bytes }
 
 // WroteHeader reports whether the response header was sent: by WriteHeader
 // with a final status, or implicitly by Write, ReadFrom or Flush.
-func (r *Recorder) WroteHeader() bool { return r.wroteHeader }
+func (r *recorder) WroteHeader() bool { return r.wroteHeader }
 
 // Hijacked reports whether Hijack succeeded.
-func (r *Recorder) Hijacked() bool { return r.hijacked }
+func (r *recorder) Hijacked() bool { return r.hijacked }
 
-func (r *Recorder) implicitHeader() {
+func (r *recorder) implicitHeader() {
 	if !r.wroteHeader && !r.hijacked {
 		r.status = http.StatusOK
 		r.wroteHeader = true

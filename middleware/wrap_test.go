@@ -42,7 +42,7 @@ type unwrapOnly struct{ http.ResponseWriter }
 func (w unwrapOnly) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func TestRecorderNothingWritten(t *testing.T) {
-	rec := NewRecorder(httptest.NewRecorder())
+	rec := newRecorder(httptest.NewRecorder())
 	if rec.Status() != 0 || rec.WroteHeader() || rec.BytesWritten() != 0 || rec.Hijacked() {
 		t.Errorf("fresh recorder: status %d, wrote header %v, bytes %d, hijacked %v",
 			rec.Status(), rec.WroteHeader(), rec.BytesWritten(), rec.Hijacked())
@@ -51,7 +51,7 @@ func TestRecorderNothingWritten(t *testing.T) {
 
 func TestRecorderWriteMeans200(t *testing.T) {
 	inner := httptest.NewRecorder()
-	rec := NewRecorder(inner)
+	rec := newRecorder(inner)
 	rec.Header().Set("X-Test", "1")
 	n, err := rec.Write([]byte("hello"))
 	if n != 5 || err != nil {
@@ -69,7 +69,7 @@ func TestRecorderWriteMeans200(t *testing.T) {
 
 func TestRecorderFirstStatusWins(t *testing.T) {
 	inner := newPlainWriter()
-	rec := NewRecorder(inner)
+	rec := newRecorder(inner)
 	rec.WriteHeader(http.StatusNotFound)
 	rec.WriteHeader(http.StatusInternalServerError)
 	if rec.Status() != http.StatusNotFound {
@@ -82,7 +82,7 @@ func TestRecorderFirstStatusWins(t *testing.T) {
 
 func TestRecorderInformationalNotRecorded(t *testing.T) {
 	inner := newPlainWriter()
-	rec := NewRecorder(inner)
+	rec := newRecorder(inner)
 	rec.WriteHeader(http.StatusEarlyHints)
 	if rec.WroteHeader() || rec.Status() != 0 {
 		t.Fatalf("after 103: wrote header %v, status %d", rec.WroteHeader(), rec.Status())
@@ -97,7 +97,7 @@ func TestRecorderInformationalNotRecorded(t *testing.T) {
 }
 
 func TestRecorderSwitchingProtocolsRecorded(t *testing.T) {
-	rec := NewRecorder(newPlainWriter())
+	rec := newRecorder(newPlainWriter())
 	rec.WriteHeader(http.StatusSwitchingProtocols)
 	if !rec.WroteHeader() || rec.Status() != http.StatusSwitchingProtocols {
 		t.Errorf("wrote header %v, status %d; want true, 101", rec.WroteHeader(), rec.Status())
@@ -106,14 +106,14 @@ func TestRecorderSwitchingProtocolsRecorded(t *testing.T) {
 
 func TestRecorderUnwrap(t *testing.T) {
 	inner := httptest.NewRecorder()
-	if got := NewRecorder(inner).Unwrap(); got != inner {
+	if got := newRecorder(inner).Unwrap(); got != inner {
 		t.Errorf("Unwrap = %v, want the wrapped writer", got)
 	}
 }
 
 func TestRecorderFlushThroughResponseController(t *testing.T) {
 	inner := httptest.NewRecorder()
-	rec := NewRecorder(inner)
+	rec := newRecorder(inner)
 	if err := http.NewResponseController(rec).Flush(); err != nil {
 		t.Fatalf("Flush: %v", err)
 	}
@@ -127,10 +127,10 @@ func TestRecorderFlushThroughResponseController(t *testing.T) {
 
 func TestRecorderFlusherInterface(t *testing.T) {
 	inner := httptest.NewRecorder()
-	var w http.ResponseWriter = NewRecorder(unwrapOnly{inner})
+	var w http.ResponseWriter = newRecorder(unwrapOnly{inner})
 	f, ok := w.(http.Flusher)
 	if !ok {
-		t.Fatal("Recorder is not an http.Flusher")
+		t.Fatal("recorder is not an http.Flusher")
 	}
 	f.Flush()
 	if !inner.Flushed {
@@ -139,7 +139,7 @@ func TestRecorderFlusherInterface(t *testing.T) {
 }
 
 func TestRecorderFlushNotSupported(t *testing.T) {
-	rec := NewRecorder(newPlainWriter())
+	rec := newRecorder(newPlainWriter())
 	err := http.NewResponseController(rec).Flush()
 	if !errors.Is(err, http.ErrNotSupported) {
 		t.Errorf("Flush error = %v, want ErrNotSupported", err)
@@ -152,7 +152,7 @@ func TestRecorderFlushNotSupported(t *testing.T) {
 
 func TestRecorderReadFromUsesWrappedReadFrom(t *testing.T) {
 	inner := &readFromWriter{plainWriter: newPlainWriter()}
-	rec := NewRecorder(inner)
+	rec := newRecorder(inner)
 	// A reader without WriteTo, so that io.Copy asks rec to ReadFrom it.
 	n, err := io.Copy(rec, struct{ io.Reader }{strings.NewReader("payload")})
 	if n != 7 || err != nil {
@@ -168,7 +168,7 @@ func TestRecorderReadFromUsesWrappedReadFrom(t *testing.T) {
 
 func TestRecorderReadFromFallback(t *testing.T) {
 	inner := newPlainWriter()
-	rec := NewRecorder(inner)
+	rec := newRecorder(inner)
 	// A LimitReader has no WriteTo, so the copy goes through ReadFrom.
 	n, err := rec.ReadFrom(io.LimitReader(strings.NewReader("abcdefgh"), 5))
 	if n != 5 || err != nil {
@@ -180,7 +180,7 @@ func TestRecorderReadFromFallback(t *testing.T) {
 }
 
 func TestRecorderHijackNotSupported(t *testing.T) {
-	rec := NewRecorder(httptest.NewRecorder())
+	rec := newRecorder(httptest.NewRecorder())
 	_, _, err := http.NewResponseController(rec).Hijack()
 	if !errors.Is(err, http.ErrNotSupported) {
 		t.Errorf("Hijack error = %v, want ErrNotSupported", err)
@@ -192,7 +192,7 @@ func TestRecorderHijackNotSupported(t *testing.T) {
 
 // TestRecorderOnRealServer checks, on a real connection, that deadlines
 // reach the server's writer through Unwrap and that a handler can hijack
-// through the Recorder, both with http.ResponseController and with the
+// through the recorder, both with http.ResponseController and with the
 // http.Hijacker assertion that older third-party code uses.
 func TestRecorderOnRealServer(t *testing.T) {
 	for _, how := range []string{"controller", "assertion"} {
@@ -204,7 +204,7 @@ func TestRecorderOnRealServer(t *testing.T) {
 			}
 			results := make(chan result, 1)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				rec := NewRecorder(w)
+				rec := newRecorder(w)
 				var res result
 				res.deadlineErr = http.NewResponseController(rec).SetWriteDeadline(time.Now().Add(time.Minute))
 				var conn net.Conn

@@ -51,7 +51,7 @@ func r7InvalidCodeServer(t *testing.T, observed bool) *harness {
 // Handler's span carries http.response.status_code, "the status the
 // client received": 500 here. Handler's statusWriter records the code
 // before passing it on, so the refused 1000 sticks and Recover's 500 is
-// not seen (the same fault 737403c fixed in middleware.Recorder).
+// not seen (the same fault 737403c fixed in middleware's recorder).
 func TestCornerHandlerSpanStatusAfterInvalidCode(t *testing.T) {
 	h := r7InvalidCodeServer(t, false)
 	span := h.spans.Ended()[0]

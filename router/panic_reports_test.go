@@ -55,11 +55,11 @@ func r7Result(t *testing.T, ch gdrResults) wsconn.UpgradeResult {
 }
 
 // Recover in the router's chain answers 500 to a handler whose
-// WriteHeader(1000) net/http refused (the fix of middleware.Recorder):
+// WriteHeader(1000) net/http refused (the fix of middleware's recorder):
 // the client gets 500. The router reports "the status the client
 // received" (docs/observability.md, http.response.status_code), 500,
 // not the code net/http refused: its own recorder records the code
-// before passing it on, the way middleware.Recorder did before 737403c.
+// before passing it on, the way middleware's recorder did before 737403c.
 func TestCornerRecoverInvalidCodeReportedAsSent(t *testing.T) {
 	ch := make(gdrResults, 4)
 	r := router.New(router.WithConfig(quiet), router.WithObserver(ch))

@@ -113,7 +113,7 @@ func earlyHints(next http.Handler) http.Handler {
 }
 
 // A 103 Early Hints sent by middleware before the route is an interim
-// response, not an answer (RFC 9110 §15.2; middleware.Recorder does not
+// response, not an answer (RFC 9110 §15.2; middleware's recorder does not
 // count it either): the upgrade goes on, with a 101 over HTTP/1.1 and a
 // working socket behind the 200 over HTTP/2. Today the router takes the
 // 103 for a written response and drops the upgrade: HTTP/1.1 gets an
