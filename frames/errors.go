@@ -7,9 +7,9 @@ import "errors"
 //
 // The sentinel errors of this package and of package messages are Violation
 // values, compared by identity: test for a rule with errors.Is(err,
-// frames.ErrMasked) and read the code with [CodeOf] or errors.As. A Violation
-// is never modified after it is created, so it may be shared between
-// goroutines.
+// frames.ErrMasked) and read the code with [CodeOf] or errors.As. Callers
+// must not modify a Violation, the sentinels above all: they are shared by
+// every connection and goroutine.
 type Violation struct {
 	// Code is the close code to send when failing the connection.
 	Code CloseCode

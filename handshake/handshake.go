@@ -12,6 +12,10 @@ import (
 
 // Error is an opening handshake that colibri refused, with the HTTP
 // status and the plain-text message it answered with.
+//
+// CheckRequest, CheckOrigin and CheckExtensions return a *Error, nil when
+// the request passes: test it against nil before returning it as an
+// error, since a nil *Error in an error interface is not a nil error.
 type Error struct {
 	Status  int
 	Message string

@@ -436,9 +436,10 @@ func WithAnyOrigin() Option {
 }
 
 // WithConfig sets the connection configuration (limits, keep-alive,
-// timeouts, logger); see wsconn.Config for every field and default. A
-// Config without a Logger logs to the one the request's context carries:
-// the application's (app.Config.Logger), else slog.Default().
+// timeouts, logger); see wsconn.Config for every field and default. Given
+// to a route, it replaces the router's Config as a whole, not field by
+// field. A Config without a Logger logs to the one the request's context
+// carries: the application's (app.Config.Logger), else slog.Default().
 func WithConfig(cfg wsconn.Config) Option {
 	return func(o *wsOptions) { o.config = cfg }
 }

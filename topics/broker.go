@@ -64,7 +64,8 @@ type Link interface {
 }
 
 // ErrClosed is returned by the methods of a Hub (and of its members) after
-// Hub.Close, and by an InProcess Link after it was closed.
+// Hub.Close, and by an InProcess Link after it was closed (natsbroker's
+// Links return an error matching it too).
 var ErrClosed = errors.New("topics: hub closed")
 
 // InProcess is a Broker that connects hubs in the same process: a publish

@@ -29,7 +29,8 @@
 //
 // Dial performs the opening handshake only and returns a wsconn.Upgraded,
 // for callers that serve it themselves with wsconn.Serve (to hand the
-// handler a value of their own, or to run it in a wsconn.Group). Every
+// handler a value of their own, or to serve it in a goroutine of theirs
+// with wsconn.Start). Every
 // frame the connection sends is masked with a fresh random key, and frames
 // from the server must not be masked (RFC 6455 §5.1, §5.3).
 //

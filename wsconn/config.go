@@ -99,7 +99,8 @@ type Config struct {
 	// Logger receives the connection's log lines; colibri adds the
 	// connection's route pattern, id, remote address, subprotocol and
 	// compression. Default: the application's logger (app.Config.Logger)
-	// when the connection comes through an app, else slog.Default().
+	// when the connection comes through a router's ws route served by an
+	// app, else slog.Default().
 	Logger *slog.Logger
 
 	// Observer watches every connection served with this Config: its
@@ -182,6 +183,7 @@ func pick(d, def time.Duration) time.Duration {
 
 // Clock is the time source of a connection's timers.
 type Clock interface {
+	// Now returns the current time.
 	Now() time.Time
 	// AfterFunc calls f after d, like time.AfterFunc; f may run on any
 	// goroutine (a fake clock runs it in the one that advances time).

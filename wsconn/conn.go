@@ -84,13 +84,13 @@ type Upgraded struct {
 // use. A Conn lives from the hand-off of an upgraded transport until the
 // handler, every task of its group and every function given to AfterFunc
 // have returned and the transport is closed.
-//
-// Inside, each lock guards one thing: mu the connection's state (see
-// state), readMu the reading side (whoever holds it reads the socket),
-// and, on the writing side, the message lock (one message at a time),
-// sockMu (one frame or batch at a time) and the control queue's own. See
-// docs/architecture.md.
 type Conn struct {
+	// Each lock guards one thing: mu the connection's state (see state),
+	// readMu the reading side (whoever holds it reads the socket), and, on
+	// the writing side, the message lock (one message at a time), sockMu
+	// (one frame or batch at a time) and the control queue's own. See
+	// docs/architecture.md.
+
 	// Set before the handler starts, then only read.
 	nc     net.Conn
 	set    settings

@@ -71,6 +71,7 @@ type CloseError struct {
 	byColibri bool // made by colibri, not returned by a task
 }
 
+// Error describes the close: its code, its reason if any, and Err.
 func (e *CloseError) Error() string {
 	if e.Reason == "" {
 		return fmt.Sprintf("wsconn: close %v", e.Code)

@@ -301,7 +301,10 @@ func (o *Outbound) Ping(ctx context.Context, payload []byte) error {
 // (reads wait at most Config.CloseTimeout for it). The handler should then
 // return; what it returns no longer changes the code. Returning a
 // *CloseError from the handler is the shorter way to the same end. Close
-// returns ErrClosed when the connection is closing already.
+// returns ErrClosed when the connection is closing already, and frames'
+// error (matching frames.ErrInvalidCloseCode, ErrCloseReasonTooLong or
+// ErrInvalidCloseReason) for a code or reason that may not be sent;
+// CloseNoStatus with an empty reason sends a CLOSE without a payload.
 func (o *Outbound) Close(code CloseCode, reason string) error {
 	if _, err := frames.AppendClose(nil, code, reason); err != nil {
 		return err

@@ -83,8 +83,7 @@ const maxBatch = 64
 
 // WritePreparedBatch sends several prepared messages in order, with as few
 // system calls as possible: on the server side, without per-connection
-// compression, their shared frames go out in one writev per maxBatch (64)
-// messages. Otherwise it writes them one by one, as WritePrepared does.
+// compression, their shared frames go out in one writev per 64 messages. Otherwise it writes them one by one, as WritePrepared does.
 // Control frames queued meanwhile go out before the batch.
 //
 // Like io.Writer, it returns n, the number of messages handed to the

@@ -33,8 +33,8 @@
 //
 // Hubs sharing a Broker get each other's publishes from the Broker
 // itself, in the publisher's goroutine, as from topics.InProcess: with
-// NoEcho the server does not send them back (see link.toSiblings for
-// why not echo).
+// NoEcho the server does not send them back, so that a publish reaches
+// each hub once, in its publisher's order.
 //
 // Delivery between nodes is at most once. When the connection to NATS
 // breaks, nats.go reconnects by itself (forever, with the options
@@ -102,8 +102,13 @@ const (
 	DefaultPrefix           = "colibri.topics"
 	DefaultPending          = 64 << 10
 	DefaultSubscribeTimeout = 2 * time.Second
-	DefaultReconnectBuf     = 8 << 20
-	DefaultReconnectWait    = 250 * time.Millisecond
+)
+
+// What Connect sets on the NATS connection: the bytes of publishes held
+// while reconnecting, and the wait between reconnection attempts.
+const (
+	DefaultReconnectBuf  = 8 << 20
+	DefaultReconnectWait = 250 * time.Millisecond
 )
 
 // Options configure a Broker. The zero value (or nil) means the
@@ -289,7 +294,7 @@ type link struct {
 	lastSweep time.Time
 }
 
-var errClosed = errors.New("natsbroker: link closed")
+var errClosed = fmt.Errorf("natsbroker: link closed: %w", topics.ErrClosed)
 
 func (l *link) Subscribe(filter string) error {
 	l.mu.Lock()
