@@ -50,7 +50,6 @@ const (
 	DefaultAddr              = ":8080"
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
-	DefaultHandshakeTimeout  = 10 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
 )
 
@@ -80,15 +79,9 @@ type Config struct {
 
 	// ReadHeaderTimeout bounds reading a request's headers, which stops
 	// clients that send them a byte at a time; it covers the upgrade
-	// request too. (Writing the 101 response is bounded per ws route by
-	// router.WithHandshakeTimeout.) Default 10 s.
+	// request too. (Writing the 101 response is bounded by the ws route's
+	// wsconn.Config.WriteTimeout.) Default 10 s.
 	ReadHeaderTimeout time.Duration
-
-	// HandshakeTimeout bounds writing the response that completes a
-	// WebSocket handshake (101, or 200 over HTTP/2), for ws routes that set
-	// no router.WithHandshakeTimeout. Reading the request is bounded by
-	// ReadHeaderTimeout. Default 10 s.
-	HandshakeTimeout time.Duration
 
 	// IdleTimeout is how long an HTTP keep-alive connection may wait for
 	// its next request. Default 120 s.
@@ -185,7 +178,6 @@ func New(handler http.Handler, cfg Config) *App {
 	}
 	cfg.ReadHeaderTimeout = orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
-	cfg.HandshakeTimeout = orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
 	cfg.ShutdownTimeout = orDefault(cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	cfg.RetryAfter = orDefault(cfg.RetryAfter, time.Second)
 	if cfg.Logger == nil {
@@ -207,7 +199,6 @@ func New(handler http.Handler, cfg Config) *App {
 	// redirect unclean paths and refuse CONNECT.
 	a := &App{cfg: cfg, handler: handler, plain: plain, log: cfg.Logger}
 	a.sessions.Limit = cfg.MaxConnections
-	a.sessions.HandshakeTimeout = cfg.HandshakeTimeout
 	a.sessions.Refuse = a.refuse
 	if c := cfg.ShutdownCode; c.Valid() {
 		a.sessions.ShutdownCode = c

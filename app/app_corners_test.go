@@ -258,17 +258,17 @@ func TestAppCornerShutdownConcurrentCalls(t *testing.T) {
 // routing.md, Connection limit: "A connection counts from its handshake".
 // A client that sends an upgrade request and then reads nothing holds its
 // place while the 101 waits on the socket (an upgrade beyond
-// MaxConnections gets the documented 503), and HandshakeTimeout gives the
-// place back and closes that connection.
-func TestAppCornerStalledHandshakeHoldsPlaceUntilHandshakeTimeout(t *testing.T) {
+// MaxConnections gets the documented 503), and the route's WriteTimeout,
+// which bounds the 101, gives the place back and closes that connection.
+func TestAppCornerStalledHandshakeHoldsPlaceUntilWriteTimeout(t *testing.T) {
 	const hsTimeout = 300 * time.Millisecond
 	pad := strings.Repeat("p", 4<<20) // a 101 too large for the socket buffers
-	r := router.New(router.WithConfig(wsconn.Config{Logger: quiet}))
+	r := router.New(router.WithConfig(wsconn.Config{Logger: quiet, WriteTimeout: hsTimeout}))
 	router.WS(r, "/big", func(*http.Request) (struct{}, router.Decision) {
 		return struct{}{}, router.Upgrade(http.Header{"X-Pad": {pad}})
 	}, echo)
 	router.WS(r, "/echo", nil, echo)
-	a := app.New(r, app.Config{Logger: quiet, NoSignals: true, MaxConnections: 1, HandshakeTimeout: hsTimeout})
+	a := app.New(r, app.Config{Logger: quiet, NoSignals: true, MaxConnections: 1})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +292,7 @@ func TestAppCornerStalledHandshakeHoldsPlaceUntilHandshakeTimeout(t *testing.T) 
 	}
 	advWaitConns(t, a, 0)
 	if el := time.Since(began); el > hsTimeout+2*time.Second {
-		t.Fatalf("the stalled handshake held its place %v, HandshakeTimeout is %v", el, hsTimeout)
+		t.Fatalf("the stalled handshake held its place %v, WriteTimeout is %v", el, hsTimeout)
 	}
 	// The stalled connection is closed: reading it ends (after what the
 	// server managed to send).

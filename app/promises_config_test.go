@@ -146,24 +146,25 @@ func TestPromiseConfigHeaderSizeDefault(t *testing.T) {
 	}
 }
 
-// HandshakeTimeout (10 s by default) also bounds the 101 of the closure
-// form's upgrades (app.Config.WebSocket), which set no timeout of their own.
-func TestPromiseConfigHandshakeTimeoutReachesClosureForm(t *testing.T) {
+// The closure form's route bounds its 101 with its WriteTimeout too (10 s
+// when zero or negative), as every ws route does.
+func TestPromiseConfigWriteTimeoutBoundsTheClosureForms101(t *testing.T) {
 	for _, tc := range []struct {
 		set, want time.Duration
 	}{
 		{0, 10 * time.Second},
+		{-1, 10 * time.Second},
 		{4 * time.Second, 4 * time.Second},
 	} {
-		closure := router.Everywhere[struct{}](nil, echo, router.WithConfig(wsconn.Config{Logger: quiet, WriteTimeout: -1}))
+		closure := router.Everywhere[struct{}](nil, echo, router.WithConfig(wsconn.Config{Logger: quiet, WriteTimeout: tc.set}))
 		ln := watch(t)
-		base, _ := serveApp(t, app.New(nil, app.Config{Logger: quiet, WebSocket: closure, HandshakeTimeout: tc.set}), ln)
+		base, _ := serveApp(t, app.New(nil, app.Config{Logger: quiet, WebSocket: closure}), ln)
 		c, _, err := gorilla.DefaultDialer.Dial(ws(base, "/anywhere"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if d := ln.next(t, true); !near(d, tc.want) {
-			t.Errorf("HandshakeTimeout %v: the 101 was written with %v, want %v", tc.set, d, tc.want)
+			t.Errorf("WriteTimeout %v: the 101 was written with %v, want %v", tc.set, d, tc.want)
 		}
 		c.Close()
 	}

@@ -144,9 +144,9 @@ func serveApp(t *testing.T, a *app.App, ln net.Listener) (base string, stop func
 func near(got, want time.Duration) bool { return got <= want && got > want-2*time.Second }
 
 // The defaults in configuration.md's app table are the App's:
-// ReadHeaderTimeout 10 s, IdleTimeout 120 s and HandshakeTimeout 10 s,
-// for zero and negative values; set values replace them, and a route's
-// router.WithHandshakeTimeout wins over HandshakeTimeout.
+// ReadHeaderTimeout 10 s and IdleTimeout 120 s, for zero and negative
+// values; set values replace them. The 101 is bounded by the route's
+// WriteTimeout: 10 s when it is zero or negative.
 func TestPromiseAppTimeoutDefaults(t *testing.T) {
 	for _, tc := range []struct {
 		name                            string
@@ -155,16 +155,15 @@ func TestPromiseAppTimeoutDefaults(t *testing.T) {
 		readHeader, idle, handshakeWant time.Duration
 	}{
 		{"zero", app.Config{}, nil, 10 * time.Second, 120 * time.Second, 10 * time.Second},
-		{"negative", app.Config{ReadHeaderTimeout: -1, IdleTimeout: -1, HandshakeTimeout: -1}, nil,
+		{"negative", app.Config{ReadHeaderTimeout: -1, IdleTimeout: -1}, nil,
 			10 * time.Second, 120 * time.Second, 10 * time.Second},
-		{"set", app.Config{ReadHeaderTimeout: 7 * time.Second, IdleTimeout: 30 * time.Second, HandshakeTimeout: 4 * time.Second}, nil,
+		{"set", app.Config{ReadHeaderTimeout: 7 * time.Second, IdleTimeout: 30 * time.Second},
+			[]router.Option{router.WithConfig(wsconn.Config{Logger: quiet, WriteTimeout: 4 * time.Second})},
 			7 * time.Second, 30 * time.Second, 4 * time.Second},
-		{"route's own", app.Config{HandshakeTimeout: 4 * time.Second}, []router.Option{router.WithHandshakeTimeout(6 * time.Second)},
-			10 * time.Second, 120 * time.Second, 6 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// No write timeout on connections: the only write deadline
-			// is the handshake's.
+			// is the handshake's, 10 s unless the route sets one.
 			r := router.New(router.WithConfig(wsconn.Config{Logger: quiet, WriteTimeout: -1}))
 			r.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 			router.WS(r, "/echo", nil, echo, tc.route...)

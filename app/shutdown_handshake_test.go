@@ -72,7 +72,7 @@ func (l *rvtLogs) attrs(msg string) (map[string]string, bool) {
 // rvtStuckRouter has a ws route whose 101 carries 16 MiB of header and an
 // echo route.
 func rvtStuckRouter(served chan<- struct{}) *router.Router {
-	rt := router.New(router.WithConfig(wsconn.Config{Logger: quiet}))
+	rt := router.New(router.WithConfig(wsconn.Config{Logger: quiet, WriteTimeout: time.Minute}))
 	router.WS(rt, "/big", func(*http.Request) (struct{}, router.Decision) {
 		return struct{}{}, router.Upgrade(rvtBigHeader())
 	}, func(context.Context, *wsconn.Inbound, *wsconn.Outbound, *wsconn.Session[struct{}]) error {
@@ -136,10 +136,9 @@ func TestAppServeForcesAStuckHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := app.New(rt, app.Config{
-		Logger:           slog.New(logs),
-		HandshakeTimeout: time.Minute,
-		ShutdownTimeout:  300 * time.Millisecond,
-		NoSignals:        true,
+		Logger:          slog.New(logs),
+		ShutdownTimeout: 300 * time.Millisecond,
+		NoSignals:       true,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -182,7 +181,7 @@ func TestAppServeForcesAStuckHandshake(t *testing.T) {
 func TestAppShutdownCountsOpenAndStuckOnce(t *testing.T) {
 	served := make(chan struct{}, 1)
 	rt := rvtStuckRouter(served)
-	a := app.New(rt, app.Config{Logger: quiet, HandshakeTimeout: time.Minute})
+	a := app.New(rt, app.Config{Logger: quiet})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +254,7 @@ func TestAppRunLateHijackIsForcedToo(t *testing.T) {
 	var once sync.Once
 	release := func() { once.Do(func() { close(gate) }) }
 	defer release()
-	rt := router.New(router.WithConfig(wsconn.Config{Logger: quiet}))
+	rt := router.New(router.WithConfig(wsconn.Config{Logger: quiet, WriteTimeout: time.Minute}))
 	rt.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			next.ServeHTTP(w, r)
@@ -277,7 +276,7 @@ func TestAppRunLateHijackIsForcedToo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := app.New(rt, app.Config{Logger: quiet, HandshakeTimeout: time.Minute,
+	a := app.New(rt, app.Config{Logger: quiet,
 		ShutdownTimeout: 300 * time.Millisecond, NoSignals: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

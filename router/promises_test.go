@@ -666,20 +666,19 @@ func serveOn(t *testing.T, r *router.Router, ln net.Listener) string {
 	return "http://" + ln.Addr().String()
 }
 
-// The 101 is written under a deadline: 10 s by default and for a zero or
-// negative WithHandshakeTimeout, the option's value otherwise. A client
-// that does not take the 101 within it loses the connection; its handler
-// never runs and it does not count.
-func TestPromiseHandshakeTimeoutBoundsThe101(t *testing.T) {
+// The 101 is written under a deadline, the route's WriteTimeout: 10 s by
+// default and for a negative one, its value otherwise. A client that does
+// not take the 101 within it loses the connection; its handler never runs
+// and it does not count.
+func TestPromiseWriteTimeoutBoundsThe101(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		opts []router.Option
 		want time.Duration
 	}{
 		{"default", nil, 10 * time.Second},
-		{"zero", []router.Option{router.WithHandshakeTimeout(0)}, 10 * time.Second},
-		{"negative", []router.Option{router.WithHandshakeTimeout(-time.Second)}, 10 * time.Second},
-		{"3s", []router.Option{router.WithHandshakeTimeout(3 * time.Second)}, 3 * time.Second},
+		{"negative", []router.Option{router.WithConfig(wsconn.Config{Logger: quiet.Logger, WriteTimeout: -time.Second})}, 10 * time.Second},
+		{"3s", []router.Option{router.WithConfig(wsconn.Config{Logger: quiet.Logger, WriteTimeout: 3 * time.Second})}, 3 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -687,9 +686,7 @@ func TestPromiseHandshakeTimeoutBoundsThe101(t *testing.T) {
 				t.Fatal(err)
 			}
 			sl := &stallingListener{Listener: ln, deadlines: make(chan time.Duration, 16)}
-			// No write timeout on the connection: the only write deadline
-			// is the handshake's.
-			r := router.New(router.WithConfig(wsconn.Config{Logger: quiet.Logger, WriteTimeout: -1}))
+			r := router.New(router.WithConfig(wsconn.Config{Logger: quiet.Logger}))
 			router.WS(r, "/ws", nil, echo[struct{}], tc.opts...)
 			base := serveOn(t, r, sl)
 			if _, _, err := dial(t, wsURL(base, "/ws"), nil); err != nil {
@@ -717,7 +714,7 @@ func TestPromiseHandshakeTimeoutBoundsThe101(t *testing.T) {
 		router.WS(r, "/ws", nil, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
 			ran.Store(true)
 			return nil
-		}, router.WithHandshakeTimeout(100*time.Millisecond))
+		}, router.WithConfig(wsconn.Config{Logger: quiet.Logger, WriteTimeout: 100 * time.Millisecond}))
 		base := serveOn(t, r, sl)
 		d := gorilla.Dialer{HandshakeTimeout: 10 * time.Second}
 		_, resp, err := d.Dial(wsURL(base, "/ws"), nil)

@@ -152,7 +152,7 @@ func TestShutdownClosesAHandshakeHijackedAfterTheForcedClose(t *testing.T) {
 	decided := make(chan struct{}, 1)
 	gate := make(chan struct{})
 	served := make(chan struct{}, 1)
-	rt := router.New(router.WithHandshakeTimeout(time.Minute), router.WithConfig(quiet))
+	rt := router.New(router.WithConfig(wsconn.Config{Logger: quiet.Logger, WriteTimeout: time.Minute}))
 	rt.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			next.ServeHTTP(w, r)
@@ -254,7 +254,7 @@ func TestShutdownCountsAHandshakeFinishingAtTheDeadlineOnce(t *testing.T) {
 // opens the gate at open after the shutdown began, and checks the report.
 func rvtDeadlineRound(t *testing.T, round int, deadline, open time.Duration) (time.Duration, router.ShutdownReport) {
 	t.Helper()
-	rt := router.New(router.WithHandshakeTimeout(time.Minute), router.WithConfig(quiet))
+	rt := router.New(router.WithConfig(wsconn.Config{Logger: quiet.Logger, WriteTimeout: time.Minute}))
 	router.WS(rt, "/ws", func(*http.Request) (struct{}, router.Decision) {
 		return struct{}{}, router.Upgrade(rvtMidHeader())
 	}, func(ctx context.Context, in *wsconn.Inbound, out *wsconn.Outbound, s *wsconn.Session[struct{}]) error {
@@ -386,7 +386,7 @@ func TestShutdownWrappedWritersStillUpgrade(t *testing.T) {
 		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rt := router.New(router.WithHandshakeTimeout(time.Minute), router.WithConfig(quiet))
+			rt := router.New(router.WithConfig(wsconn.Config{Logger: quiet.Logger, WriteTimeout: time.Minute}))
 			router.WS(rt, "/echo", nil, echo[struct{}])
 			router.WS(rt, "/big", func(*http.Request) (struct{}, router.Decision) {
 				return struct{}{}, router.Upgrade(rvtBigHeader())
@@ -447,7 +447,7 @@ func TestShutdownWrappedWritersStillUpgrade(t *testing.T) {
 // upgrades, counts, answers the 1001 and is counted graceful, and the
 // place goes back.
 func TestShutdownHTTP2Unaffected(t *testing.T) {
-	rt := router.New(router.WithConfig(quiet), router.WithHandshakeTimeout(time.Minute))
+	rt := router.New(router.WithConfig(wsconn.Config{Logger: quiet.Logger, WriteTimeout: time.Minute}))
 	router.WS(rt, "/echo", func(*http.Request) (struct{}, router.Decision) {
 		return struct{}{}, router.Upgrade(http.Header{"X-Decided": {"yes"}})
 	}, echo[struct{}])

@@ -23,7 +23,7 @@ func TestShutdownDeadlineClosesAStuckHandshake(t *testing.T) {
 	for i := range 256 { // 16 MiB of header values
 		header.Add("X-Filler", big+string(rune('a'+i%26)))
 	}
-	rt := router.New(router.WithHandshakeTimeout(time.Minute))
+	rt := router.New(router.WithConfig(wsconn.Config{WriteTimeout: time.Minute}))
 	served := make(chan struct{}, 1)
 	router.WS(rt, "/ws", func(*http.Request) (struct{}, router.Decision) {
 		return struct{}{}, router.Upgrade(header)

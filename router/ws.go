@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/colibri-ws/colibri/frames"
 	"github.com/colibri-ws/colibri/handshake"
@@ -305,8 +304,7 @@ func putBack(h, before http.Header) {
 // the connection was handed over), and the handshake's error when it
 // failed after the decision.
 func (rt *wsRoute[T]) start(w http.ResponseWriter, r *http.Request, place context.Context, value T, header http.Header) (int, error) {
-	g := group.From(place)
-	opts := rt.acceptOptions(w, g)
+	opts := rt.acceptOptions(w)
 	if len(header) > 0 {
 		// The decision's headers go to the 101 (or 200) alone, added to
 		// what middleware set on the response, which an error answer
@@ -403,12 +401,11 @@ func (w *hijackWatch) release() {
 type Option func(*wsOptions)
 
 type wsOptions struct {
-	subprotocols     []string
-	origins          []string
-	anyOrigin        bool
-	config           wsconn.Config
-	handshakeTimeout time.Duration
-	observer         wsconn.Observer
+	subprotocols []string
+	origins      []string
+	anyOrigin    bool
+	config       wsconn.Config
+	observer     wsconn.Observer
 }
 
 // WithSubprotocols lists the subprotocols the route speaks; the client's
@@ -444,11 +441,6 @@ func WithConfig(cfg wsconn.Config) Option {
 	return func(o *wsOptions) { o.config = cfg }
 }
 
-// WithHandshakeTimeout bounds writing the 101 response. Default 10 s.
-func WithHandshakeTimeout(d time.Duration) Option {
-	return func(o *wsOptions) { o.handshakeTimeout = d }
-}
-
 // Everywhere returns a registration of one shouldUpgrade and handler for
 // every upgrade request, whatever its path, even one ServeMux would not
 // take as it is ("/a//b"): the closure form for applications without ws
@@ -465,17 +457,14 @@ func Everywhere[T any](shouldUpgrade ShouldUpgrade[T], handler wsconn.Handler[T]
 }
 
 // acceptOptions are the handshake options of the route; the 101 (or 200)
-// is bounded by the route's handshake timeout, else the group's.
-func (rt *wsRoute[T]) acceptOptions(w http.ResponseWriter, g *group.Group) handshake.AcceptOptions {
-	timeout := rt.opts.handshakeTimeout
-	if timeout <= 0 {
-		timeout = g.HandshakeTimeout
-	}
+// is its first write, bounded by its WriteTimeout (10 s when that is zero
+// or negative: a hijacked connection is never left to wait unbounded).
+func (rt *wsRoute[T]) acceptOptions(w http.ResponseWriter) handshake.AcceptOptions {
 	return handshake.AcceptOptions{
 		Subprotocols:    rt.opts.subprotocols,
 		SkipOriginCheck: true, // checked in ServeHTTP, where the answer can be an HTTP error
 		Header:          w.Header(),
-		Timeout:         timeout,
+		Timeout:         rt.cfg.WriteTimeout,
 		Compression:     rt.cfg.Compression,
 	}
 }

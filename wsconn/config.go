@@ -64,7 +64,8 @@ type Config struct {
 	// WriteTimeout bounds each write to the socket. A peer that stops
 	// reading is disconnected once a write has waited 0.9 to 1 times this
 	// long (the deadline moves once per tenth of it, not at every write).
-	// Default 10 s; negative: no timeout.
+	// A router's ws route bounds writing the 101 (or 200) with it too,
+	// with 10 s when it is negative. Default 10 s; negative: no timeout.
 	WriteTimeout time.Duration
 
 	// CloseTimeout is how long the closing handshake waits for the peer's

@@ -47,9 +47,6 @@ type Group struct {
 	// Limit caps the connections held at once; zero means no cap. Set it
 	// before use.
 	Limit int
-	// HandshakeTimeout bounds the handshake response of connections whose
-	// route sets no timeout of its own; zero means the default.
-	HandshakeTimeout time.Duration
 	// ShutdownCode is the close code Shutdown sends; zero means 1001
 	// Going Away.
 	ShutdownCode frames.CloseCode
