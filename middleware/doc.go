@@ -72,6 +72,8 @@
 // Middleware of your own that needs the status a handler answered can
 // wrap the ResponseWriter with an Unwrap method, so that
 // [http.ResponseController] still reaches Flush, Hijack and deadlines
-// underneath; colibri's router needs none of that, since it hijacks only
-// after the middleware chain has returned.
+// underneath. In a router's own middleware (Use) colibri needs none of
+// that, since it hijacks the original writer after the chain has
+// returned; a wrapper in front of the router must let it hijack (or
+// flush, over HTTP/2), or upgrades fail with 500.
 package middleware

@@ -24,8 +24,11 @@ import (
 //     or 101 when a ws route accepted an upgrade (200 on HTTP/2, RFC 8441).
 //     It is 0 when the handler hijacked the connection itself, or panicked
 //     before writing, since Log cannot know what the client got then.
-//   - duration: time spent in the rest of the chain. For an accepted upgrade
-//     this ends at the decision: the session that follows is not counted.
+//   - duration: time spent in the rest of the chain. For an upgrade a ws
+//     route accepted, this ends at the decision when Log runs in the
+//     router's middleware; in front of the router it ends after the 101
+//     over HTTP/1.1, and with the WebSocket over HTTP/2, whose stream the
+//     router serves inside ServeHTTP (the line is written then too).
 //   - bytes: body bytes written.
 //   - remote: r.RemoteAddr.
 //   - request_id: when RequestID ran, on either side of Log.
@@ -35,7 +38,9 @@ import (
 //     written and the response header holds "Upgrade: websocket", which is
 //     how a ws route records its decision (or when the handler wrote 101
 //     itself, or a 2xx to an HTTP/2 extended CONNECT, which opens the
-//     stream as a WebSocket); "hijacked" when the handler hijacked the connection itself;
+//     stream as a WebSocket, or when a colibri router behind Log hijacked
+//     and answered 101, leaving that header); "hijacked" when the handler
+//     hijacked the connection itself;
 //     "refused" for any other answer.
 //   - panic: true when a later handler panicked. Log lets the panic go on,
 //     to Recover or net/http, and logs what was recorded up to then.

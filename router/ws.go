@@ -362,7 +362,7 @@ func routerField(k string) bool {
 
 // hijackWatch lets a forced shutdown reach a handshake that is still
 // writing its 101 (to a client that does not read, a large response can
-// wait on the socket for the whole handshake timeout): once Accept has
+// wait on the socket for the route's whole WriteTimeout): once Accept has
 // hijacked the connection, the connection is a member of the place's
 // group that CloseNow closes, until it has joined as a WebSocket.
 type hijackWatch struct {

@@ -33,7 +33,9 @@ import (
 // background task reads instead. It answers PINGs, sees PONGs, and takes
 // the peer's CLOSE, which cancels the handler's context at once; the data
 // frames it meets it keeps for the loop, up to 64 KiB of them (ReadAhead),
-// and a running loop yields them, in order, even after the CLOSE.
+// and a running loop yields them, in order, even after the CLOSE or a
+// frame header that broke the protocol (which fails the connection at
+// once).
 // Beyond that bound it stops reading, and the peer feels TCP backpressure
 // until the loop catches up; control frames behind the kept data then
 // wait too.
@@ -42,7 +44,8 @@ type Inbound struct {
 	errMu sync.Mutex
 	err   error
 	// unfinished is the message a Readers loop body was reading when it
-	// panicked: the next loop discards its rest before it reads on.
+	// panicked or broke out: the next loop discards its rest before it
+	// reads on.
 	unfinished *messageReader
 }
 
@@ -465,10 +468,11 @@ func (c *Conn) beginData(h frames.Header) error {
 }
 
 // stopped reports whether a loop must end because the handler's context
-// ended. After the peer's CLOSE a loop first reads the data frames the
-// peer sent before it, which the background reader kept in the read
-// buffer: whether the CLOSE was met by the loop or by the background
-// reader, the loop sees every message that came before it.
+// ended. After the peer's CLOSE (or a bad frame header the background
+// reader met) a loop first reads the data frames the peer sent before
+// it, which the background reader kept in the read buffer: whether the
+// CLOSE was met by the loop or by the background reader, the loop sees
+// every message that came before it.
 func (c *Conn) stopped() bool {
 	return c.ctx.Err() != nil && !c.keptBeforeClose()
 }
