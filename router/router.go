@@ -1,10 +1,12 @@
 package router
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"reflect"
 	"slices"
@@ -41,7 +43,9 @@ type root struct {
 	inner      http.ServeMux // the same routes without their group's middleware (see wsRoute.decline)
 	ws         http.ServeMux // ws routes, path patterns without method
 	everywhere http.Handler  // the route Everywhere registers, outside ws: it takes any path
+	mounts     http.ServeMux // the HTTP routes that are Routers themselves
 	hasWS      bool
+	nests      bool // a Router is mounted as an HTTP route
 	sessions   group.Group
 
 	mu      sync.Mutex
@@ -100,6 +104,12 @@ func (r *Router) Handle(pattern string, h http.Handler) {
 	r.routed = true
 	r.root.mux.Handle(pattern, &httpRoute{Handler: chain(r.mws, h), group: r})
 	r.root.inner.Handle(pattern, h)
+	if _, ok := h.(*Router); ok {
+		// Its WebSockets are handed off past this router's middleware too,
+		// and its HTTP/2 ones reach it (see dispatch).
+		r.root.mounts.Handle(pattern, h)
+		r.root.nests = true
+	}
 }
 
 // httpRoute is an HTTP route's handler wrapped in its group's middleware,
@@ -162,18 +172,26 @@ func (r *Router) Connections() int { return r.root.sessions.Len() }
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rt := r.root
 	h := rt.chain()
-	if !rt.hasWS || !handshake.IsUpgradeRequest(req) {
+	if !rt.hasWS && !rt.nests || !handshake.IsUpgradeRequest(req) {
 		h.ServeHTTP(w, req)
 		return
 	}
 	began := r.upgradeBegins()
 	obs := r.opts.upgradeObserver()
-	if outer, _ := req.Context().Value(pendingKey{}).(*pending); outer != nil && sameObserver(outer.observer, obs) {
-		// A router serving this one, with the same Observer: the
-		// innermost router reports, once.
-		outer.reported = true
+	// The WebSocket is served on the outermost router's writer and the
+	// request's own body (over HTTP/2 its inbound stream), past the
+	// middleware of every router on the way, as the two-phase hand-off
+	// promises: a body limit in middleware must not cut it.
+	p := &pending{observer: obs, w: w, body: req.Body}
+	outer, _ := req.Context().Value(pendingKey{}).(*pending)
+	if outer != nil {
+		p.w, p.body = outer.w, outer.body
+		if sameObserver(outer.observer, obs) {
+			// A router serving this one, with the same Observer: the
+			// innermost router reports, once.
+			outer.reported = true
+		}
 	}
-	p := &pending{observer: obs}
 	rec := &recorder{ResponseWriter: w, p: p}
 	var reported bool
 	defer func() {
@@ -185,7 +203,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			group.Leave(p.place)
 		}
 		if v := recover(); v != nil {
-			if !reported && !p.reported {
+			if !reported && !p.reported && rt.hasWS {
 				status := http.StatusInternalServerError
 				if rec.flushed {
 					status = rec.statusSent() // it went out before the panic
@@ -198,10 +216,36 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	req = req.WithContext(context.WithValue(req.Context(), pendingKey{}, p))
 	h.ServeHTTP(rec, req)
 	reported = true // from here on, by the paths below
+	// The connection's context holds p: it keeps neither the writer nor
+	// the body (routers this one serves have used them by now).
+	ow, body := p.w, p.body
+	p.w, p.body = nil, nil
 	if p.start == nil {
-		if !p.reported {
-			r.upgradeEnded(req, began, rec.statusSent(), nil)
+		if !p.reported && rt.hasWS {
+			status := rec.statusSent()
+			if rec.hijacked {
+				// Another WebSocket library took the connection; its
+				// answer went out past the recorder.
+				status = http.StatusSwitchingProtocols
+			}
+			r.upgradeEnded(req, began, status, nil)
 		}
+		if serve := p.serve; serve != nil {
+			// A router this one serves accepted an HTTP/2 WebSocket:
+			// its stream is served once this router's middleware has
+			// returned, by the outermost router.
+			p.serve = nil
+			if outer != nil {
+				outer.serve = serve
+			} else {
+				defer serve()
+			}
+		}
+		return
+	}
+	if rec.hijacked {
+		// Middleware took the connection after the route decided.
+		r.upgradeEnded(req, began, http.StatusSwitchingProtocols, nil)
 		return
 	}
 	if rec.wrote {
@@ -217,23 +261,26 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// The Upgrade and Connection the decision set were for middleware to
 	// see; the handshake writes its own, and an error it answers must
 	// not carry them.
-	putBack(w.Header(), p.before)
+	putBack(ow.Header(), p.before)
 	p.start, p.logger, p.place, p.before, p.header = nil, nil, nil, nil, nil
-	// The request's own body: over HTTP/2 it is the WebSocket's inbound
-	// stream, which a body limit in middleware must not cut.
-	status, err := start(w, req.Body, place, header)
+	status, err := start(ow, body, place, header)
 	if status == http.StatusSwitchingProtocols {
 		// The 101 went out on the hijacked connection, past the header
 		// map: put its Upgrade there for middleware in front of the
 		// router (middleware.Log) to tell an accepted WebSocket from
 		// another hijack. net/http no longer reads the map.
-		w.Header()["Upgrade"] = []string{"websocket"}
+		ow.Header()["Upgrade"] = []string{"websocket"}
 	}
 	if serve := p.serve; serve != nil {
-		// An HTTP/2 stream is served here, once reported: net/http ends
-		// the stream when ServeHTTP returns.
+		// An HTTP/2 stream is served once reported, by the outermost
+		// router, after its middleware returned: net/http ends the
+		// stream when that ServeHTTP returns.
 		p.serve = nil
-		defer serve()
+		if outer != nil {
+			outer.serve = serve
+		} else {
+			defer serve()
+		}
 	}
 	r.upgradeEnded(req, began, status, err)
 }
@@ -271,9 +318,10 @@ func (rt *root) dispatch(w http.ResponseWriter, req *http.Request) {
 				return
 			}
 			// Declined, for an HTTP route of another group (see decline).
-		} else if handshake.IsExtendedConnect(req) {
+		} else if _, mount := rt.mounts.Handler(req); mount == "" && handshake.IsExtendedConnect(req) {
 			// A 2xx answer to an extended CONNECT would open the stream
-			// as a WebSocket, so HTTP routes never answer one.
+			// as a WebSocket, so HTTP routes never answer one, except a
+			// Router mounted here, which has ws routes of its own.
 			http.Error(w, "no WebSocket endpoint at this path", http.StatusNotFound)
 			return
 		}
@@ -350,9 +398,11 @@ func chain(mws []func(http.Handler) http.Handler, h http.Handler) http.Handler {
 // out to Router.ServeHTTP.
 type pending struct {
 	start    func(w http.ResponseWriter, body io.ReadCloser, place context.Context, header http.Header) (status int, err error)
-	serve    func()          // set by start for an HTTP/2 stream (see startStream)
-	place    context.Context // the connection's place in its group, claimed with the decision
-	reported bool            // the group's owner, or a router this one serves, reported it
+	serve    func()              // set by start for an HTTP/2 stream (see startStream)
+	w        http.ResponseWriter // the outermost router's writer, which the handshake uses
+	body     io.ReadCloser       // the request's own body, the HTTP/2 stream's inbound side
+	place    context.Context     // the connection's place in its group, claimed with the decision
+	reported bool                // the group's owner, or a router this one serves, reported it
 	declined bool
 	observer wsconn.Observer // the router's, for a router it serves (see ServeHTTP)
 	logger   *slog.Logger
@@ -369,10 +419,11 @@ type pendingKey struct{}
 // decision set. It unwraps for http.ResponseController.
 type recorder struct {
 	http.ResponseWriter
-	p       *pending
-	wrote   bool
-	flushed bool // the response went out (Flush)
-	status  int  // the final status written, 0 before
+	p        *pending
+	wrote    bool
+	flushed  bool // the response went out (Flush)
+	hijacked bool // an HTTP route took the connection (another WebSocket library)
+	status   int  // the final status written, 0 before
 }
 
 // writes notes that a response begins.
@@ -406,6 +457,17 @@ func (r *recorder) Flush() {
 		f.Flush()
 		r.flushed = true
 	}
+}
+
+// Hijack lets an HTTP route take an upgrade request's connection itself,
+// as code that asserts http.Hijacker does (another WebSocket library):
+// the router then upgrades nothing, and reports the upgrade accepted.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err == nil {
+		r.wrote, r.hijacked = true, true
+	}
+	return c, rw, err
 }
 
 // Unwrap returns the underlying ResponseWriter.

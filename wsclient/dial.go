@@ -47,9 +47,9 @@ type Options struct {
 	// Subprotocols are offered to the server in order of preference
 	// (Sec-WebSocket-Protocol, RFC 6455 §1.9). The server's choice is
 	// Upgraded.Subprotocol and Session.Subprotocol; an answer naming one
-	// that was not offered fails the handshake. Each must be a token
-	// (RFC 6455 §4.1): Dial refuses any other before dialing. Default
-	// none.
+	// that was not offered fails the handshake. Each must be a token,
+	// offered once (RFC 6455 §4.1): Dial refuses others before dialing.
+	// Default none.
 	Subprotocols []string
 
 	// Extensions are offered to the server in Sec-WebSocket-Extensions
@@ -208,10 +208,14 @@ func newRequest(rawURL string, o *Options) (req *http.Request, target string, se
 	h.Set("Sec-WebSocket-Version", "13")
 	h.Del("Sec-WebSocket-Protocol")
 	if len(o.Subprotocols) > 0 {
-		for _, p := range o.Subprotocols {
+		for i, p := range o.Subprotocols {
+			// RFC 6455 §4.1: each a token ("a, b" would offer two), none
+			// repeated.
 			if !token.Valid(p) {
-				// RFC 6455 §4.1: each is a token; "a, b" would offer two.
 				return nil, "", false, fmt.Errorf("wsclient: subprotocol %q is not a token", p)
+			}
+			if slices.Contains(o.Subprotocols[:i], p) {
+				return nil, "", false, fmt.Errorf("wsclient: subprotocol %q offered twice", p)
 			}
 		}
 		h.Set("Sec-WebSocket-Protocol", strings.Join(o.Subprotocols, ", "))

@@ -58,6 +58,10 @@ func formatOffers(exts []wsconn.Extension) (string, error) {
 			if p.Value != "" && !token.Valid(p.Value) {
 				return "", fmt.Errorf("wsclient: extension %s: parameter %s: value %q is not a token", e.Name, p.Name, p.Value)
 			}
+			// A window the client would have to keep to (RFC 7692 §7.1.2).
+			if e.Name == deflateName && p.Name == "client_max_window_bits" && p.Value != "" && !windowBits(p.Value) {
+				return "", fmt.Errorf("wsclient: permessage-deflate: client_max_window_bits=%s is not 8 to 15", p.Value)
+			}
 		}
 		if i > 0 {
 			b.WriteString(", ")

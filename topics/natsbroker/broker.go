@@ -359,6 +359,12 @@ const (
 var bufPool = sync.Pool{New: func() any { return new([]byte) }}
 
 func (l *link) Publish(ctx context.Context, p topics.Publication) error {
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return errClosed
+	}
 	err := l.send(p)
 	l.toSiblings(ctx, p)
 	return err
