@@ -52,6 +52,9 @@ func (c *Conn) background() {
 // readAhead reads until a loop or the closing handshake wants the socket,
 // the data kept reaches ReadAhead, or reading ends.
 func (c *Conn) readAhead() {
+	if c.remaining+maxControlFrame > ReadAhead && !c.discardAbandoned() {
+		return
+	}
 	// off is where the next unread frame header starts in the read
 	// buffer: after the rest of the frame a loop is reading, and after
 	// the data frames kept so far.
@@ -79,11 +82,7 @@ func (c *Conn) readAhead() {
 			// the data before it stays for a running loop to yield, as
 			// data kept before the peer's CLOSE does.
 			if !c.judgeKept(off) {
-				c.rd.truncate(int(off))
-				c.mu.Lock()
-				c.st.cutAtViolation = true
-				c.mu.Unlock()
-				_ = c.violation(err)
+				c.cutAt(int(off), err)
 			}
 			return
 		} else {
@@ -111,6 +110,37 @@ func (c *Conn) readAhead() {
 		}
 		off = end
 	}
+}
+
+// discardAbandoned reads the rest of a frame that a Readers body left when
+// it broke out, too long to keep, through the assembler as the next loop
+// would (its UTF-8 is checked), so that the background reader waits on the
+// socket, where keep-alive and the idle timeout see the peer. It reports
+// whether reading ahead may go on. The rest of a compressed message is
+// left to the next loop, which inflates it.
+func (c *Conn) discardAbandoned() bool {
+	r := c.in.unfinished
+	c.mu.Lock()
+	looping := c.st.looping
+	c.mu.Unlock()
+	if r == nil || r.ir != nil || looping {
+		return false
+	}
+	var scratch [512]byte
+	for c.remaining > 0 {
+		if c.ctx.Err() != nil {
+			return false
+		}
+		n, err := c.readPayload(scratch[:min(c.remaining, int64(len(scratch)))])
+		if err == nil {
+			err = c.checkAssembly(c.asm.Chunk(scratch[:n]))
+		}
+		if err != nil {
+			_ = c.violation(err) // a violation fails the connection; any other error is the transport's
+			return false
+		}
+	}
+	return true
 }
 
 // maxControlFrame is the largest control frame on the wire.
@@ -165,10 +195,10 @@ func (c *Conn) judgeKept(end int64) bool {
 			a.Limit, maxFrame = compressedLimit(limit), compressedLimit(frameCap)
 		}
 		if maxFrame > 0 && h.Length > maxFrame {
-			return c.judged(messages.ErrTooLarge)
+			return c.judged(off, messages.ErrTooLarge)
 		}
 		if err := a.Begin(h.Op, h.Fin, h.Length); err != nil {
-			return c.judged(err)
+			return c.judged(off, err)
 		}
 		p, err := c.rd.peekAt(off+len(hb), int(h.Length))
 		if err != nil {
@@ -180,22 +210,34 @@ func (c *Conn) judgeKept(end int64) bool {
 			frames.Mask(q, h.Mask, 0)
 		}
 		if err := a.Chunk(q); err != nil {
-			return c.judged(err)
+			return c.judged(off, err)
 		}
 		if _, _, err := a.End(); err != nil {
-			return c.judged(err)
+			return c.judged(off, err)
 		}
 		off += len(hb) + int(h.Length)
 	}
 	return false
 }
 
-// judged fails the connection for err when it is a violation, and
-// reports whether it was; any other error means judgeKept could not tell.
-func (c *Conn) judged(err error) bool {
+// judged fails the connection for err, found in the kept frame at off,
+// when it is a violation, and reports whether it was; any other error
+// means judgeKept could not tell.
+func (c *Conn) judged(off int, err error) bool {
 	if _, ok := errors.AsType[*frames.Violation](err); !ok {
 		return false
 	}
-	_ = c.violation(err)
+	c.cutAt(off, err)
 	return true
+}
+
+// cutAt fails the connection for the violation err, found at off in the
+// read buffer, and drops the buffer from there: a running loop still
+// yields the data kept before it (see keptBeforeClose).
+func (c *Conn) cutAt(off int, err error) {
+	c.rd.truncate(off)
+	c.mu.Lock()
+	c.st.cutAtViolation = true
+	c.mu.Unlock()
+	_ = c.violation(err)
 }

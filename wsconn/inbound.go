@@ -300,6 +300,28 @@ func (r *messageReader) Read(p []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	n, err := r.src.Read(p)
+	// Progress again once the read is over, and a tick to look: a
+	// background reader started while this read held the socket found it
+	// taken, and the timer starts another only for a body that moved
+	// since.
+	c.bodySeq.Add(1)
+	if c.inBody.Load() {
+		c.timer.watchBody(c)
+	}
+	if errors.Is(err, errInterrupted) {
+		// The body ended, or the connection is closing, while this
+		// read waited on the socket (another goroutine's): it fails,
+		// and the message's rest is left to whoever reads next.
+		if e := c.loopErr(err); e != nil && !r.over.Load() {
+			// The connection is closing: that ends the message.
+			r.frames.err, r.ended = e, true
+			if r.ir != nil {
+				r.ir.err = e
+			}
+			return n, e
+		}
+		return n, ErrClosed
+	}
 	if err != nil {
 		r.ended = true
 	}
@@ -311,6 +333,15 @@ func (r *messageReader) Read(p []byte) (int, error) {
 func (r *messageReader) finish() error {
 	r.over.Store(true)
 	_, err := io.Copy(io.Discard, r.src)
+	if r.ir != nil && errors.Is(err, errInterrupted) {
+		// Its inflater was cut off mid-read by another goroutine's
+		// interrupted Read: the rest goes raw, unchecked. The peer's
+		// compression context is lost with it.
+		if _, err = io.Copy(io.Discard, &r.frames); err == nil && !r.c.deflate.params.peerNoTakeover {
+			err = &CloseError{Code: frames.CloseInternalError, Reason: "compressed message abandoned mid-read", byColibri: true}
+			r.c.fail(err.(*CloseError))
+		}
+	}
 	if r.ir != nil {
 		r.ir.close()
 	}

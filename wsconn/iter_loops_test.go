@@ -320,8 +320,9 @@ func TestReadersFinishesWhatFramesLeftHalfRead(t *testing.T) {
 }
 
 // Two loops started at the same instant from two goroutines: exactly one
-// ranges and sees every message, the other ends at once with
-// ErrBusyReading, whichever iterators they use.
+// ranges and sees every message, the other ends at once, yielding nothing
+// (with ErrBusyReading, unless the other's start reset the connection's
+// Err first), whichever iterators they use.
 func TestTwoLoopsStartedTogether(t *testing.T) {
 	for _, pair := range [][2]string{{"Messages", "Messages"}, {"Frames", "Readers"}, {"Readers", "Messages"}} {
 		t.Run(pair[0]+"+"+pair[1], func(t *testing.T) {
@@ -367,9 +368,12 @@ func TestTwoLoopsStartedTogether(t *testing.T) {
 				return nil
 			})
 			c := dialRaw(t, url)
+			// in.Err is the connection's: the ranging loop's start may reset
+			// it before the other reads its ErrBusyReading, so only what
+			// the refused loop yielded tells.
 			r1 := waitFor(t, results, "the first loop to end")
-			if !errors.Is(r1.err, wsconn.ErrBusyReading) || len(r1.got) != 0 {
-				t.Fatalf("the loop that ended first yielded %q and saw %v; want nothing and ErrBusyReading", r1.got, r1.err)
+			if len(r1.got) != 0 {
+				t.Fatalf("the loop that ended first yielded %q (Err %v); want nothing", r1.got, r1.err)
 			}
 			for _, m := range []string{"a", "b", "c"} {
 				c.frame(frames.OpText, true, []byte(m))

@@ -323,10 +323,11 @@ func (c *Conn) readCompressed(buf *[]byte, h frames.Header, limit int64) (*[]byt
 // frameReader reads the payload of the message being read, across its
 // frames, checking sequencing and (unless raw) UTF-8 with the assembler.
 type frameReader struct {
-	c    *Conn
-	raw  bool // compressed bytes: counted, not checked as UTF-8
-	done bool
-	err  error
+	c       *Conn
+	raw     bool // compressed bytes: counted, not checked as UTF-8
+	done    bool
+	between bool // a frame ended and the next is not begun: a read was interrupted there
+	err     error
 }
 
 func (r *frameReader) Read(p []byte) (int, error) {
@@ -336,33 +337,47 @@ func (r *frameReader) Read(p []byte) (int, error) {
 	if r.done {
 		return 0, io.EOF
 	}
+	// An interrupted read (errInterrupted: the loop or the closing
+	// handshake took the socket back while another goroutine read) is
+	// not the reader's end: it leaves the frame state as it was, and a
+	// later read, the next loop discarding the rest, goes on from there.
 	c := r.c
 	for c.remaining == 0 {
-		if _, done, err := c.asm.End(); err != nil || done {
-			if r.err = c.checkAssembly(err); r.err != nil {
-				return 0, r.err
+		if !r.between {
+			if _, done, err := c.asm.End(); err != nil || done {
+				if r.err = c.checkAssembly(err); r.err != nil {
+					return 0, r.err
+				}
+				r.done = true
+				return 0, io.EOF
 			}
-			r.done = true
-			return 0, io.EOF
+			r.between = true
 		}
 		if _, err := c.nextFrame(0); err != nil {
+			if err == errInterrupted {
+				return 0, err
+			}
 			r.err = r.fail(err)
 			return 0, r.err
 		}
+		r.between = false
 	}
 	if len(p) == 0 {
 		return 0, nil
 	}
 	n, err := c.readPayload(p)
-	if err == nil {
-		if r.raw {
-			skip := c.asm.SkipUTF8
-			c.asm.SkipUTF8 = true
-			err = c.checkAssembly(c.asm.Chunk(p[:n]))
-			c.asm.SkipUTF8 = skip
-		} else {
-			err = c.checkAssembly(c.asm.Chunk(p[:n]))
+	if n > 0 {
+		skip := c.asm.SkipUTF8
+		c.asm.SkipUTF8 = skip || r.raw
+		cerr := c.checkAssembly(c.asm.Chunk(p[:n]))
+		c.asm.SkipUTF8 = skip
+		if cerr != nil {
+			r.err = r.fail(cerr)
+			return n, r.err
 		}
+	}
+	if err == errInterrupted {
+		return n, err
 	}
 	if err != nil {
 		r.err = r.fail(err)
@@ -429,6 +444,10 @@ func (r *inflatingReader) Read(p []byte) (int, error) {
 			return n, err
 		}
 		r.err = io.EOF
+	case errors.Is(err, errInterrupted):
+		// The inflater cannot resume after its source failed: the rest
+		// of the message is discarded raw (see messageReader.finish).
+		r.err = errInterrupted
 	case err != nil && r.src.err != nil:
 		r.err = r.src.err
 	case err != nil:
