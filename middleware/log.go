@@ -39,7 +39,7 @@ import (
 //     how a ws route records its decision (or when the handler wrote 101
 //     itself, or a 2xx to an HTTP/2 extended CONNECT, which opens the
 //     stream as a WebSocket, or when a colibri router behind Log hijacked
-//     and answered 101, leaving that header); "hijacked" when the handler
+//     and answered 101, which it tells Log); "hijacked" when the handler
 //     hijacked the connection itself;
 //     "refused" for any other answer.
 //   - panic: true when a later handler panicked. Log lets the panic go on,
@@ -78,9 +78,9 @@ func logRequest(logger *slog.Logger, rec *recorder, r *http.Request, d time.Dura
 	asked := isUpgradeRequest(r)
 	upgrade := ""
 	switch {
-	case rec.Hijacked() && asked && upgradeAccepted(rec.Header()):
+	case asked && rec.accepted:
 		// A colibri router behind this middleware accepted it: it
-		// hijacks, writes the 101 and says so in the header map.
+		// hijacks, writes the 101 and says so (WebSocketAccepted).
 		status, upgrade = http.StatusSwitchingProtocols, "accepted"
 	case rec.Hijacked():
 		if asked {

@@ -31,6 +31,7 @@ type recorder struct {
 	bytes       int64
 	wroteHeader bool
 	hijacked    bool
+	accepted    bool // a colibri router behind it hijacked and answered 101
 }
 
 // newRecorder returns a recorder that writes through to w.
@@ -129,6 +130,10 @@ func (r *recorder) WroteHeader() bool { return r.wroteHeader }
 
 // Hijacked reports whether Hijack succeeded.
 func (r *recorder) Hijacked() bool { return r.hijacked }
+
+// WebSocketAccepted is how a colibri router behind the recorder tells it
+// that its hijack answered 101 (logctx.Accepted).
+func (r *recorder) WebSocketAccepted() { r.accepted = true }
 
 func (r *recorder) implicitHeader() {
 	if !r.wroteHeader && !r.hijacked {

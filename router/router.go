@@ -16,6 +16,7 @@ import (
 
 	"github.com/colibri-ws/colibri/handshake"
 	"github.com/colibri-ws/colibri/internal/group"
+	"github.com/colibri-ws/colibri/internal/logctx"
 	"github.com/colibri-ws/colibri/wsconn"
 )
 
@@ -185,7 +186,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	p := &pending{observer: obs, w: w, body: req.Body}
 	outer, _ := req.Context().Value(pendingKey{}).(*pending)
 	if outer != nil {
-		p.w, p.body = outer.w, outer.body
+		p.w, p.body, p.nested = outer.w, outer.body, true
 		if sameObserver(outer.observer, obs) {
 			// A router serving this one, with the same Observer: the
 			// innermost router reports, once.
@@ -265,11 +266,11 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	p.start, p.logger, p.place, p.before, p.header = nil, nil, nil, nil, nil
 	status, err := start(ow, body, place, header)
 	if status == http.StatusSwitchingProtocols {
-		// The 101 went out on the hijacked connection, past the header
-		// map: put its Upgrade there for middleware in front of the
-		// router (middleware.Log) to tell an accepted WebSocket from
-		// another hijack. net/http no longer reads the map.
-		ow.Header()["Upgrade"] = []string{"websocket"}
+		// The 101 went out on the hijacked connection, past every writer:
+		// tell a request logger in front of the router, or in the
+		// middleware of a router serving this one (middleware.Log), that
+		// the upgrade was accepted.
+		noteAccepted(w)
 	}
 	if serve := p.serve; serve != nil {
 		// An HTTP/2 stream is served once reported, by the outermost
@@ -404,6 +405,7 @@ type pending struct {
 	place    context.Context     // the connection's place in its group, claimed with the decision
 	reported bool                // the group's owner, or a router this one serves, reported it
 	declined bool
+	nested   bool            // a router serves this one: its middleware sees the decision too
 	observer wsconn.Observer // the router's, for a router it serves (see ServeHTTP)
 	logger   *slog.Logger
 	route    string      // the ws route's pattern, for logger's lines
@@ -472,6 +474,21 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // Unwrap returns the underlying ResponseWriter.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// noteAccepted tells each writer of w's chain that implements
+// logctx.Accepted that the upgrade was accepted.
+func noteAccepted(w http.ResponseWriter) {
+	for w != nil {
+		if a, ok := w.(logctx.Accepted); ok {
+			a.WebSocketAccepted()
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return
+		}
+		w = u.Unwrap()
+	}
+}
 
 // wsPath turns a ws route pattern into a method-less ServeMux pattern: the
 // handshake is GET over HTTP/1.1 and CONNECT over HTTP/2 (RFC 8441), and

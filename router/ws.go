@@ -233,7 +233,7 @@ func (rt *wsRoute[T]) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// header before its 200 (RFC 9113 §8.2.2), so it never reaches the
 	// wire, and there is no Connection header. A refusal after the
 	// decision puts back what these names held before (p.before).
-	if len(rt.group.mws) > 0 || len(rt.root.mws) > 0 {
+	if len(rt.group.mws) > 0 || len(rt.root.mws) > 0 || p.nested {
 		h := w.Header()
 		p.before = keep(keep(nil, h, "Upgrade"), h, "Connection")
 		// One allocation for both values; each slice is capped, so that

@@ -22,6 +22,15 @@ func With(ctx context.Context, l *slog.Logger) context.Context {
 	return context.WithValue(ctx, key{}, l)
 }
 
+// Accepted is what a request logger's ResponseWriter implements to learn
+// that a router behind it accepted a WebSocket upgrade: the router hijacks
+// the connection and writes the 101 past every writer, so nothing else
+// tells it. The router calls it on each writer of the chain (through
+// Unwrap) once the 101 is out.
+type Accepted interface {
+	WebSocketAccepted()
+}
+
 // From returns the logger ctx carries, or slog.Default() when it carries
 // none.
 func From(ctx context.Context) *slog.Logger {
