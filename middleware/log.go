@@ -39,7 +39,9 @@ import (
 //     how a ws route records its decision (or when the handler wrote 101
 //     itself, or a 2xx to an HTTP/2 extended CONNECT, which opens the
 //     stream as a WebSocket, or when a colibri router behind Log hijacked
-//     and answered 101, which it tells Log); "hijacked" when the handler
+//     and answered 101, which it tells Log through the writers' Unwrap
+//     chain: a writer between them without Unwrap hides it, and the
+//     upgrade is logged "hijacked", status 0); "hijacked" when the handler
 //     hijacked the connection itself;
 //     "refused" for any other answer.
 //   - panic: true when a later handler panicked. Log lets the panic go on,
@@ -80,8 +82,12 @@ func logRequest(logger *slog.Logger, rec *recorder, r *http.Request, d time.Dura
 	switch {
 	case asked && rec.accepted:
 		// A colibri router behind this middleware accepted it: it
-		// hijacks, writes the 101 and says so (WebSocketAccepted).
+		// hijacks, writes the 101 (HTTP/2: a 200) past this recorder and
+		// says so (WebSocketAccepted).
 		status, upgrade = http.StatusSwitchingProtocols, "accepted"
+		if r.ProtoMajor >= 2 {
+			status = http.StatusOK
+		}
 	case rec.Hijacked():
 		if asked {
 			upgrade = "hijacked"

@@ -214,7 +214,14 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			panic(v)
 		}
 	}()
-	req = req.WithContext(context.WithValue(req.Context(), pendingKey{}, p))
+	ctx := context.WithValue(req.Context(), pendingKey{}, p)
+	if rt.nests && group.From(ctx) == nil {
+		// The WebSockets of routers mounted here count among this
+		// router's connections (an app's, when one serves it): its
+		// Shutdown reaches them, as it serves their HTTP/2 streams.
+		ctx = group.With(ctx, &rt.sessions)
+	}
+	req = req.WithContext(ctx)
 	h.ServeHTTP(rec, req)
 	reported = true // from here on, by the paths below
 	// The connection's context holds p: it keeps neither the writer nor
@@ -224,9 +231,12 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if p.start == nil {
 		if !p.reported && rt.hasWS {
 			status := rec.statusSent()
-			if rec.hijacked {
-				// Another WebSocket library took the connection; its
-				// answer went out past the recorder.
+			switch {
+			case rec.accepted && handshake.IsExtendedConnect(req):
+				status = http.StatusOK // a mounted router's, past the recorder
+			case rec.accepted || rec.hijacked:
+				// A mounted router, or another WebSocket library, took the
+				// connection; the 101 went out past the recorder.
 				status = http.StatusSwitchingProtocols
 			}
 			r.upgradeEnded(req, began, status, nil)
@@ -265,8 +275,8 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	putBack(ow.Header(), p.before)
 	p.start, p.logger, p.place, p.before, p.header = nil, nil, nil, nil, nil
 	status, err := start(ow, body, place, header)
-	if status == http.StatusSwitchingProtocols {
-		// The 101 went out on the hijacked connection, past every writer:
+	if err == nil && (status == http.StatusSwitchingProtocols || status == http.StatusOK) {
+		// The 101 (or HTTP/2's 200) went out past every writer:
 		// tell a request logger in front of the router, or in the
 		// middleware of a router serving this one (middleware.Log), that
 		// the upgrade was accepted.
@@ -425,6 +435,7 @@ type recorder struct {
 	wrote    bool
 	flushed  bool // the response went out (Flush)
 	hijacked bool // an HTTP route took the connection (another WebSocket library)
+	accepted bool // a router this one serves accepted the upgrade (logctx.Accepted)
 	status   int  // the final status written, 0 before
 }
 
@@ -474,6 +485,10 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // Unwrap returns the underlying ResponseWriter.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// WebSocketAccepted is how a router this one serves (mounted in it) tells
+// it that it accepted the upgrade, past this recorder (logctx.Accepted).
+func (r *recorder) WebSocketAccepted() { r.accepted = true }
 
 // noteAccepted tells each writer of w's chain that implements
 // logctx.Accepted that the upgrade was accepted.
