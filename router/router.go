@@ -224,6 +224,9 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	req = req.WithContext(ctx)
 	h.ServeHTTP(rec, req)
 	reported = true // from here on, by the paths below
+	// An HTTP/2 stream, this router's or a mounted one's, is served once
+	// reported and once every router's middleware has returned.
+	defer p.handOn(outer)
 	// The connection's context holds p: it keeps neither the writer nor
 	// the body (routers this one serves have used them by now).
 	ow, body := p.w, p.body
@@ -240,17 +243,6 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 				status = http.StatusSwitchingProtocols
 			}
 			r.upgradeEnded(req, began, status, nil)
-		}
-		if serve := p.serve; serve != nil {
-			// A router this one serves accepted an HTTP/2 WebSocket:
-			// its stream is served once this router's middleware has
-			// returned, by the outermost router.
-			p.serve = nil
-			if outer != nil {
-				outer.serve = serve
-			} else {
-				defer serve()
-			}
 		}
 		return
 	}
@@ -282,18 +274,24 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// the upgrade was accepted.
 		noteAccepted(w)
 	}
-	if serve := p.serve; serve != nil {
-		// An HTTP/2 stream is served once reported, by the outermost
-		// router, after its middleware returned: net/http ends the
-		// stream when that ServeHTTP returns.
-		p.serve = nil
-		if outer != nil {
-			outer.serve = serve
-		} else {
-			defer serve()
-		}
-	}
 	r.upgradeEnded(req, began, status, err)
+}
+
+// handOn serves the HTTP/2 stream a ws route (this router's, or one
+// mounted in it) left in p, or hands it to the router serving this one:
+// the outermost router serves it, and net/http ends the stream when that
+// ServeHTTP returns.
+func (p *pending) handOn(outer *pending) {
+	serve := p.serve
+	if serve == nil {
+		return
+	}
+	p.serve = nil
+	if outer != nil {
+		outer.serve = serve
+		return
+	}
+	serve()
 }
 
 // chain returns the middleware around dispatch, built by the first

@@ -126,17 +126,14 @@ func (c *Conn) discardAbandoned() bool {
 	if r == nil || r.ir != nil || looping {
 		return false
 	}
+	// The reader's own frameReader reads no further than the frame while
+	// c.remaining > 0, and fails the connection for a violation.
 	var scratch [512]byte
 	for c.remaining > 0 {
 		if c.ctx.Err() != nil {
 			return false
 		}
-		n, err := c.readPayload(scratch[:min(c.remaining, int64(len(scratch)))])
-		if err == nil {
-			err = c.checkAssembly(c.asm.Chunk(scratch[:n]))
-		}
-		if err != nil {
-			_ = c.violation(err) // a violation fails the connection; any other error is the transport's
+		if _, err := r.frames.Read(scratch[:]); err != nil {
 			return false
 		}
 	}

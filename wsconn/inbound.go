@@ -242,22 +242,18 @@ func (in *Inbound) Readers() iter.Seq2[messages.Kind, io.Reader] {
 			more := yield(kind, r)
 			r.over.Store(true)
 			c.bodyEnds()
-			if !more {
-				if r.ended {
-					// Read to its end, or to the error that ended it:
-					// counted, or reported, now.
-					in.unfinished = nil
-					if err := r.finish(); err != nil {
-						in.setErr(c.loopErr(err))
-						return
-					}
+			// A body that broke out leaves the rest for the next loop,
+			// unless it read to the end, or to the error that ended it:
+			// counted, or reported, now.
+			if more || r.ended {
+				in.unfinished = nil
+				if err := r.finish(); err != nil {
+					in.setErr(c.loopErr(err))
+					return
 				}
-				in.setErr(nil) // the body broke out
-				return
 			}
-			in.unfinished = nil
-			if err := r.finish(); err != nil {
-				in.setErr(c.loopErr(err))
+			if !more {
+				in.setErr(nil) // the body broke out
 				return
 			}
 		}
